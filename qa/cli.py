@@ -1,0 +1,224 @@
+"""The `qa` command line: parse, call the library, print. Nothing here that Python users lack."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+import qa
+from qa.errors import QAError
+
+app = typer.Typer(
+    help="Answer questions, with evidence, from your own document collection.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class RetrieverChoice(str, Enum):
+    hybrid = "hybrid"
+    bm25 = "bm25"
+    dense = "dense"
+
+
+IndexOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--index",
+        "-i",
+        help="Index directory. Default: $QA_INDEX, else ./.qa-index.",
+        show_default=False,
+    ),
+]
+DeviceOption = Annotated[
+    Optional[str], typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available, else cpu.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
+
+
+def _friendly_errors(command):
+    """Turn a QAError into one line on stderr and exit status 1, with no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except QAError as error:
+            err.print(f"[bold red]error:[/] {escape(str(error))}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"qa {qa.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Answer questions, with evidence, from your own document collection."""
+
+
+@app.command()
+@_friendly_errors
+def index(
+    path: Annotated[Path, typer.Argument(help="A corpus folder (walked recursively) or a single file.")],
+    index_dir: IndexOption = None,
+    embedding_model: Annotated[
+        str, typer.Option(help="sentence-transformers model: a local folder or a hub id.")
+    ] = "sentence-transformers/all-MiniLM-L6-v2",
+    max_words: Annotated[int, typer.Option(min=1, help="Words per passage.")] = 160,
+    overlap_words: Annotated[int, typer.Option(min=0, help="Words shared by consecutive passages.")] = 40,
+    batch_size: Annotated[int, typer.Option(min=1, help="Embedding batch size.")] = 64,
+    id_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the document id.")] = "id",
+    title_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the title.")] = "title",
+    text_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the text.")] = "text",
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Index a collection of .txt, .md, .json and .jsonl files for `qa ask`."""
+    from qa.indexer import build_index
+
+    if overlap_words >= max_words:
+        raise QAError("--overlap-words must be less than --max-words")
+    result = build_index(
+        path,
+        index_dir,
+        embedding_model=embedding_model,
+        max_words=max_words,
+        overlap_words=overlap_words,
+        device=device,
+        batch_size=batch_size,
+        id_field=id_field,
+        title_field=title_field,
+        text_field=text_field,
+        show_progress=not as_json and err.is_terminal,
+    )
+    for warning in result.report.warnings[:20]:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    if len(result.report.warnings) > 20:
+        err.print(f"[yellow]warning:[/] … and {len(result.report.warnings) - 20} more")
+    if as_json:
+        print(json.dumps({"index": str(result.path), "seconds": result.seconds, **result.manifest}))
+        return
+    counts = result.manifest["counts"]
+    skipped = sum(result.report.skipped.values())
+    out.print(
+        f"Indexed [bold]{counts['documents']}[/] documents as [bold]{counts['passages']}[/] passages "
+        f"into [bold]{escape(str(result.path))}[/] in {result.seconds:.1f} s"
+        + (f" ({skipped} skipped)" if skipped else "")
+    )
+
+
+@app.command()
+@_friendly_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    index_dir: IndexOption = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Passages to retrieve and read.")] = 10,
+    retriever: Annotated[RetrieverChoice, typer.Option(help="How to retrieve passages.")] = RetrieverChoice.hybrid,
+    reader: Annotated[
+        Optional[str],
+        typer.Option(help="Reader model: a folder or hub id. Default: $QA_READER, else the packaged reader."),
+    ] = None,
+    answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = 3,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a question from the indexed collection."""
+    from qa.pipeline import Pipeline
+
+    if not question.strip():
+        raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
+    pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device)
+    prediction = pipeline.ask(question, top_k=top_k, answers=answers)
+    if as_json:
+        print(json.dumps(prediction.as_dict(), ensure_ascii=False))
+        return
+    _print_prediction(prediction)
+
+
+def _print_prediction(prediction) -> None:
+    if prediction.reader is None:
+        err.print(
+            "[yellow]No reader available[/]: pass --reader PATH_OR_HUB_ID or set QA_READER to an "
+            "extractive QA model (e.g. one fine-tuned on SQuAD). Showing the top passages."
+        )
+        for hit in prediction.hits:
+            out.print(f"[bold]{hit.rank}.[/] {_where(hit.passage)}  [dim]score {hit.score:.3f}[/]")
+            out.print(Text("   " + _excerpt(hit.passage.text)), "")
+        if not prediction.hits:
+            out.print("No passage in the index matches this question.")
+        return
+    if not prediction.answers:
+        out.print("No answer: the index holds no passage that answers this question.")
+        return
+    for i, answer in enumerate(prediction.answers, start=1):
+        out.print(
+            f"[bold]{i}. {escape(answer.text)}[/]  [dim]score {answer.score:.2f}[/]  "
+            f"{_where(answer.passage)}"
+        )
+        out.print(_marked(answer), "")
+
+
+def _where(passage) -> str:
+    title = f" — {escape(passage.title)}" if passage.title else ""
+    return f"[cyan]{escape(passage.doc_id)}[/]{title}"
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _excerpt(text: str, width: int = 300) -> str:
+    text = _flat(text)
+    return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " …"
+
+
+def _marked(answer, context: int = 160) -> Text:
+    """The passage around the answer, on one line, the answer itself highlighted."""
+    text, start, end = answer.passage.text, answer.start, answer.end
+    before, after = _flat(text[:start]), _flat(text[end:])
+    if len(before) > context:
+        before = "… " + before[-context:].split(" ", 1)[-1]
+    if len(after) > context:
+        after = after[:context].rsplit(" ", 1)[0] + " …"
+    gap_before = " " if start > 0 and text[start - 1].isspace() else ""
+    gap_after = " " if end < len(text) and text[end].isspace() else ""
+    marked = Text("   ")
+    marked.append(before + gap_before)
+    marked.append(text[start:end], style="bold black on yellow")
+    marked.append(gap_after + after)
+    return marked
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app(prog_name="qa")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The document record every corpus reader produces, and the report of a read."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document of a collection.
+
+    ``id`` is unique within the collection (a relative path, or the record's own id);
+    ``source`` is the file it came from, relative to the corpus root.
+    """
+
+    id: str
+    text: str
+    title: str = ""
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(f"{self.title}\n{self.text}".encode()).hexdigest()
+
+
+@dataclass
+class ReadReport:
+    """What a corpus read did: files read, documents made, files skipped by reason."""
+
+    files_read: int = 0
+    documents: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+
+    def skip(self, source: str, reason: str) -> None:
+        self.skipped[reason] += 1
+        self.warnings.append(f"skipped {source}: {reason}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files_read": self.files_read,
+            "documents": self.documents,
+            "skipped": dict(self.skipped),
+        }

@@ -1,0 +1,60 @@
+"""Dense passage and question embeddings with sentence-transformers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from qa.device import autocast, pick_device
+from qa.models import DEFAULT_EMBEDDING_MODEL, load_error, quiet_transformers, resolve_model
+
+
+class Embedder:
+    """Unit-length float32 embeddings from a sentence-transformers model (or a plain encoder,
+    mean-pooled). Runs on CUDA when available, with bf16 autocast on CPUs that support it."""
+
+    def __init__(
+        self, model: str = DEFAULT_EMBEDDING_MODEL, device: str | None = None, batch_size: int = 64
+    ):
+        from sentence_transformers import SentenceTransformer
+
+        self.name = model
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+        quiet_transformers()
+        try:
+            self._model = SentenceTransformer(resolve_model(model), device=self.device)
+        except OSError as err:
+            raise load_error("embedding model", model, err) from err
+        self._model.eval()
+
+    @property
+    def dim(self) -> int:
+        return int(self._model.get_embedding_dimension())
+
+    def encode(
+        self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed ``texts`` into an ``(n, dim)`` float32 array of unit vectors.
+
+        ``on_batch(n_done)`` is called after each chunk, for progress reporting.
+        """
+        chunk = self.batch_size * 8
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for first in range(0, len(texts), chunk):
+            part = texts[first : first + chunk]
+            with autocast(self.device):
+                vectors = self._model.encode(
+                    list(part),
+                    batch_size=self.batch_size,
+                    convert_to_tensor=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+            out[first : first + len(part)] = vectors.float().cpu().numpy()
+            if on_batch:
+                on_batch(len(part))
+        return out

@@ -1,0 +1,176 @@
+"""Extractive reader: answer spans for (question, passage) pairs from any
+``AutoModelForQuestionAnswering`` checkpoint, batched and length-sorted."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qa.device import autocast, pick_device
+from qa.errors import QAError
+from qa.models import load_error, quiet_transformers, resolve_model
+from qa.reader.decode import best_spans
+
+READER_ENV = "QA_READER"
+
+
+@dataclass(frozen=True)
+class Span:
+    """An answer candidate in passage ``passage``: ``text == passages[passage][start:end]``.
+
+    ``score`` is the sum of the start and end logits (comparable across passages of one question).
+    """
+
+    passage: int
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+def default_reader_path() -> Path | None:
+    """The reader shipped inside the package, if this installation has one."""
+    folder = resources.files("qa.reader").joinpath("default")
+    path = Path(str(folder))
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_reader(reader: str | os.PathLike | None = None) -> str | None:
+    """``reader`` if given, else ``$QA_READER``, else the packaged default reader, else None."""
+    if reader:
+        return str(reader)
+    if os.environ.get(READER_ENV):
+        return os.environ[READER_ENV]
+    default = default_reader_path()
+    return str(default) if default else None
+
+
+class Reader:
+    """Extracts answer spans from passages.
+
+    Pairs are tokenised with ``truncation="only_second"``; passages longer than
+    ``max_length`` tokens are read in windows overlapping by ``stride`` tokens. Features are
+    sorted by length and padded per batch. On CPUs with native bf16 the forward pass runs
+    under bf16 autocast, on CUDA under fp16.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        device: str | None = None,
+        max_length: int = 384,
+        stride: int = 128,
+        max_answer_tokens: int = 30,
+        batch_size: int = 32,
+    ):
+        from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+
+        quiet_transformers()
+        self.name = str(model)
+        self.device = pick_device(device)
+        self.max_length = max_length
+        self.stride = stride
+        self.max_answer_tokens = max_answer_tokens
+        self.batch_size = batch_size
+        source = resolve_model(model)
+        try:
+            config = AutoConfig.from_pretrained(source)
+            if not any(a.endswith("ForQuestionAnswering") for a in config.architectures or []):
+                raise QAError(
+                    f"{self.name!r} is not an extractive question-answering model "
+                    f"(architectures: {config.architectures}); use a checkpoint fine-tuned on SQuAD"
+                )
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
+        except (OSError, ValueError) as err:
+            raise load_error("reader", self.name, err) from err
+        if not self.tokenizer.is_fast:
+            raise QAError(f"reader {self.name!r} has no fast tokenizer; character offsets need one")
+        self.model.to(self.device).eval()
+
+    def read(self, question: str, passages: Sequence[str], n_best: int = 5) -> list[Span]:
+        """The best spans over all ``passages`` for one question, best first (at most ``n_best``
+        per passage)."""
+        return self.read_pairs([question] * len(passages), passages, n_best)
+
+    def read_pairs(
+        self, questions: Sequence[str], passages: Sequence[str], n_best: int = 5
+    ) -> list[Span]:
+        """Spans for the pairs ``(questions[i], passages[i])``; ``Span.passage`` is ``i``.
+
+        Sorted by score, best first; at most ``n_best`` distinct spans per pair.
+        """
+        if len(questions) != len(passages):
+            raise ValueError("questions and passages must have the same length")
+        if not passages:
+            return []
+        enc = self.tokenizer(
+            list(questions),
+            list(passages),
+            truncation="only_second",
+            max_length=self.max_length,
+            stride=self.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=False,
+        )
+        n_features = len(enc["input_ids"])
+        pair_of = enc["overflow_to_sample_mapping"]
+        order = sorted(range(n_features), key=lambda f: len(enc["input_ids"][f]))
+        best: dict[tuple[int, int, int], float] = {}
+        for first in range(0, n_features, self.batch_size):
+            batch = order[first : first + self.batch_size]
+            start_logits, end_logits = self._forward(enc, batch)
+            context = self._context_mask(enc, batch, start_logits.shape[1])
+            starts, ends, scores = best_spans(
+                start_logits, end_logits, context, self.max_answer_tokens, n_best
+            )
+            for row, feature in enumerate(batch):
+                offsets = enc["offset_mapping"][feature]
+                pair = pair_of[feature]
+                for s, e, score in zip(starts[row], ends[row], scores[row]):
+                    if not np.isfinite(score):
+                        break
+                    key = (pair, offsets[s][0], offsets[e][1])
+                    if score > best.get(key, -np.inf):
+                        best[key] = float(score)
+        spans = [
+            Span(pair, start, end, passages[pair][start:end], score)
+            for (pair, start, end), score in best.items()
+        ]
+        spans.sort(key=lambda s: -s.score)
+        kept: list[Span] = []
+        per_pair: dict[int, int] = {}
+        for span in spans:
+            if per_pair.get(span.passage, 0) < n_best:
+                per_pair[span.passage] = per_pair.get(span.passage, 0) + 1
+                kept.append(span)
+        return kept
+
+    def _forward(self, enc, features: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        length = max(len(enc["input_ids"][f]) for f in features)
+        pad = self.tokenizer.pad_token_id or 0
+        names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in enc]
+        tensors = {}
+        for name in names:
+            fill = pad if name == "input_ids" else 0
+            rows = [enc[name][f] + [fill] * (length - len(enc[name][f])) for f in features]
+            tensors[name] = torch.tensor(rows, device=self.device)
+        with torch.inference_mode(), autocast(self.device):
+            out = self.model(**tensors)
+        return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+
+    @staticmethod
+    def _context_mask(enc, features: list[int], length: int) -> np.ndarray:
+        mask = np.zeros((len(features), length), dtype=bool)
+        for row, feature in enumerate(features):
+            seq = enc.sequence_ids(feature)
+            mask[row, : len(seq)] = [s == 1 for s in seq]
+        return mask

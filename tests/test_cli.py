@@ -1,0 +1,120 @@
+"""The CLI end to end with tiny models: output shapes, and errors as one line with no traceback."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from qa.cli import app
+
+from conftest import SMALL_CORPUS
+
+runner = CliRunner()
+
+
+def invoke(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="module")
+def cli_index(tiny_models, tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("cli-corpus")
+    for rel, content in SMALL_CORPUS.items():
+        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / rel).write_text(content)
+    (corpus / "bad.txt").write_bytes(b"\xff\xfe bad")
+    out = tmp_path_factory.mktemp("cli") / "index"
+    result = invoke("index", corpus, "--index", out, "--embedding-model", tiny_models["encoder"], "--json")
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_index_json_summary(cli_index):
+    out, summary = cli_index
+    assert summary["index"] == str(out)
+    assert summary["counts"]["documents"] == 4
+    assert summary["corpus"]["skipped"] == {"invalid UTF-8": 1}
+
+
+def test_index_text_summary_and_warnings(tiny_models, write_files, tmp_path):
+    corpus = write_files({**SMALL_CORPUS, "bad.json": "{"})
+    result = invoke("index", corpus, "-i", tmp_path / "i", "--embedding-model", tiny_models["encoder"])
+    assert result.exit_code == 0, result.output
+    assert "Indexed 4 documents as 4 passages" in result.stdout and "(1 skipped)" in result.stdout
+    assert "warning: skipped bad.json: invalid JSON (line 1)" in result.stderr
+
+
+def test_ask_json_with_a_reader(cli_index, tiny_models):
+    out, _ = cli_index
+    result = invoke("ask", "Who built the Eiffel Tower?", "-i", out, "--reader", tiny_models["reader"], "--json", "-k", "3")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["question"] == "Who built the Eiffel Tower?" and data["retriever"] == "hybrid"
+    assert len(data["passages"]) == 3 and 1 <= len(data["answers"]) <= 3
+    for answer in data["answers"]:
+        assert answer["context"][answer["start"] : answer["end"]] == answer["answer"]
+        assert answer["end"] - answer["start"] == answer["document_end"] - answer["document_start"]
+    scores = [a["score"] for a in data["answers"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("retriever", ["bm25", "dense", "hybrid"])
+def test_ask_text_output_for_each_retriever(cli_index, tiny_models, retriever):
+    out, _ = cli_index
+    result = invoke("ask", "engineer Eiffel tower", "-i", out, "--reader", tiny_models["reader"], "--retriever", retriever)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1. ") and "score" in result.stdout
+
+
+def test_ask_without_a_reader_shows_passages_and_says_how_to_get_one(cli_index, monkeypatch):
+    monkeypatch.delenv("QA_READER", raising=False)
+    monkeypatch.setattr("qa.reader.reader.default_reader_path", lambda: None)
+    out, _ = cli_index
+    result = invoke("ask", "Who built the Eiffel Tower?", "-i", out, "--retriever", "bm25")
+    assert result.exit_code == 0, result.output
+    assert "No reader available: pass --reader" in result.stderr
+    assert result.stdout.startswith("1. eiffel.md")
+
+
+def test_index_path_from_the_environment(cli_index, tiny_models):
+    out, _ = cli_index
+    result = invoke("ask", "cat", "--reader", tiny_models["reader"], "--json", env={"QA_INDEX": str(out)})
+    assert result.exit_code == 0, result.output
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("qa ")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ask", "   ", "-i", "{index}"], "the question is empty"),
+        (["ask", "cat?", "-i", "{missing}"], "no index at"),
+        (["ask", "cat?", "-i", "{index}", "--reader", "{missing}"], "does not exist"),
+        (["index", "{missing}", "-i", "{tmp}/x"], "does not exist"),
+        (["index", "{empty}", "-i", "{tmp}/x"], "no documents found"),
+        (["index", "{empty}", "-i", "{tmp}/x", "--max-words", "5", "--overlap-words", "5"], "--overlap-words must be less"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(cli_index, tmp_path, args, message):
+    out, _ = cli_index
+    (tmp_path / "empty").mkdir()
+    fill = {"index": out, "missing": tmp_path / "missing", "tmp": tmp_path, "empty": tmp_path / "empty"}
+    result = invoke(*[a.format(**fill) for a in args])
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["ask", "q", "--retriever", "fuzzy"], ["ask", "q", "--top-k", "0"], ["frobnicate"]],
+)
+def test_bad_options_are_usage_errors(args):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output

@@ -1,0 +1,121 @@
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from qa.corpora import read_corpus
+from qa.errors import QAError
+from qa.indexer import build_index, layout
+from qa.retriever import Index
+
+from conftest import SMALL_CORPUS
+
+
+def test_manifest_describes_the_index(tiny_index, tiny_models):
+    manifest = json.loads((tiny_index / "manifest.json").read_text())
+    assert manifest["format"] == "qa-index" and manifest["format_version"] == layout.FORMAT_VERSION
+    assert manifest["counts"]["documents"] == 4
+    assert manifest["dense"]["model"] == str(tiny_models["encoder"])
+    assert manifest["dense"]["dim"] == 32 and manifest["dense"]["dtype"] == "float16"
+    assert manifest["passages"] == {"unit": "words", "max_words": 12, "overlap_words": 4}
+    assert manifest["created"] and manifest["qa_version"]
+    vectors = np.load(tiny_index / layout.VECTORS)
+    assert vectors.dtype == np.float16 and vectors.shape == (manifest["counts"]["passages"], 32)
+    assert np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1.0, atol=1e-2)
+
+
+def test_every_passage_is_its_document_text_at_its_offsets(tiny_index):
+    index = Index(tiny_index)
+    passages = index.store.get(list(range(len(index))))
+    assert len(passages) == index.manifest["counts"]["passages"] > 4  # the long documents were split
+    for p in passages:
+        doc = index.store.document(p.doc_id)
+        assert doc.text[p.start : p.end] == p.text
+    assert {p.doc_id for p in passages} == {"eiffel.md", "plants.txt", "cat-1", "dog-1"}
+
+
+def test_store_returns_passages_in_the_order_asked(tiny_index):
+    index = Index(tiny_index)
+    assert [p.idx for p in index.store.get([3, 0, 2])] == [3, 0, 2]
+    assert index.store.get([]) == []
+
+
+def test_rebuilding_replaces_the_index_only_when_complete(tiny_models, write_files, tmp_path, monkeypatch):
+    corpus = write_files(SMALL_CORPUS)
+    out = tmp_path / "idx"
+    build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
+    before = (out / "manifest.json").read_text()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("embedding failed half-way")
+
+    monkeypatch.setattr("qa.indexer.build._embed", fail)
+    with pytest.raises(RuntimeError):
+        build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
+    assert (out / "manifest.json").read_text() == before
+    Index(out)  # still opens
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "idx"]  # no leftovers
+
+    monkeypatch.undo()
+    (corpus / "new.txt").write_text("A new document about rivers.")
+    build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
+    assert json.loads((out / "manifest.json").read_text())["counts"]["documents"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "idx"]
+
+
+def test_refuses_to_overwrite_a_folder_that_is_not_an_index(tiny_models, write_files, tmp_path):
+    corpus = write_files(SMALL_CORPUS)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(QAError, match="not a qa index; refusing to overwrite"):
+        build_index(corpus, precious, embedding_model=str(tiny_models["encoder"]))
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_empty_corpus_is_a_clear_error(write_files, tmp_path):
+    corpus = write_files({"empty.txt": "   \n", "pic.png": b"\x89PNG"})
+    with pytest.raises(QAError, match="no documents found .*skipped: 1 empty text, 1 unsupported file type"):
+        build_index(corpus, tmp_path / "idx")
+    assert not (tmp_path / "idx").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "manifest.json").unlink(), "is not a qa index"),
+        (lambda p: (p / "manifest.json").write_text("{oops"), "unreadable"),
+        (lambda p: (p / "manifest.json").write_text('{"format": "qa-index", "format_version": 999}'), "format version 999"),
+        (lambda p: (p / "passages.sqlite").unlink(), "incomplete"),
+    ],
+)
+def test_damaged_indexes_are_clear_errors(tiny_index, tmp_path, damage, message):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_index, copy)
+    damage(copy)
+    with pytest.raises(QAError, match=message):
+        Index(copy)
+
+
+def test_missing_index_names_the_command_to_build_it(tmp_path):
+    with pytest.raises(QAError, match="qa index PATH"):
+        Index(tmp_path / "nowhere")
+
+
+def test_default_index_location(monkeypatch, tmp_path):
+    monkeypatch.delenv("QA_INDEX", raising=False)
+    assert str(layout.default_index_dir()) == ".qa-index"
+    monkeypatch.setenv("QA_INDEX", str(tmp_path / "x"))
+    assert layout.default_index_dir() == tmp_path / "x"
+
+
+def test_document_metadata_round_trips(tiny_index):
+    index = Index(tiny_index)
+    doc = index.store.document("cat-1")
+    assert doc.title == "Cats" and doc.source == "notes/cats.jsonl" and doc.metadata == {}
+    assert index.store.document("nope") is None
+    con = sqlite3.connect(tiny_index / "passages.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 4

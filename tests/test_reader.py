@@ -1,0 +1,90 @@
+import contextlib
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qa.errors import QAError
+from qa.reader import Reader, resolve_reader
+
+
+@pytest.fixture(scope="module")
+def tiny_reader(tiny_models):
+    return Reader(tiny_models["reader"], max_length=64, stride=16, batch_size=3)
+
+
+PASSAGES = [
+    "The Eiffel Tower in Paris was built by the company of the engineer Gustave Eiffel.",
+    "Photosynthesis lets plants turn light energy into chemical energy.",
+    "the cat sat on the mat " * 30,  # longer than one 64-token window: read with a stride
+]
+
+
+def test_spans_are_passage_text_at_their_offsets_and_sorted(tiny_reader):
+    spans = tiny_reader.read("who built the tower?", PASSAGES, n_best=4)
+    assert spans
+    for span in spans:
+        assert span.text == PASSAGES[span.passage][span.start : span.end]
+        assert span.text.strip()
+    scores = [s.score for s in spans]
+    assert scores == sorted(scores, reverse=True)
+    for p in range(len(PASSAGES)):
+        assert sum(s.passage == p for s in spans) <= 4
+    keys = [(s.passage, s.start, s.end) for s in spans]
+    assert len(keys) == len(set(keys))
+
+
+def test_long_passages_yield_spans_beyond_the_first_window(tiny_reader):
+    spans = tiny_reader.read("where?", [PASSAGES[2]], n_best=200)
+    assert max(s.end for s in spans) > 200  # first 64-token window covers < 150 characters
+
+
+def test_batching_and_padding_do_not_change_scores(tiny_models, monkeypatch):
+    # in float32, so that the only difference between the two runs is batching and padding
+    monkeypatch.setattr("qa.reader.reader.autocast", lambda device: contextlib.nullcontext())
+    a = Reader(tiny_models["reader"], max_length=64, stride=16, batch_size=1)
+    b = Reader(tiny_models["reader"], max_length=64, stride=16, batch_size=8)
+    q = "who built the tower?"
+    sa = {(s.passage, s.start, s.end): s.score for s in a.read(q, PASSAGES, n_best=10_000)}
+    sb = {(s.passage, s.start, s.end): s.score for s in b.read(q, PASSAGES, n_best=10_000)}
+    assert sa.keys() == sb.keys()
+    assert [sa[k] for k in sa] == pytest.approx([sb[k] for k in sa], abs=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abc xyz,.é-\n") + ["Ж", "😀", "1"]), min_size=1, max_size=200))
+def test_offsets_round_trip_on_random_text(tiny_reader, passage):
+    for span in tiny_reader.read("what?", [passage], n_best=5):
+        assert span.text == passage[span.start : span.end]
+
+
+def test_empty_input_and_mismatched_lengths(tiny_reader):
+    assert tiny_reader.read("q?", []) == []
+    with pytest.raises(ValueError):
+        tiny_reader.read_pairs(["q"], [])
+
+
+def test_a_model_without_a_qa_head_is_refused(tiny_models):
+    with pytest.raises(QAError, match="not an extractive question-answering model"):
+        Reader(tiny_models["encoder"])
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(QAError, match="does not exist"):
+        Reader(tmp_path / "missing" / "model")
+    with pytest.raises(QAError, match="cannot load reader 'no-such-org/no-such-model'"):
+        Reader("no-such-org/no-such-model")
+
+
+def test_reader_resolution_order(monkeypatch, tmp_path):
+    monkeypatch.delenv("QA_READER", raising=False)
+    monkeypatch.setattr("qa.reader.reader.default_reader_path", lambda: None)
+    assert resolve_reader(None) is None
+    monkeypatch.setenv("QA_READER", "from-env")
+    assert resolve_reader(None) == "from-env"
+    assert resolve_reader("explicit") == "explicit"
+    (tmp_path / "config.json").write_text(json.dumps({}))
+    monkeypatch.delenv("QA_READER")
+    monkeypatch.setattr("qa.reader.reader.default_reader_path", lambda: tmp_path)
+    assert resolve_reader(None) == str(tmp_path)

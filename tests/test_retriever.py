@@ -1,0 +1,57 @@
+import pytest
+
+from qa.errors import QAError
+from qa.indexer.analysis import analyze
+from qa.retriever import Index, make_retriever, reciprocal_rank_fusion
+
+
+def test_analyzer_lowercases_stems_and_drops_stop_words():
+    assert analyze("The Towers are BUILT in Paris") == ["tower", "built", "pari"]
+    assert analyze("the of and") == []
+
+
+def test_reciprocal_rank_fusion_on_a_hand_computed_case():
+    fused = reciprocal_rank_fusion([[(1, 9.0), (2, 8.0)], [(2, 0.9), (3, 0.8)]], k=60)
+    assert [d for d, _ in fused] == [2, 1, 3]
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[1][1] == pytest.approx(1 / 61) and fused[2][1] == pytest.approx(1 / 62)
+
+
+@pytest.fixture(scope="module")
+def index(tiny_index):
+    return Index(tiny_index)
+
+
+def test_bm25_finds_the_document_with_the_words(index):
+    hits = make_retriever(index, "bm25").search("Who was the engineer of the Eiffel Tower?", 3)
+    assert hits[0].passage.doc_id == "eiffel.md"
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_bm25_with_no_known_term_returns_nothing(index):
+    assert make_retriever(index, "bm25").search("zzzz qqqq", 5) == []
+
+
+@pytest.mark.parametrize("kind", ["dense", "hybrid"])
+def test_dense_and_hybrid_return_k_distinct_passages(index, kind):
+    hits = make_retriever(index, kind).search("mailman", 3)
+    assert len(hits) == 3 and len({h.passage.idx for h in hits}) == 3
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_k_larger_than_the_index_is_clamped(index):
+    assert len(make_retriever(index, "dense").search("cat", 1000)) == len(index)
+    assert len(make_retriever(index, "hybrid").search("cat", 1000)) == len(index)
+
+
+def test_hybrid_ranks_a_bm25_and_dense_agreement_first(index):
+    hybrid = make_retriever(index, "hybrid")
+    bm25 = make_retriever(index, "bm25").search_ids("cat mat", 50)
+    dense = make_retriever(index, "dense").search_ids("cat mat", 50)
+    assert hybrid.search_ids("cat mat", 50) == reciprocal_rank_fusion([bm25, dense])
+
+
+def test_unknown_retriever_is_a_clear_error(index):
+    with pytest.raises(QAError, match="unknown retriever 'fuzzy'"):
+        make_retriever(index, "fuzzy")
