@@ -1,10 +1,11 @@
 """Choose the weights that add retrieval evidence to the reader's span score.
 
 An answer's score is ``reader span score + w_bm25 * BM25 score + w_dense * cosine`` of its
-passage. This script reads the top passages of a seeded sample of open-squad dev questions once,
-then grid-searches the two weights on the questions after the first ``--held-out`` ones and reports
-the best settings on those held-out questions, which the search never saw. Uses the index that
-``bench_open_squad.py`` caches (run that first).
+passage. This script reads the top passages of a seeded sample of open-squad dev questions once
+(the same sample as ``qa evaluate open-squad --limit N --seed S``, over the same cached index),
+then grid-searches the two weights on the questions after the first ``--held-out`` ones and reports,
+on those held-out questions (which the search never sees), no evidence (0, 0), the weights qa ships,
+and the best weights of the search.
 
     python benchmarks/tune_answer_fusion.py --reader ../shared/models/reference-reader-minilm-l6-squad1 \\
         --questions 1000 --held-out 300 --seed 0
@@ -16,7 +17,6 @@ import argparse
 import itertools
 import json
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -25,16 +25,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from qa.eval import exact_match, f1_score, max_over_answers  # noqa: E402
+from qa.eval.benchmarks import load_benchmark  # noqa: E402
+from qa.eval.runner import prepare_index, sample, score  # noqa: E402
+from qa.pipeline import BM25_WEIGHT, DENSE_WEIGHT  # noqa: E402
 from qa.reader import Reader  # noqa: E402
 from qa.retriever import Index, make_retriever  # noqa: E402
 
-DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad" / "dev-v1.1.json"
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BM25_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 DENSE_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0)
 
 
-def score(rows, k, w_bm25, w_dense):
+def evaluate_weights(rows, k, w_bm25, w_dense):
     em = f1 = 0.0
     for row in rows:
         best, best_score = "", -np.inf
@@ -43,15 +45,14 @@ def score(rows, k, w_bm25, w_dense):
                 s = reader_score + w_bm25 * row["bm25"][p] + w_dense * row["dense"][p]
                 if s > best_score:
                     best, best_score = text, s
-        em += max_over_answers(exact_match, best, row["golds"])
-        f1 += max_over_answers(f1_score, best, row["golds"])
+        e, f = score(best, row["golds"])
+        em, f1 = em + e, f1 + f
     return 100 * em / len(rows), 100 * f1 / len(rows)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dev", type=Path, default=DEV)
-    ap.add_argument("--index", type=Path, default=Path.home() / ".cache" / "qa" / "bench-open-squad" / "index")
+    ap.add_argument("--data", type=Path, default=DATA, help="data directory (as qa evaluate --data)")
     ap.add_argument("--reader", required=True)
     ap.add_argument("--questions", type=int, default=1000)
     ap.add_argument("--held-out", type=int, default=300)
@@ -59,20 +60,12 @@ def main() -> int:
     ap.add_argument("--max-k", type=int, default=20)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/answer_fusion.json"))
     args = ap.parse_args()
-    if not args.dev.is_file() or not (args.index / "manifest.json").is_file():
-        print(f"need {args.dev} and an index at {args.index} (run bench_open_squad.py): skipping", file=sys.stderr)
+    if not (args.data / "squad").is_dir():
+        print(f"SQuAD not found under {args.data}: skipping", file=sys.stderr)
         return 0
-
-    dev = json.loads(args.dev.read_text())
-    questions = [
-        (q["question"], [a["text"] for a in q["answers"]])
-        for article in dev["data"]
-        for p in article["paragraphs"]
-        for q in p["qas"]
-    ]
-    random.Random(args.seed).shuffle(questions)
-    questions = questions[: args.questions]
-    index = Index(args.index)
+    benchmark = load_benchmark("open-squad", data=args.data)
+    questions = [(e.question, e.answers) for e in sample(benchmark.examples, args.questions, args.seed)]
+    index = Index(prepare_index(benchmark, show_progress=True))
     retriever = make_retriever(index, "hybrid")
     reader = Reader(args.reader)
     rows = []
@@ -82,7 +75,7 @@ def main() -> int:
         bm25, dense = index.passage_scores(question, [h.passage.idx for h in hits])
         rows.append(
             {
-                "golds": golds,
+                "golds": list(golds),
                 "bm25": bm25.tolist(),
                 "dense": dense.tolist(),
                 "spans": [(s.passage, s.score, s.text) for s in spans],
@@ -97,11 +90,11 @@ def main() -> int:
     for k in (5, 10, 20):
         if k > args.max_k:
             continue
-        grid = {(a, b): score(tune, k, a, b) for a, b in itertools.product(BM25_WEIGHTS, DENSE_WEIGHTS)}
+        grid = {(a, b): evaluate_weights(tune, k, a, b) for a, b in itertools.product(BM25_WEIGHTS, DENSE_WEIGHTS)}
         best = max(grid, key=lambda w: (grid[w][1], grid[w][0]))
-        for weights in ((0.0, 0.0), best):
+        for weights in dict.fromkeys([(0.0, 0.0), (BM25_WEIGHT, DENSE_WEIGHT), best]):
             t_em, t_f1 = grid[weights]
-            h_em, h_f1 = score(held_out, k, *weights)
+            h_em, h_f1 = evaluate_weights(held_out, k, *weights)
             print(f"{k:>3} {weights[0]:>6} {weights[1]:>7}  {t_em:7.1f} {t_f1:7.1f}  {h_em:11.1f} {h_f1:11.1f}")
             report["results"].append(
                 {"k": k, "w_bm25": weights[0], "w_dense": weights[1], "tune": [t_em, t_f1], "held_out": [h_em, h_f1]}

@@ -160,6 +160,92 @@ def ask(
     _print_prediction(prediction)
 
 
+@app.command()
+@_friendly_errors
+def evaluate(
+    name: Annotated[str, typer.Argument(help="open-squad, open-squad-v2, squad-gold, covid-qa or squad-json.")],
+    path: Annotated[Optional[Path], typer.Argument(help="The SQuAD-format file, for squad-json.")] = None,
+    data: Annotated[
+        Optional[Path], typer.Option(help="Data directory. Default: $QA_DATA_DIR, then ~/.cache/qa/data.")
+    ] = None,
+    index_dir: Annotated[
+        Optional[Path], typer.Option("--index", "-i", help="Index of the benchmark corpus. Default: cached, built on first use.")
+    ] = None,
+    retriever: Annotated[str, typer.Option(help="Retriever, or a comma-separated list: hybrid,bm25,dense.")] = "hybrid",
+    top_k: Annotated[str, typer.Option("--top-k", "-k", help="Passages read, or a comma-separated list: 1,5,10,20.")] = "10",
+    reader: Annotated[
+        Optional[str], typer.Option(help="Reader model. Default: $QA_READER, else the packaged reader.")
+    ] = None,
+    gold: Annotated[bool, typer.Option("--gold", help="Read each question's gold paragraph (covid-qa, squad-json).")] = False,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate this many questions, drawn with --seed.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit sample.")] = 0,
+    no_answer_threshold: Annotated[
+        Optional[float], typer.Option(help="Abstain below this margin over the no-answer score (SQuAD 2.0 readers).")
+    ] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report directory. Default: ./qa-eval/NAME.")] = None,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate the whole pipeline on a question set: EM/F1, retrieval recall, latency."""
+    from rich.table import Table
+
+    from qa.eval.benchmarks import load_benchmark
+    from qa.eval.report import table_rows, write_report
+    from qa.eval.runner import evaluate as run_evaluation
+    from qa.eval.runner import prepare_index
+    from qa.progress import progress_bar
+    from qa.reader import Reader, resolve_reader
+    from qa.retriever import RETRIEVERS
+
+    retrievers = [r.strip() for r in retriever.split(",") if r.strip()]
+    unknown = [r for r in retrievers if r not in RETRIEVERS]
+    if unknown or not retrievers:
+        raise QAError(f"unknown retriever {', '.join(unknown) or retriever!r}: choose from {', '.join(RETRIEVERS)}")
+    try:
+        top_ks = sorted({int(k) for k in top_k.split(",") if k.strip()})
+    except ValueError:
+        raise QAError(f"--top-k takes whole numbers separated by commas, got {top_k!r}") from None
+    if not top_ks or top_ks[0] < 1:
+        raise QAError("--top-k values must be at least 1")
+    resolved = resolve_reader(reader)
+    if resolved is None:
+        raise QAError("qa evaluate needs a reader: pass --reader PATH_OR_HUB_ID or set QA_READER")
+    benchmark = load_benchmark(name, path=path, data=data, gold=gold)
+    loaded_reader = Reader(resolved, device=device)
+    questions = min(limit or len(benchmark.examples), len(benchmark.examples))
+    total = questions if benchmark.gold else questions * len(retrievers)
+    show_progress = not as_json and err.is_terminal
+    if not benchmark.gold:  # build the index (with its own progress bar) before evaluating
+        index_dir = prepare_index(benchmark, index_dir, show_progress=show_progress)
+    with progress_bar("questions", disable=not show_progress) as progress:
+        task = progress.add_task(f"Evaluating {name}", total=total)
+        evaluation = run_evaluation(
+            benchmark,
+            loaded_reader,
+            retrievers=retrievers,
+            top_ks=top_ks,
+            limit=limit,
+            seed=seed,
+            index_dir=index_dir,
+            no_answer_threshold=no_answer_threshold,
+            on_question=lambda: progress.advance(task),
+        )
+    report_dir = write_report(evaluation, out_dir or Path("qa-eval") / name)
+    if as_json:
+        print(json.dumps({"report": str(report_dir), "config": evaluation.config, "results": [
+            {"retriever": c.retriever, "top_k": c.top_k, **c.metrics} for c in evaluation.cells
+        ]}))
+        return
+    header, rows = table_rows(evaluation)
+    table = Table(title=f"qa evaluate {name}: {len(evaluation.examples)} questions")
+    for column in header:
+        table.add_column(column, justify="left" if column == "retriever" else "right")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"Report: {escape(str(report_dir))}/report.md  ({evaluation.seconds:.0f} s)")
+
+
 def _print_prediction(prediction) -> None:
     if prediction.reader is None:
         err.print(

@@ -10,17 +10,18 @@ from typing import Any
 
 from qa.errors import QAError
 from qa.indexer.store import Passage
-from qa.reader import Reader, resolve_reader
+from qa.reader import Reader, Reading, Span, resolve_reader
 from qa.retriever import Hit, Index, make_retriever
 
 DEFAULT_TOP_K = 10
 DEFAULT_ANSWERS = 3
 
 # Answer score = reader span score + BM25_WEIGHT * BM25 score + DENSE_WEIGHT * embedding cosine
-# of the answer's passage (BERTserini-style evidence fusion). Chosen on 700 open-squad dev
-# questions with the reference reader and all-MiniLM-L6-v2; see docs/RESULTS.md.
-BM25_WEIGHT = 1.0
-DENSE_WEIGHT = 20.0
+# of the answer's passage (BERTserini-style evidence fusion). Chosen by
+# benchmarks/tune_answer_fusion.py on 700 open-squad dev questions with the reference reader and
+# all-MiniLM-L6-v2, checked on 300 others; see docs/RESULTS.md.
+BM25_WEIGHT = 2.0
+DENSE_WEIGHT = 40.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ class Pipeline:
     ``reader`` is a :class:`Reader`, a model path or hub id, or None for the default
     (``$QA_READER``, then the packaged reader); when none is available, :meth:`ask` returns
     the retrieved passages and no answers. ``bm25_weight`` and ``dense_weight`` weigh the
-    passage's BM25 score and embedding cosine into each answer's score.
+    passage's BM25 score and embedding cosine into each answer's score. With
+    ``no_answer_threshold`` set (for readers trained on SQuAD 2.0), the pipeline abstains when
+    the best answer's reader score does not beat its passage's no-answer score by that much.
     """
 
     def __init__(
@@ -106,9 +109,11 @@ class Pipeline:
         device: str | None = None,
         bm25_weight: float = BM25_WEIGHT,
         dense_weight: float = DENSE_WEIGHT,
+        no_answer_threshold: float | None = None,
     ):
         self.bm25_weight = bm25_weight
         self.dense_weight = dense_weight
+        self.no_answer_threshold = no_answer_threshold
         self.index = index if isinstance(index, Index) else Index(index, device=device)
         self.retriever = make_retriever(self.index, retriever)
         if isinstance(reader, Reader):
@@ -134,25 +139,37 @@ class Pipeline:
         t1 = time.perf_counter()
         found: list[Answer] = []
         if self.reader is not None and hits:
-            found = self._answers(question, hits, answers)
+            texts = [h.passage.text for h in hits]
+            reading = self.reader.read_batch([question] * len(hits), texts, n_best=answers)
+            found = self.rank_answers(question, hits, reading, answers)
         t2 = time.perf_counter()
         seconds = {"retrieve": t1 - t0, "read": t2 - t1, "total": t2 - t0}
         reader_name = self.reader.name if self.reader else None
         return Prediction(question, found, hits, reader_name, self.retriever.name, seconds)
 
-    def _answers(self, question: str, hits: list[Hit], answers: int) -> list[Answer]:
-        spans = self.reader.read(question, [h.passage.text for h in hits], n_best=answers)
+    def rank_answers(
+        self, question: str, hits: list[Hit], reading: Reading, answers: int = DEFAULT_ANSWERS
+    ) -> list[Answer]:
+        """Rank the spans read from ``hits`` by reader score plus retrieval evidence; drop spans
+        that repeat or overlap a better one; abstain (no answers) as ``no_answer_threshold`` says.
+        Spans of passages beyond ``len(hits)`` are ignored, so one reading of the top passages
+        serves every smaller ``top_k``."""
         bm25, dense = self.index.passage_scores(question, [h.passage.idx for h in hits])
         evidence = self.bm25_weight * bm25 + self.dense_weight * dense
+        spans = [s for s in reading.spans if s.passage < len(hits)]
         ranked = sorted(spans, key=lambda s: -(s.score + evidence[s.passage]))
+        if ranked and self.no_answer_threshold is not None:
+            best = ranked[0]
+            if best.score - reading.null_scores[best.passage] < self.no_answer_threshold:
+                return []
         found: list[Answer] = []
         seen: set[str] = set()
         for span in ranked:
             key = " ".join(span.text.lower().split())
-            if not key or key in seen or any(_overlap(span, a, hits) for a in found):
+            hit = hits[span.passage]
+            if not key or key in seen or any(_overlap(span, hit, a) for a in found):
                 continue
             seen.add(key)
-            hit = hits[span.passage]
             score = float(span.score + evidence[span.passage])
             found.append(Answer(span.text, score, span.score, hit.passage, span.start, span.end, hit.rank))
             if len(found) == answers:
@@ -160,10 +177,6 @@ class Pipeline:
         return found
 
 
-def _overlap(span, answer: Answer, hits: list[Hit]) -> bool:
-    """True when ``span`` shares characters with an already chosen answer in the same passage."""
-    return (
-        hits[span.passage].passage.idx == answer.passage.idx
-        and span.start < answer.end
-        and answer.start < span.end
-    )
+def _overlap(span: Span, hit: Hit, answer: Answer) -> bool:
+    """True when ``span`` (read from ``hit``) shares characters with ``answer`` in the same passage."""
+    return hit.passage.idx == answer.passage.idx and span.start < answer.end and answer.start < span.end

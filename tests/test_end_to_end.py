@@ -109,3 +109,23 @@ def test_reference_reader_on_squad_articles_it_was_not_written_for(
     em, f1 = 100 * em / len(questions), 100 * f1 / len(questions)
     # the same reader scores EM 63.7 / F1 74.9 given the gold paragraph; open retrieval loses some
     assert em >= 50 and f1 >= 60, (em, f1)
+
+
+def test_smoke_evaluation_squad_gold_200(squad_dev, reference_reader, tmp_path):
+    """The CI smoke evaluation: `qa evaluate squad-gold --limit 200` with the reference reader,
+    whose card reports EM 63.7 / F1 74.85 on a 2,000-question sample."""
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", "squad-gold", "--data", str(squad_dev.parent), "--limit", "200",
+         "--reader", str(reference_reader), "--out", str(out), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)["results"]
+    assert row["retriever"] == "gold" and json.loads(result.stdout)["config"]["questions"] == 200
+    assert 55 <= row["exact_match"] <= 80 and 65 <= row["f1"] <= 88, row
+    assert len(json.loads((out / "predictions.json").read_text())) == 200

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +22,7 @@ import bm25s
 import numpy as np
 
 import qa
-from qa.corpora import SUPPORTED_SUFFIXES, ReadReport, read_corpus
+from qa.corpora import SUPPORTED_SUFFIXES, Document, ReadReport, read_corpus
 from qa.errors import QAError
 from qa.indexer import layout
 from qa.indexer.analysis import ANALYZER_NAME, analyze
@@ -30,6 +30,7 @@ from qa.indexer.embed import Embedder
 from qa.indexer.passages import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP_WORDS, split_passages
 from qa.indexer.store import PassageStore, PassageWriter
 from qa.models import DEFAULT_EMBEDDING_MODEL
+from qa.progress import progress_bar
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -46,7 +47,7 @@ class BuildResult:
 
 
 def build_index(
-    corpus: str | Path,
+    corpus: str | Path | Iterable[Document],
     index_dir: str | Path | None = None,
     *,
     embedding_model: str = DEFAULT_EMBEDDING_MODEL,
@@ -58,16 +59,25 @@ def build_index(
     title_field: str = "title",
     text_field: str = "text",
     show_progress: bool = False,
+    metadata: dict[str, Any] | None = None,
 ) -> BuildResult:
-    """Index the documents under ``corpus`` into ``index_dir`` (default: ``$QA_INDEX`` or
-    ``./.qa-index``), replacing the index there, if any, only once the new one is complete."""
+    """Index ``corpus`` (a file or folder read with :func:`read_corpus`, or documents) into
+    ``index_dir`` (default: ``$QA_INDEX`` or ``./.qa-index``), replacing the index there, if any,
+    only once the new one is complete. ``metadata`` is stored as is in the manifest."""
     started = time.perf_counter()
     target = Path(index_dir) if index_dir is not None else layout.default_index_dir()
     _check_replaceable(target)
     report = ReadReport()
-    docs = list(
-        read_corpus(corpus, report, id_field=id_field, title_field=title_field, text_field=text_field)
-    )
+    if isinstance(corpus, (str, os.PathLike)):
+        fields = {"id_field": id_field, "title_field": title_field, "text_field": text_field}
+        docs = list(read_corpus(corpus, report, **fields))
+        corpus_path = str(Path(corpus).resolve())
+    else:
+        docs = list(corpus)
+        report.documents = len(docs)
+        corpus_path = None
+    if not docs and corpus_path is None:
+        raise QAError("no documents to index")
     if not docs:
         skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items()) or "none"
         raise QAError(
@@ -84,7 +94,7 @@ def build_index(
             writer.add(doc, [(s.start, s.end) for s in spans])
         writer.close()
         if writer.passages == 0:
-            raise QAError(f"the documents in {str(corpus)!r} contain no words to index")
+            raise QAError("the documents contain no words to index")
 
         store = PassageStore(staging / layout.STORE)
         texts = [f"{title}\n{text}" if title else text for title, text in store.texts()]
@@ -103,7 +113,7 @@ def build_index(
             "format_version": layout.FORMAT_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "qa_version": qa.__version__,
-            "corpus": {"path": str(Path(corpus).resolve()), **report.as_dict()},
+            "corpus": {"path": corpus_path, **report.as_dict()},
             "counts": {"documents": writer.documents, "passages": writer.passages},
             "passages": {"unit": "words", "max_words": max_words, "overlap_words": overlap_words},
             "bm25": {
@@ -123,6 +133,7 @@ def build_index(
                 "faiss_index": "IndexFlatIP",
                 "fields": "title+text",
             },
+            "metadata": metadata or {},
         }
         (staging / layout.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _swap_into_place(staging, target)
@@ -165,16 +176,6 @@ def _swap_into_place(staging: Path, target: Path) -> None:
 def _embed(embedder: Embedder, texts: list[str], show_progress: bool) -> np.ndarray:
     if not show_progress:
         return embedder.encode(texts)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("passages"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+    with progress_bar("passages") as progress:
         task = progress.add_task(f"Embedding ({embedder.device})", total=len(texts))
         return embedder.encode(texts, on_batch=lambda n: progress.advance(task, n))

@@ -34,6 +34,16 @@ class Span:
     score: float
 
 
+@dataclass(frozen=True)
+class Reading:
+    """Spans for a batch of (question, passage) pairs, and each pair's no-answer score: the
+    [CLS] start + end logits, lowest over the pair's windows (meaningful for readers trained
+    on SQuAD 2.0)."""
+
+    spans: list[Span]
+    null_scores: np.ndarray
+
+
 def default_reader_path() -> Path | None:
     """The reader shipped inside the package, if this installation has one."""
     folder = resources.files("qa.reader").joinpath("default")
@@ -107,10 +117,17 @@ class Reader:
 
         Sorted by score, best first; at most ``n_best`` distinct spans per pair.
         """
+        return self.read_batch(questions, passages, n_best).spans
+
+    def read_batch(
+        self, questions: Sequence[str], passages: Sequence[str], n_best: int = 5
+    ) -> Reading:
+        """Like :meth:`read_pairs`, with each pair's no-answer score as well."""
         if len(questions) != len(passages):
             raise ValueError("questions and passages must have the same length")
+        null_scores = np.full(len(passages), np.inf, dtype=np.float32)
         if not passages:
-            return []
+            return Reading([], null_scores)
         enc = self.tokenizer(
             list(questions),
             list(passages),
@@ -135,6 +152,8 @@ class Reader:
             for row, feature in enumerate(batch):
                 offsets = enc["offset_mapping"][feature]
                 pair = pair_of[feature]
+                null = start_logits[row, 0] + end_logits[row, 0]
+                null_scores[pair] = min(null_scores[pair], null)
                 for s, e, score in zip(starts[row], ends[row], scores[row]):
                     if not np.isfinite(score):
                         break
@@ -152,7 +171,7 @@ class Reader:
             if per_pair.get(span.passage, 0) < n_best:
                 per_pair[span.passage] = per_pair.get(span.passage, 0) + 1
                 kept.append(span)
-        return kept
+        return Reading(kept, null_scores)
 
     def _forward(self, enc, features: list[int]) -> tuple[np.ndarray, np.ndarray]:
         length = max(len(enc["input_ids"][f]) for f in features)

@@ -1,0 +1,81 @@
+"""SQuAD-format question sets (SQuAD v1.1, v2.0, COVID-QA): questions, gold answers, and each
+paragraph as a :class:`Document` for an index."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.corpora import Document
+from qa.errors import QAError
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question with its gold answers (empty when unanswerable) and gold paragraph id."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    doc_id: str
+    title: str
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.answers)
+
+
+@dataclass
+class QASet:
+    """A question set and the paragraphs its questions were written on."""
+
+    name: str
+    path: Path
+    sha256: str
+    examples: list[Example]
+    documents: list[Document]
+
+
+def read_json(path: Path) -> tuple[dict, str]:
+    """A ``.json`` or ``.json.gz`` file, parsed, and the sha256 of its bytes as stored."""
+    try:
+        raw = Path(path).read_bytes()
+        text = gzip.decompress(raw) if str(path).endswith(".gz") else raw
+        return json.loads(text), hashlib.sha256(raw).hexdigest()
+    except (OSError, EOFError, ValueError) as err:  # gzip and JSON errors are ValueErrors
+        raise QAError(f"cannot read {str(path)!r}: {err}") from err
+
+
+def load_squad(path: str | Path, name: str | None = None, id_prefix: str = "") -> QASet:
+    """Read a SQuAD-layout file. Paragraph ids are ``document_id`` when present (COVID-QA),
+    else ``TITLE/N`` (N: the paragraph's position in its article), prefixed by ``id_prefix``."""
+    path = Path(path)
+    data, sha256 = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise QAError(f"{str(path)!r} is not a SQuAD-format file (no top-level 'data' list)")
+    examples: list[Example] = []
+    documents: list[Document] = []
+    try:
+        for article in data["data"]:
+            title = str(article.get("title", ""))
+            for i, paragraph in enumerate(article["paragraphs"]):
+                context = paragraph["context"]
+                doc_id = id_prefix + str(paragraph.get("document_id", f"{title}/{i}"))
+                documents.append(Document(id=doc_id, text=context, title=title.replace("_", " ")))
+                for qa in paragraph["qas"]:
+                    answers = tuple(a["text"] for a in qa.get("answers", []))
+                    if not answers and not qa.get("is_impossible", False):
+                        raise QAError(
+                            f"{str(path)!r}: question {qa.get('id')!r} has no answers and is not "
+                            "marked is_impossible"
+                        )
+                    examples.append(Example(str(qa["id"]), qa["question"], answers, doc_id, title))
+    except (KeyError, TypeError) as err:
+        raise QAError(f"{str(path)!r} is not a valid SQuAD-format file (missing {err})") from err
+    ids = [e.id for e in examples]
+    if len(set(ids)) != len(ids):
+        raise QAError(f"{str(path)!r} has duplicate question ids")
+    return QASet(name or path.name, path, sha256, examples, documents)
