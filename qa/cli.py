@@ -246,6 +246,65 @@ def evaluate(
     out.print(f"Report: {escape(str(report_dir))}/report.md  ({evaluation.seconds:.0f} s)")
 
 
+train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("reader")
+@_friendly_errors
+def train_reader(
+    train: Annotated[Optional[str], typer.Option(help="Training data: SQuAD v1.1/v2.0 or COVID-QA JSON (.json or .json.gz).")] = None,
+    base: Annotated[Optional[str], typer.Option(help="Model to start from: a folder or hub id.")] = None,
+    output: Annotated[Path, typer.Option(help="Where the model, model card and checkpoints go.")] = Path("reader"),
+    eval_file: Annotated[Optional[str], typer.Option("--eval", help="SQuAD-format file for EM/F1 on gold paragraphs at the end.")] = None,
+    max_length: Annotated[int, typer.Option(min=32, help="Tokens per feature (question + passage window).")] = 384,
+    stride: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive windows of a long passage.")] = 128,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = 1,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
+    epochs: Annotated[float, typer.Option(help="Passes over the training features.")] = 2.0,
+    warmup: Annotated[float, typer.Option(help="Fraction of steps with linear warmup.")] = 0.1,
+    weight_decay: Annotated[float, typer.Option()] = 0.01,
+    seed: Annotated[int, typer.Option()] = 0,
+    freeze_embeddings: Annotated[bool, typer.Option(help="Keep the word embeddings fixed.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Optimizer steps between checkpoints.")] = 500,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Fit the schedule into this many minutes of training.")] = None,
+    stop_after_minutes: Annotated[Optional[float], typer.Option(help="Checkpoint and stop after this many minutes; continue with --resume.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Train on the first N questions only.")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate on N questions (seed 1).")] = None,
+    save_dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 for the saved weights.")] = "float32",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fine-tune an extractive QA reader (e.g. from all-MiniLM-L6-v2 on SQuAD v1.1 train)."""
+    from qa.reader.train import TrainConfig, train_reader as run
+
+    if save_dtype not in ("float32", "float16", "bfloat16"):
+        raise QAError(f"--save-dtype must be float32, float16 or bfloat16, not {save_dtype!r}")
+    if not resume and not (train and base):
+        raise QAError("--train and --base are required (or --resume to continue a checkpoint)")
+    config = TrainConfig(
+        train=train or "", base=base or "", output=str(output), eval=eval_file, max_length=max_length, stride=stride,
+        batch_size=batch_size, grad_accum=grad_accum, lr=lr, epochs=epochs, warmup=warmup,
+        weight_decay=weight_decay, seed=seed, freeze_embeddings=freeze_embeddings,
+        checkpoint_every=checkpoint_every, max_minutes=max_minutes, limit=limit, eval_limit=eval_limit,
+        save_dtype=save_dtype, device=device,
+    )
+    metrics = run(config, resume=resume, show_progress=not as_json and err.is_terminal, stop_after_minutes=stop_after_minutes)
+    if metrics is None:
+        if as_json:
+            print(json.dumps({"stopped": True, "checkpoint": str(output / "checkpoint")}))
+        else:
+            out.print(escape(f"Stopped with a checkpoint in {output / 'checkpoint'}: continue with `qa train reader --output {output} --resume`"))
+        return
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    scores = f", EM {metrics['exact_match']:.2f} / F1 {metrics['f1']:.2f}" if "exact_match" in metrics else ""
+    out.print(f"Trained {metrics['steps']} steps in {metrics['train_seconds'] / 60:.1f} min{scores}; model in {escape(str(output))}")
+
+
 def _print_prediction(prediction) -> None:
     if prediction.reader is None:
         err.print(

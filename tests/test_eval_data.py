@@ -8,7 +8,7 @@ import pytest
 
 from qa.errors import QAError
 from qa.eval import datasets
-from qa.eval.squad import load_squad
+from qa.corpora.squad import load_squad
 
 SQUAD = {
     "version": "1.1",

@@ -3,7 +3,7 @@ import pytest
 
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve
 from qa.eval.runner import sample, score
-from qa.eval.squad import Example
+from qa.corpora.squad import Example
 
 
 def test_unanswerable_questions_score_as_squad2_does():

@@ -8,7 +8,7 @@ from pathlib import Path
 from qa.corpora import Document
 from qa.errors import QAError
 from qa.eval import datasets
-from qa.eval.squad import Example, load_squad
+from qa.corpora.squad import Example, load_squad
 
 BENCHMARKS = ("open-squad", "open-squad-v2", "squad-gold", "covid-qa", "squad-json")
 

@@ -18,7 +18,7 @@ from qa.errors import QAError
 from qa.eval import datasets
 from qa.eval.benchmarks import Benchmark
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve
-from qa.eval.squad import Example
+from qa.corpora.squad import Example
 from qa.eval.squad_metrics import exact_match, f1_score, max_over_answers, normalize_answer
 from qa.indexer import build_index, layout
 from qa.indexer.passages import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP_WORDS

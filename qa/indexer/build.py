@@ -6,13 +6,10 @@ complete, so a failed or interrupted build leaves any previous index as it was.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +21,7 @@ import numpy as np
 import qa
 from qa.corpora import SUPPORTED_SUFFIXES, Document, ReadReport, read_corpus
 from qa.errors import QAError
+from qa.fsutil import replace_directory, staging_dir
 from qa.indexer import layout
 from qa.indexer.analysis import ANALYZER_NAME, analyze
 from qa.indexer.embed import Embedder
@@ -86,8 +84,7 @@ def build_index(
         )
     embedder = Embedder(embedding_model, device=device, batch_size=batch_size)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _staging_dir(target) as staging:
+    with staging_dir(target) as staging:
         writer = PassageWriter(staging / layout.STORE)
         for doc in docs:
             spans = split_passages(doc.text, max_words, overlap_words)
@@ -136,7 +133,7 @@ def build_index(
             "metadata": metadata or {},
         }
         (staging / layout.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _swap_into_place(staging, target)
+        replace_directory(staging, target)
     return BuildResult(target, manifest, report, time.perf_counter() - started)
 
 
@@ -147,30 +144,6 @@ def _check_replaceable(target: Path) -> None:
         raise QAError(
             f"{str(target)!r} exists and is not a qa index; refusing to overwrite it: choose another --index"
         )
-
-
-@contextlib.contextmanager
-def _staging_dir(target: Path) -> Iterator[Path]:
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-", dir=target.parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Move the finished index to ``target``; an old index there is removed only afterwards."""
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    os.rename(target, old)
-    try:
-        os.rename(staging, target)
-    except OSError:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _embed(embedder: Embedder, texts: list[str], show_progress: bool) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""SQuAD-format question sets (SQuAD v1.1, v2.0, COVID-QA): questions, gold answers, and each
-paragraph as a :class:`Document` for an index."""
+"""SQuAD-format question sets (SQuAD v1.1, v2.0, COVID-QA): questions, gold answers with their
+character offsets, and each paragraph as a :class:`Document` for an index or a reader."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ from qa.errors import QAError
 
 @dataclass(frozen=True)
 class Example:
-    """One question with its gold answers (empty when unanswerable) and gold paragraph id."""
+    """One question with its gold answers (empty when unanswerable), their character offsets in
+    the gold paragraph, and the gold paragraph's id."""
 
     id: str
     question: str
     answers: tuple[str, ...]
     doc_id: str
     title: str
+    answer_starts: tuple[int, ...] = ()
 
     @property
     def answerable(self) -> bool:
@@ -67,12 +69,13 @@ def load_squad(path: str | Path, name: str | None = None, id_prefix: str = "") -
                 documents.append(Document(id=doc_id, text=context, title=title.replace("_", " ")))
                 for qa in paragraph["qas"]:
                     answers = tuple(a["text"] for a in qa.get("answers", []))
+                    starts = tuple(int(a.get("answer_start", -1)) for a in qa.get("answers", []))
                     if not answers and not qa.get("is_impossible", False):
                         raise QAError(
                             f"{str(path)!r}: question {qa.get('id')!r} has no answers and is not "
                             "marked is_impossible"
                         )
-                    examples.append(Example(str(qa["id"]), qa["question"], answers, doc_id, title))
+                    examples.append(Example(str(qa["id"]), qa["question"], answers, doc_id, title, starts))
     except (KeyError, TypeError) as err:
         raise QAError(f"{str(path)!r} is not a valid SQuAD-format file (missing {err})") from err
     ids = [e.id for e in examples]

@@ -1,0 +1,113 @@
+"""Training features for an extractive reader, stored compactly.
+
+Each (question, context) pair is tokenised with ``truncation="only_second"`` into windows of
+``max_length`` tokens overlapping by ``stride``; a window's label is the token span of the first
+gold answer, or the [CLS] position (0) when the answer is not wholly inside the window or the
+question is unanswerable (as in Hugging Face's ``run_qa.py``). Token ids of all features live in
+one flat ``uint16``/``int32`` array with offsets, so SQuAD's ~90k features take tens of MB, and
+tokenisation runs in chunks, so memory stays bounded by the chunk size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from qa.corpora.squad import Example
+
+
+@dataclass
+class Features:
+    ids: np.ndarray  # all features' token ids, concatenated
+    type_ids: np.ndarray  # token type ids, same layout (uint8)
+    offsets: np.ndarray  # feature i is ids[offsets[i]:offsets[i + 1]]
+    starts: np.ndarray  # label token positions (int16)
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def batch(self, indices: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
+        """Padded ``input_ids``, ``token_type_ids``, ``attention_mask`` and labels for ``indices``."""
+        lengths = self.lengths[indices]
+        width = int(lengths.max())
+        ids = np.full((len(indices), width), pad_id, dtype=np.int64)
+        types = np.zeros((len(indices), width), dtype=np.int64)
+        mask = np.zeros((len(indices), width), dtype=np.int64)
+        for row, (i, n) in enumerate(zip(indices, lengths)):
+            lo = self.offsets[i]
+            ids[row, :n] = self.ids[lo : lo + n]
+            types[row, :n] = self.type_ids[lo : lo + n]
+            mask[row, :n] = 1
+        return {
+            "input_ids": ids,
+            "token_type_ids": types,
+            "attention_mask": mask,
+            "start_positions": self.starts[indices].astype(np.int64),
+            "end_positions": self.ends[indices].astype(np.int64),
+        }
+
+
+def featurize(
+    examples: Sequence[Example],
+    contexts: dict[str, str],
+    tokenizer,
+    max_length: int = 384,
+    stride: int = 128,
+    chunk: int = 1000,
+    on_chunk: Callable[[int], None] | None = None,
+) -> Features:
+    """Features for ``examples``, whose paragraphs are ``contexts[example.doc_id]``."""
+    id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32
+    ids, types, lengths, starts, ends = [], [], [], [], []
+    for first in range(0, len(examples), chunk):
+        part = examples[first : first + chunk]
+        enc = tokenizer(
+            [e.question.lstrip() for e in part],
+            [contexts[e.doc_id] for e in part],
+            truncation="only_second",
+            max_length=max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding=False,
+        )
+        for f, input_ids in enumerate(enc["input_ids"]):
+            example = part[enc["overflow_to_sample_mapping"][f]]
+            start, end = _label(example, enc.sequence_ids(f), enc["offset_mapping"][f])
+            ids.append(np.asarray(input_ids, dtype=id_dtype))
+            types.append(np.asarray(enc["token_type_ids"][f], dtype=np.uint8))
+            lengths.append(len(input_ids))
+            starts.append(start)
+            ends.append(end)
+        if on_chunk:
+            on_chunk(len(part))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Features(
+        np.concatenate(ids) if ids else np.zeros(0, id_dtype),
+        np.concatenate(types) if types else np.zeros(0, np.uint8),
+        offsets,
+        np.asarray(starts, dtype=np.int16),
+        np.asarray(ends, dtype=np.int16),
+    )
+
+
+def _label(example: Example, sequence_ids: list, offsets: list) -> tuple[int, int]:
+    """Token positions of the first gold answer in this window, or (0, 0)."""
+    if not example.answers or not example.answer_starts or example.answer_starts[0] < 0:
+        return 0, 0
+    char_start = example.answer_starts[0]
+    char_end = char_start + len(example.answers[0])
+    context = [i for i, s in enumerate(sequence_ids) if s == 1]
+    if not context or offsets[context[0]][0] > char_start or offsets[context[-1]][1] < char_end:
+        return 0, 0
+    start = next(i for i in context if offsets[i][1] > char_start)
+    end = next(i for i in reversed(context) if offsets[i][0] < char_end)
+    return start, end

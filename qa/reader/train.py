@@ -1,0 +1,359 @@
+"""Fine-tune an extractive reader on SQuAD-format data: ``qa train reader``.
+
+One loop a reader can hold in their head: length-bucketed batches with dynamic padding, AdamW
+with linear warmup and linear decay, bf16 autocast on CPU (fp16 with loss scaling on CUDA),
+gradient accumulation and clipping, a checkpoint every N steps that ``resume`` continues from
+exactly, and an optional time budget that sets the number of steps after measuring the first
+ones. Checkpoints are safetensors and JSON: nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shlex
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from qa.corpora.squad import load_squad
+from qa.device import cpu_has_bf16, pick_device
+from qa.errors import QAError
+from qa.fsutil import replace_directory, staging_dir
+from qa.models import load_error, quiet_transformers, resolve_model
+from qa.progress import progress_bar
+from qa.reader.features import Features, featurize
+
+STATE = "trainer_state.json"
+OPTIMIZER = "optimizer.safetensors"
+CALIBRATION_STEPS = 20
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved with every checkpoint and the model card."""
+
+    train: str
+    base: str
+    output: str
+    eval: str | None = None
+    max_length: int = 384
+    stride: int = 128
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-5
+    epochs: float = 2.0
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    seed: int = 0
+    freeze_embeddings: bool = False
+    checkpoint_every: int = 500
+    max_minutes: float | None = None
+    limit: int | None = None
+    eval_limit: int | None = None
+    save_dtype: str = "float32"
+    device: str | None = None
+
+    def command(self) -> str:
+        """The `qa train reader` command line that runs this configuration."""
+        defaults = TrainConfig(self.train, self.base, self.output)
+        args = ["qa", "train", "reader", "--train", self.train, "--base", self.base, "--output", self.output]
+        for key, value in asdict(self).items():
+            if key in ("train", "base", "output") or value == getattr(defaults, key):
+                continue
+            flag = "--" + key.replace("_", "-")
+            args += [flag] if value is True else [flag, str(value)]
+        return shlex.join(args)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: optimizer steps done, the schedule, and the position in the data."""
+
+    step: int = 0
+    total_steps: int = 0
+    warmup_steps: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+
+def batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The batches of one epoch: a seeded shuffle, sorted by length within windows of 50 batches
+    so that padding is small, then the batches themselves shuffled. Same seed, same batches."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    window = batch_size * 50
+    out: list[np.ndarray] = []
+    for first in range(0, len(order), window):
+        chunk = order[first : first + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def learning_rate(config: TrainConfig, state: TrainState) -> float:
+    """Linear warmup to ``config.lr``, then linear decay to 0 at ``state.total_steps``."""
+    if state.step < state.warmup_steps:
+        return config.lr * (state.step + 1) / state.warmup_steps
+    remaining = state.total_steps - state.step
+    return config.lr * max(0.0, remaining / max(1, state.total_steps - state.warmup_steps))
+
+
+def train_reader(
+    config: TrainConfig,
+    resume: bool = False,
+    show_progress: bool = False,
+    stop_after_steps: int | None = None,
+    stop_after_minutes: float | None = None,
+) -> dict[str, Any] | None:
+    """Train, save the model, tokenizer and model card to ``config.output``; return the metrics.
+
+    With ``stop_after_steps`` or ``stop_after_minutes``, the run checkpoints and returns None
+    when that much is done (this call's part), to be continued with ``resume=True``.
+    """
+    quiet_transformers()
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    output = Path(config.output)
+    checkpoint = output / "checkpoint"
+    device = pick_device(config.device)
+    if resume:
+        if not (checkpoint / STATE).is_file():
+            raise QAError(f"nothing to resume: no checkpoint in {str(checkpoint)!r}")
+        saved = json.loads((checkpoint / STATE).read_text())
+        config = TrainConfig(**{**saved["config"], "device": config.device})
+        source = str(checkpoint)
+    else:
+        if (checkpoint / STATE).is_file():
+            raise QAError(f"{str(output)!r} holds a checkpoint: pass --resume to continue it, or choose another --output")
+        source = resolve_model(config.base)
+    torch.manual_seed(config.seed)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise load_error("base model", config.base, err) from err
+    model.to(device).train()
+    if config.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+
+    started = time.perf_counter()
+    data = load_squad(config.train)
+    examples = data.examples[: config.limit] if config.limit else data.examples
+    contexts = {d.id: d.text for d in data.documents}
+    features = featurize(examples, contexts, tokenizer, config.max_length, config.stride)
+    featurize_seconds = time.perf_counter() - started
+    if len(features) == 0:
+        raise QAError(f"no training examples in {config.train!r}")
+
+    optimizer = _optimizer(model, config)
+    per_epoch = math.ceil(math.ceil(len(features) / config.batch_size) / config.grad_accum)
+    state = TrainState(total_steps=max(1, math.ceil(config.epochs * per_epoch)))
+    state.warmup_steps = max(1, round(config.warmup * state.total_steps))
+    if resume:
+        state = TrainState(**saved["state"])
+        _load_optimizer(optimizer, checkpoint / OPTIMIZER, model)
+        torch.set_rng_state(load_file(checkpoint / OPTIMIZER)["rng.torch"])
+
+    scaler = torch.amp.GradScaler("cuda") if device.startswith("cuda") else None
+    autocast = _train_autocast(device)
+    pad_id = tokenizer.pad_token_id or 0
+    run_started = time.perf_counter() - state.seconds
+    call_started, call_steps = time.perf_counter(), 0
+    with progress_bar("steps", disable=not show_progress) as progress:
+        task = progress.add_task("Training", total=state.total_steps, completed=state.step)
+        while state.step < state.total_steps:
+            epoch_batches = batches(features.lengths, config.batch_size, config.seed, state.epoch)
+            groups = [epoch_batches[i : i + config.grad_accum] for i in range(0, len(epoch_batches), config.grad_accum)]
+            while state.batch_in_epoch < len(groups) and state.step < state.total_steps:
+                loss = _step(model, optimizer, scaler, autocast, features, groups[state.batch_in_epoch], pad_id, device, config, state)
+                state.batch_in_epoch += 1
+                state.step += 1
+                state.losses.append(round(loss, 4))
+                state.seconds = time.perf_counter() - run_started
+                if config.max_minutes and state.step == CALIBRATION_STEPS and not resume:
+                    _plan(config, state)
+                    progress.update(task, total=state.total_steps)
+                progress.update(task, completed=state.step, description=f"Training (loss {np.mean(state.losses[-50:]):.3f})")
+                if state.step % config.checkpoint_every == 0 and state.step < state.total_steps:
+                    _save_checkpoint(checkpoint, model, tokenizer, optimizer, config, state)
+                call_steps += 1
+                if state.step < state.total_steps and (
+                    (stop_after_steps and call_steps >= stop_after_steps)
+                    or (stop_after_minutes and time.perf_counter() - call_started >= 60 * stop_after_minutes)
+                ):
+                    if state.batch_in_epoch >= len(groups):
+                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    _save_checkpoint(checkpoint, model, tokenizer, optimizer, config, state)
+                    return None
+            if state.batch_in_epoch >= len(groups):
+                state.epoch += 1
+                state.batch_in_epoch = 0
+
+    metrics: dict[str, Any] = {
+        "train_examples": len(examples),
+        "train_features": len(features),
+        "steps": state.step,
+        "epochs": round(state.step / per_epoch, 3),
+        "train_seconds": round(state.seconds, 1),
+        "featurize_seconds": round(featurize_seconds, 1),
+        "final_loss": float(np.mean(state.losses[-50:])) if state.losses else None,
+        "device": _hardware(device),
+    }
+    _save_model(output, model, tokenizer, config)
+    if config.eval:
+        metrics.update(_evaluate(output, config, device))
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (output / "README.md").write_text(_model_card(config, metrics, data.sha256))
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    return metrics
+
+
+def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _train_autocast(device: str):
+    if device.startswith("cuda"):
+        return lambda: torch.autocast("cuda", dtype=torch.float16)
+    if device == "cpu" and cpu_has_bf16():
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return lambda: torch.autocast("cpu", enabled=False)
+
+
+def _step(model, optimizer, scaler, autocast, features: Features, group, pad_id, device, config, state) -> float:
+    for g in optimizer.param_groups:
+        g["lr"] = learning_rate(config, state)
+    total = 0.0
+    for indices in group:
+        batch = {k: torch.from_numpy(v).to(device) for k, v in features.batch(indices, pad_id).items()}
+        with autocast():
+            loss = model(**batch).loss / len(group)
+        (scaler.scale(loss) if scaler else loss).backward()
+        total += float(loss.detach())
+    if scaler:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def _plan(config: TrainConfig, state: TrainState) -> None:
+    """Fit the schedule to ``config.max_minutes`` from the speed of the first steps."""
+    per_step = state.seconds / state.step
+    budget = config.max_minutes * 60
+    state.total_steps = max(state.step + 1, min(state.total_steps, int(budget / per_step)))
+    state.warmup_steps = max(1, min(state.warmup_steps, round(config.warmup * state.total_steps)))
+
+
+def _save_checkpoint(path: Path, model, tokenizer, optimizer, config: TrainConfig, state: TrainState) -> None:
+    with staging_dir(path) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        tensors = {"rng.torch": torch.get_rng_state()}
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        for i, param in enumerate(params):
+            for key, value in optimizer.state.get(param, {}).items():
+                tensors[f"{i}.{key}"] = value.detach().cpu().contiguous().reshape(value.shape)
+        save_file(tensors, staging / OPTIMIZER)
+        (staging / STATE).write_text(json.dumps({"config": asdict(config), "state": asdict(state)}))
+        replace_directory(staging, path)
+
+
+def _load_optimizer(optimizer, path: Path, model) -> None:
+    tensors = load_file(path)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for i, param in enumerate(params):
+        state = {key.split(".", 1)[1]: value.to(param.device) for key, value in tensors.items() if key.startswith(f"{i}.")}
+        if state:
+            optimizer.state[param] = state
+
+
+def _save_model(output: Path, model, tokenizer, config: TrainConfig) -> None:
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[config.save_dtype]
+    model.to(dtype)
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    model.to(torch.float32)
+
+
+def _evaluate(output: Path, config: TrainConfig, device: str) -> dict[str, Any]:
+    from qa.eval.benchmarks import load_benchmark
+    from qa.eval.runner import evaluate
+    from qa.reader import Reader
+
+    reader = Reader(output, device=device)
+    benchmark = load_benchmark("squad-json", path=config.eval, gold=True)
+    result = evaluate(benchmark, reader, limit=config.eval_limit, seed=1)
+    cell = result.cells[0].metrics
+    return {
+        "eval_file": config.eval,
+        "eval_questions": len(result.examples),
+        "exact_match": round(cell["exact_match"], 2),
+        "f1": round(cell["f1"], 2),
+        "eval_seconds": round(result.seconds, 1),
+    }
+
+
+def _hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_has_bf16() else "")
+
+
+def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str) -> str:
+    hyper = {k: v for k, v in asdict(config).items() if k not in ("train", "base", "output", "eval", "device")}
+    lines = [
+        f"# Extractive QA reader fine-tuned from `{config.base}`",
+        "",
+        "Trained with `qa train reader`.",
+        "",
+        f"- Base model: `{config.base}`",
+        f"- Training data: `{config.train}` (sha256 `{train_sha256}`), {metrics['train_examples']} questions, "
+        f"{metrics['train_features']} features of at most {config.max_length} tokens (stride {config.stride})",
+        f"- Trained {metrics['steps']} optimizer steps ({metrics['epochs']} epochs) in {metrics['train_seconds'] / 60:.1f} minutes "
+        f"on {metrics['device']}; final loss {metrics['final_loss']:.3f}",
+        f"- Hyper-parameters: `{json.dumps(hyper)}`",
+        "",
+        "Command:",
+        "",
+        "```bash",
+        config.command(),
+        "```",
+        "",
+    ]
+    if "exact_match" in metrics:
+        lines += [
+            f"Measured on `{metrics['eval_file']}` with each question's gold paragraph ({metrics['eval_questions']} questions, "
+            f"max length 384, stride 128, max answer length 30 tokens, official SQuAD normalisation): "
+            f"**exact match {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}**.",
+            "",
+        ]
+    return "\n".join(lines)

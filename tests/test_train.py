@@ -1,0 +1,148 @@
+"""Reader training on tiny random models: features, batching, schedule, learning, and resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from qa.cli import app
+from qa.corpora.squad import load_squad
+from qa.reader.features import featurize
+from qa.reader.train import TrainConfig, TrainState, batches, learning_rate, train_reader
+
+FACTS = [
+    ("the cat sat on the mat", "who sat on the mat?", "the cat"),
+    ("the dog is in the city", "where is the dog?", "the city"),
+    ("paris is the capital of france", "what is the capital of france?", "paris"),
+    ("the tower was built in 1889", "when was the tower built?", "1889"),
+    ("plants need light energy", "what do plants need?", "light energy"),
+    ("the river is first", "which is first?", "the river"),
+]
+
+
+def squad_file(tmp_path, copies=4):
+    paragraphs = []
+    for n in range(copies):
+        for i, (context, question, answer) in enumerate(FACTS):
+            text = f"{context} . " * (1 + n % 2)
+            paragraphs.append(
+                {"context": text, "qas": [{"id": f"{n}-{i}", "question": question, "answers": [{"text": answer, "answer_start": text.index(answer)}]}]}
+            )
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"data": [{"title": "facts", "paragraphs": paragraphs}]}))
+    return path
+
+
+def test_features_label_the_answer_tokens(tmp_path, tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["reader"])
+    data = load_squad(squad_file(tmp_path, copies=1))
+    contexts = {d.id: d.text for d in data.documents}
+    features = featurize(data.examples, contexts, tokenizer, max_length=64, stride=16)
+    assert len(features) == len(data.examples)
+    for i, example in enumerate(data.examples):
+        ids = features.ids[features.offsets[i] : features.offsets[i + 1]]
+        span = tokenizer.decode(ids[features.starts[i] : features.ends[i] + 1].tolist())
+        assert span.replace(" ", "") == example.answers[0].replace(" ", "")
+    assert features.ids.dtype == np.uint16 and features.starts.dtype == np.int16
+
+
+def test_windows_without_the_answer_point_at_cls(tmp_path, tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["reader"])
+    context = "the cat sat on the mat . " * 30 + "paris is the capital"
+    data = {"data": [{"paragraphs": [{"context": context, "qas": [{"id": "q", "question": "capital?", "answers": [{"text": "paris", "answer_start": context.index("paris")}]}]}]}]}
+    (tmp_path / "long.json").write_text(json.dumps(data))
+    squad = load_squad(tmp_path / "long.json")
+    features = featurize(squad.examples, {d.id: d.text for d in squad.documents}, tokenizer, max_length=64, stride=16)
+    assert len(features) > 3
+    labelled = [i for i in range(len(features)) if features.starts[i] > 0]
+    assert labelled and labelled[-1] == len(features) - 1  # only the last windows hold "paris"
+    assert all(features.starts[i] == features.ends[i] == 0 for i in range(len(features)) if i not in labelled)
+
+
+def test_batches_cover_every_feature_once_and_are_seeded():
+    lengths = np.random.default_rng(0).integers(10, 300, size=1000)
+    epoch0 = batches(lengths, 32, seed=3, epoch=0)
+    assert sorted(np.concatenate(epoch0).tolist()) == list(range(1000))
+    assert all(np.array_equal(a, b) for a, b in zip(epoch0, batches(lengths, 32, seed=3, epoch=0)))
+    assert not all(np.array_equal(a, b) for a, b in zip(epoch0, batches(lengths, 32, seed=3, epoch=1)))
+    # length-sorted windows: far less padding than random batches
+    padded = sum(len(b) * lengths[b].max() for b in epoch0)
+    assert padded < 0.7 * sum(len(b) * lengths[b].max() for b in np.array_split(np.arange(1000), 32))
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    config = TrainConfig("t", "b", "o", lr=1.0)
+    lrs = [learning_rate(config, TrainState(step=s, total_steps=100, warmup_steps=10)) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] == pytest.approx(1 / 90)
+
+
+def config_for(tmp_path, tiny_models, **kw):
+    base = dict(train=str(squad_file(tmp_path)), base=str(tiny_models["reader"]), output=str(tmp_path / "out"),
+                max_length=64, stride=16, batch_size=4, lr=3e-3, epochs=6, warmup=0.1, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_writes_model_metrics_and_model_card(tmp_path, tiny_models):
+    config = config_for(tmp_path, tiny_models, eval=str(squad_file(tmp_path)))
+    metrics = train_reader(config)
+    out = tmp_path / "out"
+    assert metrics["steps"] == 36 and metrics["train_features"] == 24  # 6 epochs of 6 batches
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert not (out / "checkpoint").exists()
+    card = (out / "README.md").read_text()
+    assert config.command() in card and "exact match" in card and "--lr 0.003" in config.command()
+    assert 0 <= metrics["exact_match"] <= 100
+
+
+def test_training_lowers_the_loss_on_a_few_dozen_examples(tmp_path, tiny_models):
+    config = config_for(tmp_path, tiny_models)
+    from qa.reader import train as train_module
+
+    seen = []
+    original = train_module._step
+    train_module._step = lambda *a, **k: seen.append(original(*a, **k)) or seen[-1]
+    try:
+        train_reader(config)
+    finally:
+        train_module._step = original
+    assert np.mean(seen[-6:]) < 0.7 * np.mean(seen[:6])
+
+
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path, tiny_models):
+    whole = config_for(tmp_path, tiny_models, output=str(tmp_path / "whole"), epochs=2, checkpoint_every=5)
+    train_reader(whole)
+    parts = config_for(tmp_path, tiny_models, output=str(tmp_path / "parts"), epochs=2, checkpoint_every=5)
+    assert train_reader(parts, stop_after_steps=7) is None
+    assert (tmp_path / "parts" / "checkpoint" / "trainer_state.json").is_file()
+    with pytest.raises(Exception, match="holds a checkpoint"):
+        train_reader(parts)
+    train_reader(TrainConfig("", "", str(tmp_path / "parts"), device="cpu"), resume=True)
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "parts" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_cli_train_reader_json(tmp_path, tiny_models):
+    result = CliRunner().invoke(app, [
+        "train", "reader", "--train", str(squad_file(tmp_path)), "--base", str(tiny_models["reader"]),
+        "--output", str(tmp_path / "cli"), "--max-length", "64", "--stride", "16", "--batch-size", "8",
+        "--epochs", "1", "--save-dtype", "float16", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"] == 3
+    assert all(t.dtype == torch.float16 for t in load_file(tmp_path / "cli" / "model.safetensors").values())
+    missing = CliRunner().invoke(app, ["train", "reader", "--output", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and "--train and --base are required" in missing.stderr
+    resume = CliRunner().invoke(app, ["train", "reader", "--output", str(tmp_path / "x"), "--resume"])
+    assert resume.exit_code == 1 and "nothing to resume" in resume.stderr
