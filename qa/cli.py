@@ -242,7 +242,7 @@ def evaluate(
         table.add_column(column, justify="left" if column == "retriever" else "right")
     for row in rows:
         table.add_row(*row)
-    out.print(table)
+    out.print(table, width=None if out.is_terminal else 160)  # not cut to 80 columns in a pipe
     out.print(f"Report: {escape(str(report_dir))}/report.md  ({evaluation.seconds:.0f} s)")
 
 

@@ -139,7 +139,8 @@ def evaluate(
 
     Every retriever retrieves ``max(100, max(top_ks))`` passages once per question (for the
     recall curve) and the reader reads the top ``max(top_ks)`` of them once; each smaller top-k
-    is scored from that same reading, which gives the same answers as reading fewer passages.
+    is scored from that same reading. That equals reading fewer passages up to bf16 rounding,
+    which depends on how passages are batched and padded.
     """
     started = time.perf_counter()
     examples = sample(benchmark.examples, limit, seed)
