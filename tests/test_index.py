@@ -4,7 +4,6 @@ import sqlite3
 import numpy as np
 import pytest
 
-from qa.corpora import read_corpus
 from qa.errors import QAError
 from qa.indexer import build_index, layout
 from qa.retriever import Index
