@@ -158,10 +158,8 @@ class Pipeline:
         evidence = self.bm25_weight * bm25 + self.dense_weight * dense
         spans = [s for s in reading.spans if s.passage < len(hits)]
         ranked = sorted(spans, key=lambda s: -(s.score + evidence[s.passage]))
-        if ranked and self.no_answer_threshold is not None:
-            best = ranked[0]
-            if best.score - reading.null_scores[best.passage] < self.no_answer_threshold:
-                return []
+        if ranked and reading.abstains(ranked[0], self.no_answer_threshold):
+            return []
         found: list[Answer] = []
         seen: set[str] = set()
         for span in ranked:

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from qa.corpora.squad import Example
 from qa.errors import QAError
 from qa.eval import datasets
 from qa.eval.benchmarks import Benchmark
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve
-from qa.corpora.squad import Example
 from qa.eval.squad_metrics import exact_match, f1_score, max_over_answers, normalize_answer
 from qa.indexer import build_index, layout
 from qa.indexer.passages import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP_WORDS
@@ -82,8 +82,9 @@ def score(prediction: str, answers: Sequence[str]) -> tuple[float, float]:
 
 
 def corpus_key(benchmark: Benchmark, embedding_model: str) -> str:
+    """What an index of this benchmark depends on: the data files' contents, not their paths."""
     payload = {
-        "corpus": sorted(benchmark.sources.items()) if benchmark.name != "squad-json" else sorted(benchmark.sources.values()),
+        "corpus": sorted(benchmark.sources.values()),
         "benchmark": benchmark.name,
         "embedding_model": embedding_model,
         "format_version": layout.FORMAT_VERSION,
@@ -98,8 +99,8 @@ def prepare_index(
     show_progress: bool = False,
 ) -> Path:
     """The index of the benchmark's corpus: reused when it was built for this corpus and model
-    with the default passage settings, built when missing. A cached index that is stale is rebuilt; a stale ``index_dir`` given by
-    the user is an error, never silently used."""
+    with the default passage settings, built when missing. A cached index that is stale is
+    rebuilt; a stale ``index_dir`` given by the user is an error, never silently used."""
     key = corpus_key(benchmark, embedding_model)
     path = Path(index_dir) if index_dir else datasets.cache_dir() / "indexes" / f"{benchmark.name}-{key}"
     if (path / layout.MANIFEST).is_file():
@@ -224,9 +225,7 @@ def _evaluate_gold(benchmark, examples, reader, no_answer_threshold, on_question
         t0 = time.perf_counter()
         reading = reader.read_batch([example.question], [documents[example.doc_id].text], n_best=1)
         best = reading.spans[0] if reading.spans else None
-        abstain = best is None or (
-            no_answer_threshold is not None and best.score - reading.null_scores[0] < no_answer_threshold
-        )
+        abstain = best is None or reading.abstains(best, no_answer_threshold)
         predictions[example.id] = "" if abstain else best.text
         latencies.append(time.perf_counter() - t0)
         if on_question:

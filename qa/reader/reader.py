@@ -43,6 +43,11 @@ class Reading:
     spans: list[Span]
     null_scores: np.ndarray
 
+    def abstains(self, span: Span, threshold: float | None) -> bool:
+        """True when ``threshold`` is set and ``span`` does not beat its pair's no-answer score
+        by that much."""
+        return threshold is not None and span.score - self.null_scores[span.passage] < threshold
+
 
 def default_reader_path() -> Path | None:
     """The reader shipped inside the package, if this installation has one."""
