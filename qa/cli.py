@@ -47,6 +47,10 @@ DeviceOption = Annotated[
     Optional[str], typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available, else cpu.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(help="Reader arithmetic: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16, int8."),
+]
 
 
 def _friendly_errors(command):
@@ -86,34 +90,63 @@ def _main(
 def index(
     path: Annotated[Path, typer.Argument(help="A corpus folder (walked recursively) or a single file.")],
     index_dir: IndexOption = None,
+    add: Annotated[
+        bool, typer.Option("--add", help="Add PATH's documents to the existing index; unchanged documents are skipped.")
+    ] = False,
     embedding_model: Annotated[
-        str, typer.Option(help="sentence-transformers model: a local folder or a hub id.")
-    ] = "sentence-transformers/all-MiniLM-L6-v2",
+        Optional[str],
+        typer.Option(help="sentence-transformers model: a local folder or a hub id. Default: all-MiniLM-L6-v2 (with --add: the index's)."),
+    ] = None,
     max_words: Annotated[int, typer.Option(min=1, help="Words per passage.")] = 160,
     overlap_words: Annotated[int, typer.Option(min=0, help="Words shared by consecutive passages.")] = 40,
+    max_tokens: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Split into windows of at most this many embedding-model tokens, at sentence ends where cheap (instead of --max-words)."),
+    ] = None,
+    overlap_tokens: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive --max-tokens windows.")] = 40,
     batch_size: Annotated[int, typer.Option(min=1, help="Embedding batch size.")] = 64,
     id_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the document id.")] = "id",
     title_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the title.")] = "title",
     text_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the text.")] = "text",
+    include: Annotated[
+        Optional[list[str]], typer.Option(help="Read only files matching this glob (repeatable; no '/': file names).")
+    ] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Skip files matching this glob (repeatable).")] = None,
+    max_file_mb: Annotated[
+        float, typer.Option(min=0, help="Skip files larger than this (JSON Lines are streamed and exempt).")
+    ] = 256.0,
+    dense_index: Annotated[
+        str, typer.Option(help="FAISS index: auto (exact below 200,000 passages, else IVF), flat, ivf or hnsw.")
+    ] = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Index a collection of .txt, .md, .json and .jsonl files for `qa ask`."""
+    """Index a collection for `qa ask`: .txt, .md, .html, .pdf, .json(.gz), .jsonl(.gz), SQuAD and COVID-QA
+    files, and CORD-19 releases (metadata.csv + document_parses)."""
     from qa.indexer import build_index
 
     if overlap_words >= max_words:
         raise QAError("--overlap-words must be less than --max-words")
+    if max_tokens is not None and overlap_tokens >= max_tokens:
+        raise QAError("--overlap-tokens must be less than --max-tokens")
     result = build_index(
         path,
         index_dir,
+        add=add,
         embedding_model=embedding_model,
         max_words=max_words,
         overlap_words=overlap_words,
+        max_tokens=max_tokens,
+        overlap_tokens=overlap_tokens,
         device=device,
         batch_size=batch_size,
         id_field=id_field,
         title_field=title_field,
         text_field=text_field,
+        include=include or (),
+        exclude=exclude or (),
+        max_file_mb=max_file_mb,
+        dense_index=dense_index,
         show_progress=not as_json and err.is_terminal,
     )
     for warning in result.report.warnings[:20]:
@@ -124,12 +157,21 @@ def index(
         print(json.dumps({"index": str(result.path), "seconds": result.seconds, **result.manifest}))
         return
     counts = result.manifest["counts"]
-    skipped = sum(result.report.skipped.values())
-    out.print(
-        f"Indexed [bold]{counts['documents']}[/] documents as [bold]{counts['passages']}[/] passages "
-        f"into [bold]{escape(str(result.path))}[/] in {result.seconds:.1f} s"
-        + (f" ({skipped} skipped)" if skipped else "")
-    )
+    report = result.report
+    if add:
+        out.print(
+            f"Added [bold]{report.documents}[/] documents as [bold]{result.new_passages}[/] passages to "
+            f"[bold]{escape(str(result.path))}[/] (now {counts['documents']} documents, {counts['passages']} passages) "
+            f"in {result.seconds:.1f} s"
+        )
+    else:
+        out.print(
+            f"Indexed [bold]{counts['documents']}[/] documents as [bold]{counts['passages']}[/] passages "
+            f"into [bold]{escape(str(result.path))}[/] in {result.seconds:.1f} s"
+        )
+    if report.skipped:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
+        out.print(f"Files read: {report.files_read}; skipped: {escape(reasons)}")
 
 
 @app.command()
@@ -144,6 +186,7 @@ def ask(
         typer.Option(help="Reader model: a folder or hub id. Default: $QA_READER, else the packaged reader."),
     ] = None,
     answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = 3,
+    precision: PrecisionOption = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -152,7 +195,7 @@ def ask(
 
     if not question.strip():
         raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
-    pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device)
+    pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision)
     prediction = pipeline.ask(question, top_k=top_k, answers=answers)
     if as_json:
         print(json.dumps(prediction.as_dict(), ensure_ascii=False))
@@ -182,7 +225,11 @@ def evaluate(
     no_answer_threshold: Annotated[
         Optional[float], typer.Option(help="Abstain below this margin over the no-answer score (SQuAD 2.0 readers).")
     ] = None,
+    question_batch: Annotated[
+        int, typer.Option(min=1, help="Read the passages of this many questions in one batch (1: per-question latency).")
+    ] = 16,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report directory. Default: ./qa-eval/NAME.")] = None,
+    precision: PrecisionOption = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -211,7 +258,7 @@ def evaluate(
     if resolved is None:
         raise QAError("qa evaluate needs a reader: pass --reader PATH_OR_HUB_ID or set QA_READER")
     benchmark = load_benchmark(name, path=path, data=data, gold=gold)
-    loaded_reader = Reader(resolved, device=device)
+    loaded_reader = Reader(resolved, device=device, precision=precision)
     questions = min(limit or len(benchmark.examples), len(benchmark.examples))
     total = questions if benchmark.gold else questions * len(retrievers)
     show_progress = not as_json and err.is_terminal
@@ -228,6 +275,7 @@ def evaluate(
             seed=seed,
             index_dir=index_dir,
             no_answer_threshold=no_answer_threshold,
+            question_batch=question_batch,
             on_question=lambda: progress.advance(task),
         )
     report_dir = write_report(evaluation, out_dir or Path("qa-eval") / name)
@@ -267,6 +315,9 @@ def train_reader(
     weight_decay: Annotated[float, typer.Option()] = 0.01,
     seed: Annotated[int, typer.Option()] = 0,
     freeze_embeddings: Annotated[bool, typer.Option(help="Keep the word embeddings fixed.")] = False,
+    negative_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Keep this fraction of the windows without an answer (long documents).")
+    ] = 1.0,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Optimizer steps between checkpoints.")] = 500,
     max_minutes: Annotated[Optional[float], typer.Option(help="Fit the schedule into this many minutes of training.")] = None,
     stop_after_minutes: Annotated[Optional[float], typer.Option(help="Checkpoint and stop after this many minutes; continue with --resume.")] = None,
@@ -287,11 +338,17 @@ def train_reader(
     config = TrainConfig(
         train=train or "", base=base or "", output=str(output), eval=eval_file, max_length=max_length, stride=stride,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, epochs=epochs, warmup=warmup,
-        weight_decay=weight_decay, seed=seed, freeze_embeddings=freeze_embeddings,
+        weight_decay=weight_decay, seed=seed, freeze_embeddings=freeze_embeddings, negative_fraction=negative_fraction,
         checkpoint_every=checkpoint_every, max_minutes=max_minutes, limit=limit, eval_limit=eval_limit,
         save_dtype=save_dtype, device=device,
     )
-    metrics = run(config, resume=resume, show_progress=not as_json and err.is_terminal, stop_after_minutes=stop_after_minutes)
+    metrics = run(
+        config,
+        resume=resume,
+        show_progress=not as_json and err.is_terminal,
+        stop_after_minutes=stop_after_minutes,
+        log=None if err.is_terminal else lambda line: err.print(line, highlight=False),
+    )
     if metrics is None:
         if as_json:
             print(json.dumps({"stopped": True, "checkpoint": str(output / "checkpoint")}))

@@ -35,3 +35,41 @@ def replace_directory(staging: Path, target: Path) -> None:
         os.rename(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def directory_lock(target: Path, what: str = "index") -> Iterator[None]:
+    """Hold an exclusive lock on ``target`` (a sibling ``.NAME.lock`` file) while it is rewritten;
+    a second writer fails at once with a message, it never waits or interleaves."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = target.with_name(f".{target.name}.lock")
+    with open(path, "a+") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            yield
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            from qa.errors import QAError
+
+            raise QAError(f"another process is writing the {what} at {str(target)!r}; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def recover_directory(target: Path) -> None:
+    """Clean up after a writer that was killed: put back the previous ``target`` if the kill
+    came between moving it aside and moving the new one in, and delete half-built staging
+    directories. Call it holding :func:`directory_lock`."""
+    parent = target.parent
+    if not parent.is_dir():
+        return
+    olds = sorted(parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not target.exists():
+        os.rename(olds.pop(), target)
+    for leftover in [*olds, *parent.glob(f".{target.name}.building-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)

@@ -98,6 +98,7 @@ class Pipeline:
     passage's BM25 score and embedding cosine into each answer's score. With
     ``no_answer_threshold`` set (for readers trained on SQuAD 2.0), the pipeline abstains when
     the best answer's reader score does not beat its passage's no-answer score by that much.
+    ``precision`` is the reader's (see :class:`Reader`).
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class Pipeline:
         bm25_weight: float = BM25_WEIGHT,
         dense_weight: float = DENSE_WEIGHT,
         no_answer_threshold: float | None = None,
+        precision: str = "auto",
     ):
         self.bm25_weight = bm25_weight
         self.dense_weight = dense_weight
@@ -120,7 +122,7 @@ class Pipeline:
             self.reader: Reader | None = reader
         else:
             resolved = resolve_reader(reader)
-            self.reader = Reader(resolved, device=device) if resolved else None
+            self.reader = Reader(resolved, device=device, precision=precision) if resolved else None
         if self.reader is not None or retriever != "bm25":
             _ = self.index.embedder  # load the question encoder now, not in the first question
 

@@ -40,7 +40,7 @@ def test_index_text_summary_and_warnings(tiny_models, write_files, tmp_path):
     corpus = write_files({**SMALL_CORPUS, "bad.json": "{"})
     result = invoke("index", corpus, "-i", tmp_path / "i", "--embedding-model", tiny_models["encoder"])
     assert result.exit_code == 0, result.output
-    assert "Indexed 4 documents as 4 passages" in result.stdout and "(1 skipped)" in result.stdout
+    assert "Indexed 4 documents as 4 passages" in result.stdout and "Files read: 3; skipped: 1 invalid JSON (line 1)" in result.stdout
     assert "warning: skipped bad.json: invalid JSON (line 1)" in result.stderr
 
 

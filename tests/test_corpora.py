@@ -1,9 +1,11 @@
+import gzip
 import json
 
 import pytest
 
 from qa.corpora import ReadReport, read_corpus
 from qa.errors import QAError
+from tests.corpus_fixtures import cord19_files, make_pdf
 
 
 def test_reads_each_format_with_ids_titles_and_sources(write_files):
@@ -74,3 +76,81 @@ def test_hidden_files_are_ignored_and_single_files_read(write_files):
 def test_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(QAError, match="does not exist"):
         list(read_corpus(tmp_path / "nope"))
+
+
+def test_html_keeps_the_main_text_and_drops_markup_and_chrome(write_files):
+    page = """<!doctype html><html><head><title>Ebola &amp; Marburg</title><style>p {color: red}</style>
+    <script>var x = "<p>not text</p>";</script></head><body><nav><a href="/">Home</a> | Menu</nav>
+    <main><h1>Filoviruses</h1><p>Ebola virus causes <b>severe</b> haemorrhagic fever.</p>
+    <ul><li>first item</li><li>second item</li></ul><p>Caf&eacute; &lt;tag&gt; text.</p></main>
+    <footer>Copyright 2020</footer></body></html>"""
+    [doc] = read_corpus(write_files({"page.html": page}))
+    assert doc.title == "Ebola & Marburg"
+    assert doc.text == (
+        "Filoviruses\n\nEbola virus causes severe haemorrhagic fever.\n\nfirst item\n\nsecond item\n\nCafé <tag> text."
+    )
+
+
+def test_pdf_text_and_title_and_a_broken_pdf_is_skipped(write_files):
+    root = write_files({
+        "paper.pdf": make_pdf(["Page one about coronaviruses (SARS).", "Page two."], title="A Paper"),
+        "untitled.pdf": make_pdf(["Only page."]),
+        "broken.pdf": b"%PDF-1.4\nthis is not really a pdf",
+    })
+    report = ReadReport()
+    docs = {d.id: d for d in read_corpus(root, report)}
+    assert docs["paper.pdf"].title == "A Paper"
+    assert docs["paper.pdf"].text == "Page one about coronaviruses (SARS).\n\nPage two."
+    assert docs["untitled.pdf"].title == "untitled"
+    assert report.skipped == {"broken PDF": 1}
+
+
+def test_squad_and_covid_qa_files_give_one_document_per_paragraph(write_files):
+    squad = {"version": "1.1", "data": [{"title": "Super_Bowl_50", "paragraphs": [
+        {"context": "Denver won.", "qas": [{"id": "q1", "question": "Who won?", "answers": [{"text": "Denver", "answer_start": 0}]}]},
+        {"context": "It was in 2016.", "qas": []},
+    ]}]}
+    covid = {"data": [{"paragraphs": [{"document_id": 630, "context": "Whole article text.", "qas": []}]}]}
+    root = write_files({"train.json.gz": gzip.compress(json.dumps(squad).encode()), "covid.json": json.dumps(covid)})
+    docs = {d.id: d for d in read_corpus(root)}
+    assert set(docs) == {"Super_Bowl_50/0", "Super_Bowl_50/1", "630"}
+    assert docs["Super_Bowl_50/1"].title == "Super Bowl 50" and docs["Super_Bowl_50/1"].text == "It was in 2016."
+    assert docs["Super_Bowl_50/0"].source == "train.json.gz" and docs["Super_Bowl_50/0"].metadata == {"questions": 1}
+    assert docs["630"].text == "Whole article text."
+
+
+def test_cord19_release_prefers_pmc_parses_and_keeps_metadata(write_files):
+    root = write_files({"cord/" + k: v for k, v in cord19_files().items()} | {"notes.txt": "A note beside the release."})
+    report = ReadReport()
+    docs = {d.id: d for d in read_corpus(root, report)}
+    assert set(docs) == {"ug7v899j", "02tnwd4m", "ejv2xln0", "2b73a28n", "notes.txt"}
+    first = docs["ug7v899j"]
+    assert first.title.startswith("Clinical features") and first.source == "cord/metadata.csv"
+    assert first.text == (
+        "Mycoplasma pneumoniae is a common cause of pneumonia.\n\nIntroduction\n\nPMC body: pneumonia in children."
+        "\n\nSecond paragraph.\n\nMethods\n\nWe reviewed charts."
+    )
+    assert first.metadata["parse"] == "cord/document_parses/pmc_json/PMC35282.xml.json"
+    assert first.metadata["doi"] == "10.1186/1471-2334-1-6" and first.metadata["journal"] == "BMC Infect Dis"
+    assert docs["02tnwd4m"].text == "Inflammation abstract from the parse.\n\nResults\n\nNitric oxide is produced by macrophages."
+    assert docs["ejv2xln0"].text.startswith("Surfactant protein-D") and docs["ejv2xln0"].metadata["parse"] is None
+    assert docs["2b73a28n"].text == "Endothelin-1 is a peptide."
+    assert report.skipped == {"duplicate id": 1, "missing CORD-19 parse file": 1}
+    assert report.files_read == 4  # metadata.csv, two parses, notes.txt
+
+
+def test_include_and_exclude_globs(write_files):
+    root = write_files({"a.md": "A", "b.txt": "B", "drafts/c.md": "C", "notes/d.md": "D"})
+    ids = lambda **kw: sorted(d.id for d in read_corpus(root, **kw))  # noqa: E731
+    assert ids(include=["*.md"]) == ["a.md", "drafts/c.md", "notes/d.md"]
+    assert ids(exclude=["drafts/*"]) == ["a.md", "b.txt", "notes/d.md"]
+    assert ids(include=["*.md"], exclude=["drafts/*", "d.md"]) == ["a.md"]
+
+
+def test_a_file_over_the_size_limit_is_skipped_but_jsonl_is_streamed(write_files):
+    big = "word " * 300_000  # 1.5 MB
+    root = write_files({"small.txt": "Small.", "huge.txt": big, "many.jsonl": "\n".join(json.dumps({"text": big[:1000]}) for _ in range(2000))})
+    report = ReadReport()
+    docs = [d.id for d in read_corpus(root, report, max_file_mb=1)]
+    assert "small.txt" in docs and "huge.txt" not in docs and len(docs) == 2001
+    assert report.skipped == {"larger than 1 MB (1 MB; raise --max-file-mb to read it)": 1}

@@ -2,7 +2,6 @@
 recomputed independently from the files it writes."""
 
 import collections
-import contextlib
 import json
 import re
 import string
@@ -113,8 +112,7 @@ def test_open_evaluation_report_files_agree_with_an_independent_scorer(squad_fil
 
 def test_a_sweep_cell_equals_a_run_with_that_setting_alone(squad_file, tiny_models, tiny_embedder, monkeypatch):
     # in float32: under bf16 autocast, logits depend slightly on how passages are batched
-    monkeypatch.setattr("qa.reader.reader.autocast", lambda device: contextlib.nullcontext())
-    reader = Reader(tiny_models["reader"])
+    reader = Reader(tiny_models["reader"], precision="fp32")
     benchmark = load_benchmark("squad-json", path=squad_file)
     sweep = evaluate(benchmark, reader, retrievers=["dense"], top_ks=[1, 2, 3])
     alone = evaluate(benchmark, reader, retrievers=["dense"], top_ks=[2])
@@ -181,3 +179,14 @@ def test_evaluate_without_a_reader_says_how_to_get_one(squad_file, monkeypatch):
     monkeypatch.setattr("qa.reader.reader.default_reader_path", lambda: None)
     result = runner.invoke(app, ["evaluate", "squad-json", str(squad_file)])
     assert result.exit_code == 1 and "needs a reader" in result.stderr
+
+
+@pytest.mark.parametrize("gold", [False, True])
+def test_reading_many_questions_per_batch_gives_the_answers_of_one_at_a_time(gold, squad_file, tiny_models, tiny_embedder, monkeypatch):
+    reader = Reader(tiny_models["reader"], precision="fp32")  # exact in float32
+    benchmark = load_benchmark("squad-json", path=squad_file, gold=gold)
+    one = evaluate(benchmark, reader, top_ks=[3], question_batch=1)
+    many = evaluate(benchmark, reader, top_ks=[3], question_batch=5)
+    assert many.config["question_batch"] == 5
+    assert many.cells[0].predictions == one.cells[0].predictions
+    assert len(many.cells[0].predictions) == len(benchmark.examples)

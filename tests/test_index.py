@@ -54,13 +54,13 @@ def test_rebuilding_replaces_the_index_only_when_complete(tiny_models, write_fil
         build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
     assert (out / "manifest.json").read_text() == before
     Index(out)  # still opens
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "idx"]  # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "corpus", "idx"]  # no leftovers but the lock file
 
     monkeypatch.undo()
     (corpus / "new.txt").write_text("A new document about rivers.")
     build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
     assert json.loads((out / "manifest.json").read_text())["counts"]["documents"] == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "idx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "corpus", "idx"]
 
 
 def test_refuses_to_overwrite_a_folder_that_is_not_an_index(tiny_models, write_files, tmp_path):

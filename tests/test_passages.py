@@ -42,3 +42,42 @@ def test_invalid_window_settings_raise():
         list(split_passages("a b", max_words=0))
     with pytest.raises(ValueError):
         list(split_passages("a b", max_words=3, overlap_words=3))
+
+
+def _chars_per_3(text, words):  # a stand-in tokenizer: one token per 3 characters of a word
+    return [-(-(e - s) // 3) for s, e in words]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from(list("ab é,.!?\n\t\"") + ["Ж", "😀"]), max_size=600),
+    max_tokens=st.integers(1, 40),
+    overlap=st.integers(0, 39),
+    sentence_aware=st.booleans(),
+)
+def test_token_windows_are_whole_words_within_budget_and_cover_the_text(text, max_tokens, overlap, sentence_aware):
+    from qa.indexer.passages import _WORD, split_token_windows
+
+    overlap = min(overlap, max_tokens - 1)
+    spans = list(split_token_windows(text, _chars_per_3, max_tokens, overlap, sentence_aware))
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    if not words:
+        assert spans == []
+        return
+    starts, ends = {s for s, _ in words}, {e for _, e in words}
+    covered = set()
+    for span in spans:
+        inside = [(s, e) for s, e in words if span.start <= s and e <= span.end]
+        assert span.start in starts and span.end in ends and inside
+        assert len(inside) == 1 or sum(_chars_per_3(text, inside)) <= max_tokens
+        covered.update(inside)
+    assert covered == set(words)
+    assert all(a.start < b.start <= a.end + 1 or text[a.end : b.start].isspace() for a, b in zip(spans, spans[1:]))
+
+
+def test_token_windows_end_and_start_at_sentences():
+    from qa.indexer.passages import split_token_windows
+
+    text = "One two three. Four five six. Seven eight nine. Ten eleven twelve."
+    spans = [text[s.start : s.end] for s in split_token_windows(text, lambda t, w: [1] * len(w), max_tokens=7, overlap_tokens=3)]
+    assert spans == ["One two three. Four five six.", "Four five six. Seven eight nine.", "Seven eight nine. Ten eleven twelve."]

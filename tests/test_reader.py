@@ -1,4 +1,3 @@
-import contextlib
 import json
 
 import pytest
@@ -42,9 +41,8 @@ def test_long_passages_yield_spans_beyond_the_first_window(tiny_reader):
 
 def test_batching_and_padding_do_not_change_scores(tiny_models, monkeypatch):
     # in float32, so that the only difference between the two runs is batching and padding
-    monkeypatch.setattr("qa.reader.reader.autocast", lambda device: contextlib.nullcontext())
-    a = Reader(tiny_models["reader"], max_length=64, stride=16, batch_size=1)
-    b = Reader(tiny_models["reader"], max_length=64, stride=16, batch_size=8)
+    a = Reader(tiny_models["reader"], max_length=64, stride=16, batch_size=1, precision="fp32")
+    b = Reader(tiny_models["reader"], max_length=64, stride=16, batch_size=8, precision="fp32")
     q = "who built the tower?"
     sa = {(s.passage, s.start, s.end): s.score for s in a.read(q, PASSAGES, n_best=10_000)}
     sb = {(s.passage, s.start, s.end): s.score for s in b.read(q, PASSAGES, n_best=10_000)}
@@ -88,3 +86,21 @@ def test_reader_resolution_order(monkeypatch, tmp_path):
     monkeypatch.delenv("QA_READER")
     monkeypatch.setattr("qa.reader.reader.default_reader_path", lambda: tmp_path)
     assert resolve_reader(None) == str(tmp_path)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_each_precision_reads_spans_close_to_fp32(tiny_models, precision):
+    exact = Reader(tiny_models["reader"], precision="fp32").read("who built the tower?", PASSAGES, n_best=3)
+    reader = Reader(tiny_models["reader"], precision=precision)
+    assert reader.precision == precision
+    spans = reader.read("who built the tower?", PASSAGES, n_best=3)
+    assert len(spans) == len(exact)
+    assert all(PASSAGES[s.passage][s.start : s.end] == s.text for s in spans)
+    assert abs(spans[0].score - exact[0].score) < 0.5  # the tiny model's logits are small
+
+
+def test_unknown_or_impossible_precisions_are_clear_errors(tiny_models):
+    with pytest.raises(QAError, match="unknown precision"):
+        Reader(tiny_models["reader"], precision="fp8")
+    with pytest.raises(QAError, match="fp16 needs a CUDA device"):
+        Reader(tiny_models["reader"], precision="fp16", device="cpu")

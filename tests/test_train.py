@@ -65,6 +65,15 @@ def test_windows_without_the_answer_point_at_cls(tmp_path, tiny_models):
     assert labelled and labelled[-1] == len(features) - 1  # only the last windows hold "paris"
     assert all(features.starts[i] == features.ends[i] == 0 for i in range(len(features)) if i not in labelled)
 
+    contexts = {d.id: d.text for d in squad.documents}
+    positives = featurize(squad.examples, contexts, tokenizer, max_length=64, stride=16, negative_fraction=0.0)
+    assert len(positives) == len(labelled) and (positives.starts > 0).all()
+    assert np.array_equal(positives.ids, np.concatenate([features.ids[features.offsets[i] : features.offsets[i + 1]] for i in labelled]))
+    some = featurize(squad.examples, contexts, tokenizer, max_length=64, stride=16, negative_fraction=0.5, seed=3)
+    assert len(labelled) < len(some) < len(features)
+    again = featurize(squad.examples, contexts, tokenizer, max_length=64, stride=16, negative_fraction=0.5, seed=3)
+    assert np.array_equal(some.ids, again.ids)  # seeded
+
 
 def test_batches_cover_every_feature_once_and_are_seeded():
     lengths = np.random.default_rng(0).integers(10, 300, size=1000)
@@ -146,3 +155,20 @@ def test_cli_train_reader_json(tmp_path, tiny_models):
     assert missing.exit_code == 1 and "--train and --base are required" in missing.stderr
     resume = CliRunner().invoke(app, ["train", "reader", "--output", str(tmp_path / "x"), "--resume"])
     assert resume.exit_code == 1 and "nothing to resume" in resume.stderr
+
+
+def test_the_time_budget_plan_follows_the_measured_speed():
+    from qa.reader.train import _plan
+
+    config = TrainConfig(train="t", base="b", output="o", max_minutes=10, warmup=0.1)
+    state = TrainState(step=20, total_steps=5000, warmup_steps=500, seconds=60)
+    _plan(config, state, seconds_per_step=3.0, epoch_steps=5000)
+    assert state.total_steps == 20 + 180 and state.warmup_steps == 20  # 540 s left at 3 s a step
+    state.step, state.seconds = 100, 400  # the machine got slower: 200 s left at 4 s a step
+    _plan(config, state, seconds_per_step=4.0, epoch_steps=5000)
+    assert state.total_steps == 150 and state.warmup_steps == 20  # warmup is over: left alone
+    _plan(config, state, seconds_per_step=0.01, epoch_steps=5000)
+    assert state.total_steps == 5000  # never beyond the epochs asked for
+    state.seconds = 700
+    _plan(config, state, seconds_per_step=1.0, epoch_steps=5000)
+    assert state.total_steps == 101  # over budget: stop at the next step

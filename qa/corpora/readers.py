@@ -1,86 +1,123 @@
 """Read a file or a folder of files into documents.
 
-Supported: ``.txt``, ``.md`` (title from the first ``#`` heading), ``.json`` (one record or
-a list of records) and ``.jsonl`` (one record per line). A record is a JSON object with a
-text field; its id and title fields are optional (field names are configurable).
-A file that cannot be read is skipped with a reason in the :class:`ReadReport`: one bad file
-never stops a read.
+Formats, by file name:
+
+- ``.txt``; ``.md`` (title from the first ``#`` heading); ``.html``/``.htm`` (main text, see
+  :mod:`qa.corpora.html`); ``.pdf`` (see :mod:`qa.corpora.pdf`);
+- ``.json`` and ``.json.gz``: SQuAD-layout files (SQuAD v1.1/v2.0, COVID-QA) give one document
+  per paragraph with its article's title (COVID-QA's ``document_id`` as id); any other JSON is one
+  record or a list of records; ``.jsonl`` and ``.jsonl.gz``: one record per line. A record is a
+  JSON object with a text field; its id and title fields are optional (field names configurable);
+- a folder holding a CORD-19 release (``metadata.csv`` with ``cord_uid``, and
+  ``document_parses/``) is read as CORD-19 (:mod:`qa.corpora.cord19`).
+
+Folders are walked recursively in name order; hidden files and folders are ignored;
+``include``/``exclude`` globs select files (a glob without ``/`` matches file names, one with
+``/`` matches paths relative to the corpus root). A file that cannot be read is skipped with a
+reason in the :class:`ReadReport`, as is a file larger than ``max_file_mb`` (JSON Lines files
+are streamed and have no limit): one bad file never stops a read.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import gzip
+import io
 import json
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from qa.corpora.cord19 import is_cord19, read_cord19
 from qa.corpora.documents import Document, ReadReport
+from qa.corpora.html import html_text
+from qa.corpora.pdf import PDFError, pdf_text
+from qa.corpora.squad import is_squad, squad_documents
 from qa.errors import QAError
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".json", ".jsonl")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
+DEFAULT_MAX_FILE_MB = 256.0
 
 _MD_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+class _Skip(Exception):
+    """A file (or record) that is skipped, and why."""
+
+
+def file_format(path: str | Path) -> str | None:
+    """The supported suffix ``path`` ends with (``.json.gz`` before ``.gz``), or None."""
+    name = Path(path).name.lower()
+    return next((s for s in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
 
 
 def read_corpus(
     path: str | Path,
     report: ReadReport | None = None,
     *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
     id_field: str = "id",
     title_field: str = "title",
     text_field: str = "text",
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
 ) -> Iterator[Document]:
     """Yield the documents of ``path`` (a file, or a folder walked recursively in name order).
 
-    Hidden files and folders are ignored. Documents whose id was already seen are skipped.
+    With ``include`` globs, only matching files are read; files matching an ``exclude`` glob are
+    not. Documents whose id was already seen are skipped ("duplicate id").
     """
     root = Path(path).expanduser()
     if not root.exists():
         raise QAError(f"corpus path {str(path)!r} does not exist")
     report = report if report is not None else ReadReport()
-    files = [root] if root.is_file() else _walk(root)
     base = root.parent if root.is_file() else root
     fields = (id_field, title_field, text_field)
     seen: set[str] = set()
+    for doc in _documents(root, base, report, list(include), list(exclude), fields, max_file_mb):
+        where = f"{doc.source} ({doc.id})"
+        if not doc.text.strip():
+            report.skip(where, "empty text")
+        elif not _encodable(doc):
+            report.skip(where, "invalid Unicode (lone surrogate)")
+        elif doc.id in seen:
+            report.skip(where, "duplicate id")
+        else:
+            seen.add(doc.id)
+            report.documents += 1
+            yield doc
+
+
+def _documents(root, base, report, include, exclude, fields, max_file_mb) -> Iterator[Document]:
+    if root.is_file():
+        yield from _read_file(root, base, report, fields, max_file_mb)
+        return
+    if is_cord19(root):
+        yield from read_cord19(root, base, report)
+        return
+    files = _walk(root)
+    cord19_roots = [f.parent for f in files if f.name == "metadata.csv" and is_cord19(f.parent)]
     for file in files:
+        release = next((r for r in cord19_roots if file.is_relative_to(r)), None)
+        if release is not None:  # a CORD-19 release is read from its metadata.csv, parses and all
+            if file == release / "metadata.csv":
+                yield from read_cord19(release, base, report)
+            continue
         source = file.relative_to(base).as_posix()
-        if file.suffix.lower() not in SUPPORTED_SUFFIXES:
-            report.skip(source, "unsupported file type")
-            continue
-        try:
-            raw = file.read_bytes()
-        except OSError as err:
-            report.skip(source, f"unreadable ({err.strerror or err})")
-            continue
-        if b"\x00" in raw[:8192]:
-            report.skip(source, "binary file")
-            continue
-        try:
-            content = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            report.skip(source, "invalid UTF-8")
-            continue
-        report.files_read += 1
-        for doc in _parse(file.suffix.lower(), content, source, fields, report):
-            if not doc.text.strip():
-                report.skip(f"{source} ({doc.id})", "empty text")
-            elif not _encodable(doc):
-                report.skip(f"{source} ({doc.id})", "invalid Unicode (lone surrogate)")
-            elif doc.id in seen:
-                report.skip(f"{source} ({doc.id})", "duplicate id")
-            else:
-                seen.add(doc.id)
-                report.documents += 1
-                yield doc
+        if _selected(source, include, exclude):
+            yield from _read_file(file, base, report, fields, max_file_mb)
 
 
-def _encodable(doc: Document) -> bool:
-    try:
-        (doc.id + doc.title + doc.text).encode("utf-8")
-    except UnicodeEncodeError:
+def _selected(source: str, include: list[str], exclude: list[str]) -> bool:
+    def matches(pattern: str) -> bool:
+        target = source if "/" in pattern else source.rsplit("/", 1)[-1]
+        return fnmatch.fnmatchcase(target, pattern)
+
+    if include and not any(matches(p) for p in include):
         return False
-    return True
+    return not any(matches(p) for p in exclude)
 
 
 def _walk(root: Path) -> list[Path]:
@@ -91,32 +128,106 @@ def _walk(root: Path) -> list[Path]:
     )
 
 
-def _parse(
-    suffix: str, content: str, source: str, fields: tuple[str, str, str], report: ReadReport
-) -> Iterator[Document]:
-    if suffix == ".txt":
-        yield Document(id=source, text=content, title=Path(source).stem, source=source)
-    elif suffix == ".md":
-        heading = _MD_HEADING.search(content)
-        title = heading.group(1) if heading else Path(source).stem
-        yield Document(id=source, text=content, title=title, source=source)
-    elif suffix == ".json":
-        try:
-            data = json.loads(content)
-        except json.JSONDecodeError as err:
-            report.skip(source, f"invalid JSON (line {err.lineno})")
+def _read_file(file: Path, base: Path, report: ReadReport, fields, max_file_mb: float) -> Iterator[Document]:
+    source = file.relative_to(base).as_posix()
+    kind = file_format(file)
+    if kind is None:
+        report.skip(source, "unsupported file type")
+        return
+    try:
+        if kind in (".jsonl", ".jsonl.gz"):
+            report.files_read += 1  # streamed: a bad line skips that line only
+            yield from _jsonl(file, source, fields, report, gz=kind.endswith(".gz"))
             return
-        records = data if isinstance(data, list) else [data]
-        for i, record in enumerate(records):
-            doc = _record(record, f"{source}#{i}", source, fields)
-            if doc is None:
-                report.skip(f"{source}#{i}", f"no {fields[2]!r} string field")
-            else:
-                yield doc
-    elif suffix == ".jsonl":
-        for lineno, line in enumerate(content.splitlines(), start=1):
+        size_mb = file.stat().st_size / 2**20
+        if size_mb > max_file_mb:
+            raise _Skip(f"larger than {max_file_mb:g} MB ({size_mb:.0f} MB; raise --max-file-mb to read it)")
+        docs = list(_parse(file, kind, source, fields, report))
+    except _Skip as skip:
+        report.skip(source, str(skip))
+        return
+    except OSError as err:
+        report.skip(source, f"unreadable ({err.strerror or err})")
+        return
+    report.files_read += 1
+    yield from docs
+
+
+def _parse(file: Path, kind: str, source: str, fields, report: ReadReport) -> Iterable[Document]:
+    stem = Path(source).name[: -len(kind)]
+    if kind == ".pdf":
+        try:
+            title, text = pdf_text(file)
+        except PDFError:
+            raise _Skip("broken PDF") from None
+        return [Document(id=source, text=text, title=title or stem, source=source)]
+    raw = file.read_bytes()
+    if kind.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error):
+            raise _Skip("broken gzip") from None
+    content = _decode(raw)
+    if kind == ".txt":
+        return [Document(id=source, text=content, title=stem, source=source)]
+    if kind == ".md":
+        heading = _MD_HEADING.search(content)
+        return [Document(id=source, text=content, title=heading.group(1) if heading else stem, source=source)]
+    if kind in (".html", ".htm"):
+        title, text = html_text(content)
+        return [Document(id=source, text=text, title=title or stem, source=source)]
+    # .json, .json.gz
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as err:
+        raise _Skip(f"invalid JSON (line {err.lineno})") from None
+    if is_squad(data):
+        return squad_documents(data, source)
+    return _records(data if isinstance(data, list) else [data], source, fields, report)
+
+
+def _decode(raw: bytes) -> str:
+    if b"\x00" in raw[:8192]:
+        raise _Skip("binary file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _Skip("invalid UTF-8") from None
+
+
+def _records(records: list, source: str, fields, report: ReadReport) -> list[Document]:
+    docs = []
+    for i, record in enumerate(records):
+        doc = _record(record, f"{source}#{i}", source, fields)
+        if doc is None:
+            report.skip(f"{source}#{i}", f"no {fields[2]!r} string field")
+        else:
+            docs.append(doc)
+    return docs
+
+
+def _jsonl(file: Path, source: str, fields, report: ReadReport, gz: bool) -> Iterator[Document]:
+    opened = gzip.open(file, "rb") if gz else open(file, "rb")
+    with opened as binary:
+        lines = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict")
+        lineno = 0
+        while True:
+            try:
+                line = next(lines, None)
+            except UnicodeDecodeError:
+                report.skip(f"{source}:{lineno + 1}", "invalid UTF-8")
+                return  # the decoder cannot resynchronise: the rest of the file is skipped
+            except (OSError, EOFError, zlib.error):
+                report.skip(source, "broken gzip")
+                return
+            if line is None:
+                return
+            lineno += 1
             if not line.strip():
                 continue
+            if "\x00" in line:
+                report.skip(f"{source}:{lineno}", "binary file")
+                return
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
@@ -129,9 +240,7 @@ def _parse(
                 yield doc
 
 
-def _record(
-    record: Any, fallback_id: str, source: str, fields: tuple[str, str, str]
-) -> Document | None:
+def _record(record: Any, fallback_id: str, source: str, fields: tuple[str, str, str]) -> Document | None:
     id_field, title_field, text_field = fields
     if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
         return None
@@ -145,3 +254,11 @@ def _record(
         source=source,
         metadata=metadata,
     )
+
+
+def _encodable(doc: Document) -> bool:
+    try:
+        (doc.id + doc.title + doc.text).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.corpora import Document
+from qa.corpora.documents import Document
 from qa.errors import QAError
 
 
@@ -49,6 +49,28 @@ def read_json(path: Path) -> tuple[dict, str]:
         return json.loads(text), hashlib.sha256(raw).hexdigest()
     except (OSError, EOFError, ValueError) as err:  # gzip and JSON errors are ValueErrors
         raise QAError(f"cannot read {str(path)!r}: {err}") from err
+
+
+def is_squad(data: object) -> bool:
+    """True for parsed JSON in the SQuAD layout: ``{"data": [{"paragraphs": [...]}, ...]}``."""
+    articles = data.get("data") if isinstance(data, dict) else None
+    return isinstance(articles, list) and bool(articles) and all(
+        isinstance(a, dict) and isinstance(a.get("paragraphs"), list) for a in articles
+    )
+
+
+def squad_documents(data: dict, source: str = "") -> list[Document]:
+    """Each paragraph of parsed SQuAD-layout JSON as a document, with its article's title; ids as
+    in :func:`load_squad`. Paragraphs without a ``context`` string are left out."""
+    documents = []
+    for article in data["data"]:
+        title = str(article.get("title", ""))
+        for i, paragraph in enumerate(article["paragraphs"]):
+            if isinstance(paragraph, dict) and isinstance(paragraph.get("context"), str):
+                doc_id = str(paragraph.get("document_id", f"{title}/{i}"))
+                metadata = {"questions": len(paragraph.get("qas") or [])}
+                documents.append(Document(doc_id, paragraph["context"], title.replace("_", " "), source, metadata))
+    return documents
 
 
 def load_squad(path: str | Path, name: str | None = None, id_prefix: str = "") -> QASet:

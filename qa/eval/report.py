@@ -124,7 +124,14 @@ def _markdown(evaluation: Evaluation) -> str:
         "EM and F1 use the official SQuAD normalisation, best over the gold answers. R@k answer: a "
         "retrieved passage among the top k contains a gold answer; R@k gold: one comes from the "
         "question's own paragraph. Latency is per question, retrieval of 100 passages and reading "
-        "of the largest top-k together.",
+        "of the largest top-k together"
+        + (
+            f"; the reader read the passages of {config['question_batch']} questions per batch, and each "
+            "question's read time is its share of its batch's time (`--question-batch 1` measures one "
+            "question alone)."
+            if config.get("question_batch", 1) > 1
+            else "."
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,11 @@ from qa.indexer import build_index, layout
 from qa.indexer.passages import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP_WORDS
 from qa.models import DEFAULT_EMBEDDING_MODEL
 from qa.pipeline import Pipeline
-from qa.reader import Reader
+from qa.reader import Reader, Reading
 from qa.retriever import Index
 
 RECALL_DEPTH = 100
+QUESTION_BATCH = 16
 
 
 @dataclass
@@ -105,8 +106,9 @@ def prepare_index(
     path = Path(index_dir) if index_dir else datasets.cache_dir() / "indexes" / f"{benchmark.name}-{key}"
     if (path / layout.MANIFEST).is_file():
         manifest = layout.read_manifest(path)
-        passages = (manifest["passages"]["max_words"], manifest["passages"]["overlap_words"])
-        if manifest.get("metadata", {}).get("eval_key") == key and passages == (DEFAULT_MAX_WORDS, DEFAULT_OVERLAP_WORDS):
+        passages = manifest["passages"]
+        default = {"unit": "words", "max_words": DEFAULT_MAX_WORDS, "overlap_words": DEFAULT_OVERLAP_WORDS}
+        if manifest.get("metadata", {}).get("eval_key") == key and passages == default:
             return path
         if index_dir:
             raise QAError(
@@ -133,6 +135,7 @@ def evaluate(
     seed: int = 0,
     index_dir: str | Path | None = None,
     no_answer_threshold: float | None = None,
+    question_batch: int = QUESTION_BATCH,
     show_progress: bool = False,
     on_question: Callable[[], None] | None = None,
 ) -> Evaluation:
@@ -142,7 +145,13 @@ def evaluate(
     recall curve) and the reader reads the top ``max(top_ks)`` of them once; each smaller top-k
     is scored from that same reading. That equals reading fewer passages up to bf16 rounding,
     which depends on how passages are batched and padded.
+
+    The reader reads the passages of ``question_batch`` questions in one batch (fewer, fuller
+    forward passes); a question's read time is then its share of its group's time. With
+    ``question_batch=1`` every latency is that of one question alone, as in ``qa ask``.
     """
+    if question_batch < 1:
+        raise QAError(f"question batch must be at least 1, got {question_batch}")
     started = time.perf_counter()
     examples = sample(benchmark.examples, limit, seed)
     if not examples:
@@ -155,9 +164,10 @@ def evaluate(
         "reader": reader.name,
         "sources": benchmark.sources,
         "no_answer_threshold": no_answer_threshold,
+        "question_batch": question_batch,
     }
     if benchmark.gold:
-        cell = _evaluate_gold(benchmark, examples, reader, no_answer_threshold, on_question)
+        cell = _evaluate_gold(benchmark, examples, reader, no_answer_threshold, question_batch, on_question)
         return Evaluation(benchmark, examples, [cell], [], config, time.perf_counter() - started)
 
     path = prepare_index(benchmark, index_dir, show_progress=show_progress)
@@ -172,26 +182,36 @@ def evaluate(
         predictions: dict[int, dict[str, str]] = {k: {} for k in top_ks}
         first_answer, first_gold, retrieved = [], [], {}
         seconds: dict[str, list[float]] = {"retrieve": [], "read": [], "total": []}
-        for example in examples:
-            t0 = time.perf_counter()
-            hits = pipe.retriever.search(example.question, depth)
+        for first in range(0, len(examples), question_batch):
+            group = examples[first : first + question_batch]
+            tops, seconds_retrieve = [], []
+            for example in group:
+                t0 = time.perf_counter()
+                hits = pipe.retriever.search(example.question, depth)
+                seconds_retrieve.append(time.perf_counter() - t0)
+                tops.append(hits[:max_k])
+                retrieved[example.id] = [h.passage.doc_id for h in hits]
+                if example.answerable:
+                    first_answer.append(first_relevant([contains_answer(h.passage.text, example.answers) for h in hits]))
+                    first_gold.append(first_relevant([h.passage.doc_id == example.doc_id for h in hits]))
             t1 = time.perf_counter()
-            top = hits[:max_k]
-            texts = [h.passage.text for h in top]
-            reading = reader.read_batch([example.question] * len(top), texts, n_best=1) if top else None
-            for k in top_ks:
-                answers = pipe.rank_answers(example.question, top[:k], reading, 1) if top else []
-                predictions[k][example.id] = answers[0].text if answers else ""
-            t2 = time.perf_counter()
-            seconds["retrieve"].append(t1 - t0)
-            seconds["read"].append(t2 - t1)
-            seconds["total"].append(t2 - t0)
-            retrieved[example.id] = [h.passage.doc_id for h in hits]
-            if example.answerable:
-                first_answer.append(first_relevant([contains_answer(h.passage.text, example.answers) for h in hits]))
-                first_gold.append(first_relevant([h.passage.doc_id == example.doc_id for h in hits]))
-            if on_question:
-                on_question()
+            questions = [e.question for e, top in zip(group, tops) for _ in top]
+            texts = [h.passage.text for top in tops for h in top]
+            reading = reader.read_batch(questions, texts, n_best=1)
+            lo = 0
+            for example, top in zip(group, tops):
+                part = reading_part(reading, lo, lo + len(top))
+                lo += len(top)
+                for k in top_ks:
+                    answers = pipe.rank_answers(example.question, top[:k], part, 1) if top else []
+                    predictions[k][example.id] = answers[0].text if answers else ""
+            read_share = (time.perf_counter() - t1) / len(group)
+            for t in seconds_retrieve:
+                seconds["retrieve"].append(t)
+                seconds["read"].append(read_share)
+                seconds["total"].append(t + read_share)
+                if on_question:
+                    on_question()
         run = RetrieverRun(
             name,
             recall_curve(first_answer, depth),
@@ -217,19 +237,29 @@ def evaluate(
     return Evaluation(benchmark, examples, cells, runs, config, time.perf_counter() - started)
 
 
-def _evaluate_gold(benchmark, examples, reader, no_answer_threshold, on_question) -> Cell:
+def reading_part(reading: Reading, lo: int, hi: int) -> Reading:
+    """The part of ``reading`` for pairs ``lo`` to ``hi - 1``, numbered from 0 again."""
+    spans = [replace(s, passage=s.passage - lo) for s in reading.spans if lo <= s.passage < hi]
+    return Reading(spans, reading.null_scores[lo:hi])
+
+
+def _evaluate_gold(benchmark, examples, reader, no_answer_threshold, question_batch, on_question) -> Cell:
     documents = {d.id: d for d in benchmark.documents}
     predictions: dict[str, str] = {}
     latencies: list[float] = []
-    for example in examples:
+    for first in range(0, len(examples), question_batch):
+        group = examples[first : first + question_batch]
         t0 = time.perf_counter()
-        reading = reader.read_batch([example.question], [documents[example.doc_id].text], n_best=1)
-        best = reading.spans[0] if reading.spans else None
-        abstain = best is None or reading.abstains(best, no_answer_threshold)
-        predictions[example.id] = "" if abstain else best.text
-        latencies.append(time.perf_counter() - t0)
+        reading = reader.read_batch([e.question for e in group], [documents[e.doc_id].text for e in group], n_best=1)
+        for i, example in enumerate(group):
+            part = reading_part(reading, i, i + 1)
+            best = part.spans[0] if part.spans else None
+            abstain = best is None or part.abstains(best, no_answer_threshold)
+            predictions[example.id] = "" if abstain else best.text
+        latencies += [(time.perf_counter() - t0) / len(group)] * len(group)
         if on_question:
-            on_question()
+            for _ in group:
+                on_question()
     metrics = _answer_metrics(examples, predictions, benchmark.squad_v2)
     metrics.update(_timing({"read": latencies, "total": latencies}))
     return Cell("gold", 1, predictions, metrics)

@@ -32,6 +32,11 @@ class Embedder:
         self._model.eval()
 
     @property
+    def tokenizer(self):
+        """The model's tokenizer (a Hugging Face fast tokenizer for transformer models)."""
+        return self._model.tokenizer
+
+    @property
     def dim(self) -> int:
         return int(self._model.get_embedding_dimension())
 

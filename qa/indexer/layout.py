@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import QAError
+from qa.fsutil import directory_lock, recover_directory
 
 FORMAT_NAME = "qa-index"
 FORMAT_VERSION = 1
@@ -16,6 +17,7 @@ MANIFEST = "manifest.json"
 STORE = "passages.sqlite"
 BM25_DIR = "bm25"
 VECTORS = "dense/vectors.npy"
+FAISS_FILE = "dense/faiss.index"  # only for approximate (IVF, HNSW) dense indexes
 
 DEFAULT_INDEX_DIR = ".qa-index"
 INDEX_ENV = "QA_INDEX"
@@ -30,6 +32,9 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any]:
     """The manifest of the index at ``index_dir``, checked for format and version."""
     index_dir = Path(index_dir)
     path = index_dir / MANIFEST
+    if not index_dir.exists() and any(index_dir.parent.glob(f".{index_dir.name}.old-*")):
+        with directory_lock(index_dir):  # a writer was killed while swapping the index in
+            recover_directory(index_dir)
     if not index_dir.exists():
         raise QAError(f"no index at {str(index_dir)!r}: build one with `qa index PATH --index {index_dir}`")
     if not path.is_file():

@@ -1,13 +1,19 @@
-"""Split documents into overlapping word windows that keep exact character offsets."""
+"""Split documents into overlapping windows that keep exact character offsets: windows of
+whole words counted in words, or counted in the embedding model's tokens with sentence-aware
+boundaries."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 DEFAULT_MAX_WORDS = 160
 DEFAULT_OVERLAP_WORDS = 40
+DEFAULT_MAX_TOKENS = 200
+DEFAULT_OVERLAP_TOKENS = 40
 
 _WORD = re.compile(r"\S+")
 
@@ -38,3 +44,72 @@ def split_passages(
         yield Span(words[first][0], words[last][1])
         if last == len(words) - 1:
             return
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+
+
+def split_token_windows(
+    text: str,
+    count_tokens: Callable[[str, list[tuple[int, int]]], Sequence[int]],
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    sentence_aware: bool = True,
+    min_fill: float = 0.6,
+) -> Iterator[Span]:
+    """Yield windows of whole words holding at most ``max_tokens`` model tokens (a single longer
+    word makes a window of its own), consecutive windows sharing about ``overlap_tokens``.
+
+    ``count_tokens(text, words)`` gives the number of tokens of each word span (see
+    :func:`tokenizer_counter`). With ``sentence_aware``, a window that would end inside a sentence
+    ends instead after the last sentence it completes, when that keeps it at least ``min_fill``
+    full, and the next window starts at a sentence start inside the overlap when there is one.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be at least 1")
+    if not 0 <= overlap_tokens < max_tokens:
+        raise ValueError("overlap_tokens must be at least 0 and less than max_tokens")
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    if not words:
+        return
+    counts = list(count_tokens(text, words))
+    ends_sentence = [bool(_SENTENCE_END.search(text[s:e])) for s, e in words]
+    n = len(words)
+    first = 0
+    while True:
+        total, last = 0, first
+        while last < n and (last == first or total + counts[last] <= max_tokens):
+            total += counts[last]
+            last += 1
+        if last < n and sentence_aware:
+            filled = 0
+            cut = None
+            for k in range(first, last - 1):
+                filled += counts[k]
+                if ends_sentence[k] and filled >= min_fill * max_tokens:
+                    cut = k + 1
+            last = cut or last
+        yield Span(words[first][0], words[last - 1][1])
+        if last >= n:
+            return
+        back, shared = last, 0
+        while back > first + 1 and shared + counts[back - 1] <= overlap_tokens:
+            shared += counts[back - 1]
+            back -= 1
+        if sentence_aware:
+            back = next((j for j in range(back, last) if ends_sentence[j - 1]), back)
+        first = max(back, first + 1)
+
+
+def tokenizer_counter(tokenizer) -> Callable[[str, list[tuple[int, int]]], list[int]]:
+    """``count_tokens`` for :func:`split_token_windows` from a Hugging Face fast tokenizer: each
+    word's tokens are those whose first character lies inside it (no special tokens)."""
+
+    def count(text: str, words: list[tuple[int, int]]) -> list[int]:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        starts = np.fromiter((s for s, e in enc["offset_mapping"] if e > s), dtype=np.int64)
+        word_starts = np.asarray([s for s, _ in words], dtype=np.int64)
+        word_ends = np.asarray([e for _, e in words], dtype=np.int64)
+        return (np.searchsorted(starts, word_ends, "left") - np.searchsorted(starts, word_starts, "left")).tolist()
+
+    return count

@@ -58,13 +58,26 @@ class Passage:
 
 
 class PassageWriter:
-    """Writes documents and their passage offsets to a new store file."""
+    """Writes documents and their passage offsets to a new store file, or appends them to an
+    existing one (``append=True``), numbering on from what is there."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, append: bool = False):
         self._db = sqlite3.connect(path)
-        self._db.executescript(_SCHEMA)
-        self.documents = 0
-        self.passages = 0
+        if append:
+            self.documents = self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            self.passages = self._db.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+            self._hashes = dict(self._db.execute("SELECT id, sha256 FROM documents"))
+        else:
+            self._db.executescript(_SCHEMA)
+            self.documents = 0
+            self.passages = 0
+            self._hashes = {}
+
+    def holds(self, doc: Document) -> str | None:
+        """``"same"`` when a document with ``doc``'s id and content is stored, ``"changed"``
+        when one with its id but other content is, else None."""
+        stored = self._hashes.get(doc.id)
+        return None if stored is None else "same" if stored == doc.sha256 else "changed"
 
     def add(self, doc: Document, spans: Iterable[tuple[int, int]]) -> None:
         doc_idx = self.documents
@@ -76,6 +89,7 @@ class PassageWriter:
         self._db.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)", rows)
         self.documents += 1
         self.passages += len(rows)
+        self._hashes[doc.id] = doc.sha256
 
     def close(self) -> None:
         self._db.commit()

@@ -62,8 +62,18 @@ def featurize(
     stride: int = 128,
     chunk: int = 1000,
     on_chunk: Callable[[int], None] | None = None,
+    negative_fraction: float = 1.0,
+    seed: int = 0,
 ) -> Features:
-    """Features for ``examples``, whose paragraphs are ``contexts[example.doc_id]``."""
+    """Features for ``examples``, whose paragraphs are ``contexts[example.doc_id]``.
+
+    ``negative_fraction`` < 1 keeps only that fraction (drawn with ``seed``) of the windows
+    without an answer, labelled [CLS]: long documents (COVID-QA's articles give ~25 windows per
+    question) are otherwise mostly such windows.
+    """
+    if not 0.0 <= negative_fraction <= 1.0:
+        raise ValueError("negative_fraction must be between 0 and 1")
+    rng = np.random.default_rng(seed)
     id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32
     ids, types, lengths, starts, ends = [], [], [], [], []
     for first in range(0, len(examples), chunk):
@@ -81,6 +91,8 @@ def featurize(
         for f, input_ids in enumerate(enc["input_ids"]):
             example = part[enc["overflow_to_sample_mapping"][f]]
             start, end = _label(example, enc.sequence_ids(f), enc["offset_mapping"][f])
+            if negative_fraction < 1.0 and start == 0 and rng.random() >= negative_fraction:
+                continue
             ids.append(np.asarray(input_ids, dtype=id_dtype))
             types.append(np.asarray(enc["token_type_ids"][f], dtype=np.uint8))
             lengths.append(len(input_ids))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qa.device import autocast, pick_device
+from qa.device import cpu_has_bf16, pick_device
 from qa.errors import QAError
 from qa.models import load_error, quiet_transformers, resolve_model
 from qa.reader.decode import best_spans
@@ -66,13 +67,39 @@ def resolve_reader(reader: str | os.PathLike | None = None) -> str | None:
     return str(default) if default else None
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
+def _precision(precision: str, device: str) -> str:
+    """The arithmetic to run in: ``auto`` is fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
+    if precision not in PRECISIONS:
+        raise QAError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise QAError("fp16 needs a CUDA device; on a CPU use bf16, int8 or fp32")
+    if precision == "int8" and device != "cpu":
+        raise QAError("int8 (dynamic quantisation) runs on the CPU only: pass --device cpu")
+    return precision
+
+
+def _quantize_int8(model):
+    """Linear layers with int8 weights and dynamically quantised activations (CPU)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates the quantised tensor API, not this use yet
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class Reader:
     """Extracts answer spans from passages.
 
     Pairs are tokenised with ``truncation="only_second"``; passages longer than
     ``max_length`` tokens are read in windows overlapping by ``stride`` tokens. Features are
-    sorted by length and padded per batch. On CPUs with native bf16 the forward pass runs
-    under bf16 autocast, on CUDA under fp16.
+    sorted by length and padded per batch. ``precision="auto"`` runs the forward pass under fp16
+    autocast on CUDA, bf16 autocast on CPUs with native bf16, else in fp32; ``"int8"`` quantises
+    the linear layers dynamically (CPU; see ``benchmarks/bench_reader.py`` for speed and accuracy).
     """
 
     def __init__(
@@ -84,6 +111,7 @@ class Reader:
         stride: int = 128,
         max_answer_tokens: int = 30,
         batch_size: int = 32,
+        precision: str = "auto",
     ):
         from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -109,6 +137,9 @@ class Reader:
         if not self.tokenizer.is_fast:
             raise QAError(f"reader {self.name!r} has no fast tokenizer; character offsets need one")
         self.model.to(self.device).eval()
+        self.precision = _precision(precision, self.device)
+        if self.precision == "int8":
+            self.model = _quantize_int8(self.model)
 
     def read(self, question: str, passages: Sequence[str], n_best: int = 5) -> list[Span]:
         """The best spans over all ``passages`` for one question, best first (at most ``n_best``
@@ -187,9 +218,16 @@ class Reader:
             fill = pad if name == "input_ids" else 0
             rows = [enc[name][f] + [fill] * (length - len(enc[name][f])) for f in features]
             tensors[name] = torch.tensor(rows, device=self.device)
-        with torch.inference_mode(), autocast(self.device):
+        with torch.inference_mode(), self._autocast():
             out = self.model(**tensors)
         return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+        if self.precision == "fp16":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
 
     @staticmethod
     def _context_mask(enc, features: list[int], length: int) -> np.ndarray:

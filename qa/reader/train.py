@@ -15,6 +15,7 @@ import platform
 import shlex
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from qa.reader.features import Features, featurize
 STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"
 CALIBRATION_STEPS = 20
+PLAN_WINDOW = 50  # steps whose speed sets the plan
 
 
 @dataclass
@@ -55,6 +57,7 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     freeze_embeddings: bool = False
+    negative_fraction: float = 1.0
     checkpoint_every: int = 500
     max_minutes: float | None = None
     limit: int | None = None
@@ -116,11 +119,13 @@ def train_reader(
     show_progress: bool = False,
     stop_after_steps: int | None = None,
     stop_after_minutes: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any] | None:
     """Train, save the model, tokenizer and model card to ``config.output``; return the metrics.
 
     With ``stop_after_steps`` or ``stop_after_minutes``, the run checkpoints and returns None
     when that much is done (this call's part), to be continued with ``resume=True``.
+    ``log`` receives a line of progress at every checkpoint (for logs, where no bar is drawn).
     """
     quiet_transformers()
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
@@ -152,14 +157,18 @@ def train_reader(
     data = load_squad(config.train)
     examples = data.examples[: config.limit] if config.limit else data.examples
     contexts = {d.id: d.text for d in data.documents}
-    features = featurize(examples, contexts, tokenizer, config.max_length, config.stride)
+    features = featurize(
+        examples, contexts, tokenizer, config.max_length, config.stride,
+        negative_fraction=config.negative_fraction, seed=config.seed,
+    )
     featurize_seconds = time.perf_counter() - started
     if len(features) == 0:
         raise QAError(f"no training examples in {config.train!r}")
 
     optimizer = _optimizer(model, config)
     per_epoch = math.ceil(math.ceil(len(features) / config.batch_size) / config.grad_accum)
-    state = TrainState(total_steps=max(1, math.ceil(config.epochs * per_epoch)))
+    epoch_steps = max(1, math.ceil(config.epochs * per_epoch))
+    state = TrainState(total_steps=epoch_steps)
     state.warmup_steps = max(1, round(config.warmup * state.total_steps))
     if resume:
         state = TrainState(**saved["state"])
@@ -171,6 +180,7 @@ def train_reader(
     pad_id = tokenizer.pad_token_id or 0
     run_started = time.perf_counter() - state.seconds
     call_started, call_steps = time.perf_counter(), 0
+    step_times = [call_started]
     with progress_bar("steps", disable=not show_progress) as progress:
         task = progress.add_task("Training", total=state.total_steps, completed=state.step)
         while state.step < state.total_steps:
@@ -182,12 +192,19 @@ def train_reader(
                 state.step += 1
                 state.losses.append(round(loss, 4))
                 state.seconds = time.perf_counter() - run_started
-                if config.max_minutes and state.step == CALIBRATION_STEPS and not resume:
-                    _plan(config, state)
+                step_times.append(time.perf_counter())
+                if config.max_minutes and (call_steps + 1 == CALIBRATION_STEPS or state.step % config.checkpoint_every == 0):
+                    recent = step_times[-PLAN_WINDOW:]
+                    _plan(config, state, (recent[-1] - recent[0]) / max(1, len(recent) - 1), epoch_steps)
                     progress.update(task, total=state.total_steps)
                 progress.update(task, completed=state.step, description=f"Training (loss {np.mean(state.losses[-50:]):.3f})")
                 if state.step % config.checkpoint_every == 0 and state.step < state.total_steps:
                     _save_checkpoint(checkpoint, model, tokenizer, optimizer, config, state)
+                    if log:
+                        log(
+                            f"step {state.step}/{state.total_steps}, loss {np.mean(state.losses[-50:]):.3f}, "
+                            f"lr {learning_rate(config, state):.2e}, {state.seconds / 60:.1f} min, checkpoint saved"
+                        )
                 call_steps += 1
                 if state.step < state.total_steps and (
                     (stop_after_steps and call_steps >= stop_after_steps)
@@ -259,12 +276,18 @@ def _step(model, optimizer, scaler, autocast, features: Features, group, pad_id,
     return total
 
 
-def _plan(config: TrainConfig, state: TrainState) -> None:
-    """Fit the schedule to ``config.max_minutes`` from the speed of the first steps."""
-    per_step = state.seconds / state.step
-    budget = config.max_minutes * 60
-    state.total_steps = max(state.step + 1, min(state.total_steps, int(budget / per_step)))
-    state.warmup_steps = max(1, min(state.warmup_steps, round(config.warmup * state.total_steps)))
+def _plan(config: TrainConfig, state: TrainState, seconds_per_step: float, epoch_steps: int) -> None:
+    """Fit the schedule to ``config.max_minutes`` from the speed of the latest steps.
+
+    Called after the first steps of every run or resumed part, and at every checkpoint, so that
+    the run ends on time even when its speed changes (another job on the machine, a resume on a
+    different one). The decay then aims at the new end; warmup is re-planned only while it lasts.
+    """
+    remaining = config.max_minutes * 60 - state.seconds
+    planned = state.step + max(1, int(remaining / max(seconds_per_step, 1e-9)))
+    state.total_steps = max(state.step + 1, min(epoch_steps, planned))
+    if state.step < state.warmup_steps:
+        state.warmup_steps = max(1, min(state.warmup_steps, round(config.warmup * state.total_steps)))
 
 
 def _save_checkpoint(path: Path, model, tokenizer, optimizer, config: TrainConfig, state: TrainState) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from qa.device import pick_device
 from qa.errors import QAError
 from qa.indexer import layout
 from qa.indexer.analysis import analyze
+from qa.indexer.dense import open_faiss
 from qa.indexer.embed import Embedder
 from qa.indexer.store import PassageStore
 
@@ -52,11 +54,9 @@ class Index:
 
     @functools.cached_property
     def faiss(self):
-        import faiss
-
-        index = faiss.IndexFlatIP(self.vectors.shape[1])
-        index.add(np.ascontiguousarray(self.vectors, dtype=np.float32))
-        return index
+        """The FAISS index the manifest names: exact (built now from the vectors) or approximate
+        (read from disk); on the GPU when this index's device is CUDA and faiss supports it."""
+        return open_faiss(self.vectors, self.manifest["dense"], self.path / layout.FAISS_FILE.rsplit("/", 1)[0], pick_device(self.device))
 
     @functools.cached_property
     def embedder(self) -> Embedder:

@@ -1,0 +1,104 @@
+"""The FAISS index over passage vectors: exact for small collections, approximate for large ones.
+
+- ``flat``: exact inner product over float32 copies of the stored vectors, built when the index
+  is opened (nothing extra on disk). Memory: 4 bytes x dim per passage.
+- ``ivf``: inverted lists over k-means cells with 8-bit scalar-quantised vectors
+  (``IVF{nlist},SQ8``, inner product), searched in ``nprobe`` cells. Memory: ~1 byte x dim per
+  passage; written to ``dense/faiss.index``.
+- ``hnsw``: a navigable small-world graph over 8-bit vectors (``HNSW32,SQ8``), searched with
+  ``efSearch``. Memory: ~1 byte x dim + 256 bytes of links per passage.
+
+``auto`` chooses ``flat`` below :data:`APPROXIMATE_FROM` passages and ``ivf`` from there on.
+On a machine whose faiss has GPU support, flat and IVF indexes are searched on the GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.errors import QAError
+
+KINDS = ("auto", "flat", "ivf", "hnsw")
+APPROXIMATE_FROM = 200_000
+IVF_NPROBE = 32
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_SEARCH = 96
+TRAIN_PER_CELL = 64  # k-means training vectors per IVF cell
+_GPU_RESOURCES: list = []  # kept alive as long as the GPU indexes that use them
+
+
+def choose_kind(kind: str, n_passages: int) -> str:
+    if kind not in KINDS:
+        raise QAError(f"unknown dense index {kind!r}: choose from {', '.join(KINDS)}")
+    if kind == "auto":
+        return "flat" if n_passages < APPROXIMATE_FROM else "ivf"
+    return kind
+
+
+def ivf_cells(n_passages: int) -> int:
+    """About 4·√n cells (faiss's usual advice), at least 1 and at most n / 39."""
+    return max(1, min(int(4 * math.sqrt(n_passages)), n_passages // 39 or 1))
+
+
+def build_faiss(vectors: np.ndarray, kind: str, path: Path, seed: int = 0) -> dict[str, Any]:
+    """Build the ``kind`` index over ``vectors`` (unit length), write it to ``path`` unless it is
+    ``flat``, and return its description for the manifest."""
+    import faiss
+
+    n, dim = vectors.shape
+    if kind == "flat":
+        return {"faiss_index": "IndexFlatIP"}
+    if kind == "ivf":
+        nlist = ivf_cells(n)
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = rng.choice(n, size=min(n, TRAIN_PER_CELL * nlist), replace=False)
+        index.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
+        description = {"faiss_index": f"IVF{nlist},SQ8", "nprobe": min(IVF_NPROBE, nlist)}
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.train(np.ascontiguousarray(vectors[: min(n, 100_000)], dtype=np.float32))
+        description = {"faiss_index": f"HNSW{HNSW_M},SQ8", "ef_search": HNSW_EF_SEARCH}
+    else:
+        raise QAError(f"unknown dense index {kind!r}")
+    for first in range(0, n, 100_000):
+        index.add(np.ascontiguousarray(vectors[first : first + 100_000], dtype=np.float32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(index, str(path))
+    return {**description, "faiss_file": path.name}
+
+
+def open_faiss(vectors: np.ndarray, description: dict[str, Any], folder: Path, device: str | None):
+    """The searchable index the manifest's ``description`` names (on the GPU when ``device`` is
+    CUDA and faiss can put it there; else on the CPU)."""
+    import faiss
+
+    if description.get("faiss_index", "IndexFlatIP") == "IndexFlatIP":
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        for first in range(0, len(vectors), 100_000):
+            index.add(np.ascontiguousarray(vectors[first : first + 100_000], dtype=np.float32))
+    else:
+        path = folder / description["faiss_file"]
+        if not path.is_file():
+            raise QAError(f"index is incomplete (missing {path}): rebuild it with `qa index`")
+        index = faiss.read_index(str(path))
+        if "nprobe" in description:
+            faiss.extract_index_ivf(index).nprobe = int(description["nprobe"])
+        if "ef_search" in description:
+            index.hnsw.efSearch = int(description["ef_search"])
+    if device and device.startswith("cuda") and hasattr(faiss, "StandardGpuResources") and "HNSW" not in description.get("faiss_index", ""):
+        try:
+            gpu = int(device.split(":")[1]) if ":" in device else 0
+            resources = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(resources, gpu, index)
+            _GPU_RESOURCES.append(resources)
+        except (RuntimeError, AttributeError):  # no usable GPU in this faiss: stay on the CPU
+            pass
+    return index
