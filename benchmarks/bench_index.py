@@ -1,0 +1,148 @@
+"""Indexing speed and memory: embedding throughput against the CPU's arithmetic limit, and whole
+`qa index` builds with their peak memory.
+
+1. Embedding: all-MiniLM-L6-v2 embeds ``--passages`` SQuAD paragraphs (as qa indexes them:
+   title + text, at most 256 tokens) in qa's batches, after a warm-up. The work per passage is
+   counted in FLOPs (2 x multiply-adds of the encoder's matrix products, attention included, at
+   the passage's real length), and compared with the best rate a large matrix product reaches
+   on this machine in the same precision (the practical limit: it includes the clock the cores
+   really run at, which a nominal figure does not).
+2. Builds: ``build_index`` of each corpus asked for, in a fresh process, timed, with its peak RSS:
+   ``open-squad`` (every SQuAD v1.1 paragraph, train + dev) and ``covid-qa`` (all COVID-QA articles).
+
+    python benchmarks/bench_index.py --passages 2000 --build open-squad,covid-qa
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def encoder_flops(config, tokens: int) -> float:
+    """FLOPs of one BERT-style encoder pass over ``tokens`` tokens (matrix products only)."""
+    d, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = 2 * tokens * (4 * d * d + 2 * d * ff) + 2 * 2 * tokens * tokens * d
+    return layers * per_layer
+
+
+def gemm_peak(dtype, seconds: float = 3.0) -> float:
+    """GFLOP/s of repeated 1024 x 1024 x 1024 matrix products in ``dtype`` (autocast for bf16)."""
+    import torch
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    if dtype == "bf16":
+        a, b = a.bfloat16(), b.bfloat16()
+    for _ in range(3):
+        a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return n * 2 * 1024**3 / (time.perf_counter() - t0) / 1e9
+
+
+def embedding_benchmark(passages: int) -> dict:
+    import numpy as np
+    import torch
+
+    from qa.device import cpu_has_bf16
+    from qa.eval.benchmarks import load_benchmark
+    from qa.indexer.embed import Embedder
+    from qa.indexer.passages import split_passages
+
+    benchmark = load_benchmark("open-squad", data=str(DATA))
+    texts = []
+    for doc in benchmark.corpus:
+        for span in split_passages(doc.text):
+            texts.append(f"{doc.title}\n{doc.text[span.start:span.end]}")
+    rng = np.random.default_rng(0)
+    texts = [texts[i] for i in rng.choice(len(texts), size=min(passages, len(texts)), replace=False)]
+    embedder = Embedder()
+    embedder.encode(texts[:128])  # warm-up
+    t0 = time.perf_counter()
+    embedder.encode(texts)
+    seconds = time.perf_counter() - t0
+    model = embedder._model
+    lengths = [min(len(ids), model.max_seq_length) for ids in embedder.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+    config = model[0].auto_model.config
+    flops = sum(encoder_flops(config, n) for n in lengths)
+    precision = "bf16" if cpu_has_bf16() else "fp32"
+    peak = gemm_peak(precision)
+    achieved = flops / seconds / 1e9
+    return {
+        "passages": len(texts),
+        "mean_tokens": round(float(np.mean(lengths)), 1),
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "seconds": round(seconds, 1),
+        "passages_per_s": round(len(texts) / seconds, 1),
+        "gflop_per_passage": round(flops / len(texts) / 1e9, 2),
+        "achieved_gflop_s": round(achieved, 1),
+        "gemm_peak_gflop_s": round(peak, 1),
+        "fraction_of_peak": round(achieved / peak, 3),
+        "passages_per_s_at_peak": round(peak / (flops / len(texts) / 1e9), 1),
+    }
+
+
+def build_one(name: str, out: str) -> dict:
+    from qa.eval.benchmarks import load_benchmark
+    from qa.indexer import build_index
+
+    benchmark = load_benchmark(name, data=str(DATA))
+    t0 = time.perf_counter()
+    result = build_index(benchmark.corpus, out)
+    return {
+        "corpus": name,
+        "documents": result.manifest["counts"]["documents"],
+        "passages": result.manifest["counts"]["passages"],
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "index_mb": round(sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 2**20, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--passages", type=int, default=2000)
+    parser.add_argument("--build", default="open-squad,covid-qa", help="corpora to build ('' for none)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "index.json"))
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: build one corpus, JSON on stdout
+    args = parser.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(build_one(args.one, str(Path(tmp) / "index"))))
+        return
+    embedding = embedding_benchmark(args.passages) if args.passages else None
+    if embedding:
+        e = embedding
+        print(f"embedding: {e['passages']} passages of {e['mean_tokens']} tokens in {e['precision']}: {e['passages_per_s']} passages/s, "
+              f"{e['achieved_gflop_s']} GFLOP/s = {100 * e['fraction_of_peak']:.0f}% of the {e['gemm_peak_gflop_s']} GFLOP/s "
+              f"a large matrix product reaches (at that peak: {e['passages_per_s_at_peak']} passages/s)", flush=True)
+    builds = []
+    for name in [n for n in args.build.split(",") if n]:
+        cmd = [sys.executable, __file__, "--one", name]
+        builds.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
+        b = builds[-1]
+        print(f"build {name}: {b['documents']} documents, {b['passages']} passages in {b['seconds']} s "
+              f"({b['passages'] / b['seconds']:.1f} passages/s), peak RSS {b['peak_rss_mb']} MB, index {b['index_mb']} MB", flush=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"cpu": cpu, "embedding": embedding, "builds": builds}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The reader shipped inside the package (qa/reader/default): its files, that `qa ask` and
+`qa evaluate` use it when no other reader is given, and that it answers."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from qa.pipeline import Pipeline
+from qa.reader import default_reader_path, resolve_reader
+
+from conftest import EXAMPLE_CORPUS
+
+
+@pytest.fixture(scope="module")
+def default_reader():
+    path = default_reader_path()
+    if path is None:
+        pytest.skip("this installation has no packaged reader (qa/reader/default)")
+    return path
+
+
+def test_packaged_reader_is_small_float16_safetensors_with_a_model_card(default_reader):
+    weights = default_reader / "model.safetensors"
+    assert weights.stat().st_size <= 50 * 2**20
+    with weights.open("rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    assert dtypes == {"F16"}
+    card = (default_reader / "README.md").read_text()
+    assert "qa train reader" in card and "exact match" in card
+    assert (default_reader / "tokenizer.json").is_file()
+
+
+def test_it_is_the_reader_when_none_is_given(default_reader, monkeypatch):
+    monkeypatch.delenv("QA_READER", raising=False)
+    assert resolve_reader(None) == str(default_reader)
+
+
+@pytest.mark.integration
+def test_qa_ask_answers_with_the_packaged_reader(default_reader, minilm_path, tmp_path, monkeypatch):
+    from qa.indexer import build_index
+
+    monkeypatch.delenv("QA_READER", raising=False)
+    build_index(EXAMPLE_CORPUS, tmp_path / "index", embedding_model=str(minilm_path))
+    pipe = Pipeline(tmp_path / "index")
+    assert pipe.reader is not None and pipe.reader.name == str(default_reader)
+    known = [
+        ("Who designed the Eiffel Tower?", "Eiffel"),
+        ("Who created the Python programming language?", "Guido van Rossum"),
+        ("Who invented the World Wide Web?", "Tim Berners-Lee"),
+        ("What city did Pompeii lie near?", "Naples"),
+    ]
+    for question, expected in known:
+        answer = pipe.ask(question).answers[0]
+        assert expected in answer.text, (question, answer.text)
+
+
+@pytest.mark.integration
+def test_smoke_evaluation_with_the_packaged_reader(default_reader, squad_dev, tmp_path, monkeypatch):
+    """`qa evaluate squad-gold --limit 200` with no --reader: the packaged one."""
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    monkeypatch.delenv("QA_READER", raising=False)
+    result = CliRunner().invoke(
+        app, ["evaluate", "squad-gold", "--data", str(squad_dev.parent), "--limit", "200", "--out", str(tmp_path / "r"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["config"]["reader"] == str(default_reader)
+    [row] = report["results"]
+    assert 55 <= row["exact_match"] <= 85 and 65 <= row["f1"] <= 90, row
