@@ -44,6 +44,22 @@ def test_index_text_summary_and_warnings(tiny_models, write_files, tmp_path):
     assert "warning: skipped bad.json: invalid JSON (line 1)" in result.stderr
 
 
+def test_index_add_include_exclude_and_the_lock_from_the_cli(tiny_models, write_files, tmp_path):
+    from qa.fsutil import directory_lock
+
+    corpus = write_files({**SMALL_CORPUS, "drafts/skip.md": "# Draft\n\nNot yet."})
+    out = tmp_path / "i"
+    result = invoke("index", corpus, "-i", out, "--embedding-model", tiny_models["encoder"], "--exclude", "drafts/*")
+    assert result.exit_code == 0 and "Indexed 4 documents" in result.stdout, result.output
+    more = write_files({"more/new.txt": "Fresh news.", "more/old.md": SMALL_CORPUS["eiffel.md"]})
+    result = invoke("index", more / "more", "-i", out, "--add", "--include", "*.txt")
+    assert result.exit_code == 0, result.output
+    assert "Added 1 documents as 1 passages" in result.stdout and "now 5 documents" in result.stdout
+    with directory_lock(out):
+        result = invoke("index", more / "more", "-i", out, "--add")
+    assert result.exit_code == 1 and "another process is writing the index" in result.stderr
+
+
 def test_ask_json_with_a_reader(cli_index, tiny_models):
     out, _ = cli_index
     result = invoke("ask", "Who built the Eiffel Tower?", "-i", out, "--reader", tiny_models["reader"], "--json", "-k", "3")

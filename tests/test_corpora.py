@@ -154,3 +154,14 @@ def test_a_file_over_the_size_limit_is_skipped_but_jsonl_is_streamed(write_files
     docs = [d.id for d in read_corpus(root, report, max_file_mb=1)]
     assert "small.txt" in docs and "huge.txt" not in docs and len(docs) == 2001
     assert report.skipped == {"larger than 1 MB (1 MB; raise --max-file-mb to read it)": 1}
+
+
+def test_jsonl_gz_is_streamed_and_a_binary_jsonl_is_not_counted_as_read(write_files):
+    root = write_files({
+        "a.jsonl.gz": gzip.compress(b'{"id": "g1", "text": "From gzip."}\n{"id": "g2", "text": "Two."}\n'),
+        "b.jsonl": b"\x00\x01\x02\x03",
+        "c.jsonl.gz": b"not gzip at all",
+    })
+    report = ReadReport()
+    assert [d.id for d in read_corpus(root, report)] == ["g1", "g2"]
+    assert report.files_read == 1 and report.skipped == {"binary file": 1, "broken gzip": 1}

@@ -135,8 +135,7 @@ def _read_file(file: Path, base: Path, report: ReadReport, fields, max_file_mb: 
         report.skip(source, "unsupported file type")
         return
     try:
-        if kind in (".jsonl", ".jsonl.gz"):
-            report.files_read += 1  # streamed: a bad line skips that line only
+        if kind in (".jsonl", ".jsonl.gz"):  # streamed: a bad line skips that line only
             yield from _jsonl(file, source, fields, report, gz=kind.endswith(".gz"))
             return
         size_mb = file.stat().st_size / 2**20
@@ -221,13 +220,17 @@ def _jsonl(file: Path, source: str, fields, report: ReadReport, gz: bool) -> Ite
                 report.skip(source, "broken gzip")
                 return
             if line is None:
+                if lineno == 0:
+                    report.files_read += 1  # an empty file was read
                 return
             lineno += 1
+            if "\x00" in line:
+                report.skip(f"{source}:{lineno}" if lineno > 1 else source, "binary file")
+                return
+            if lineno == 1:
+                report.files_read += 1
             if not line.strip():
                 continue
-            if "\x00" in line:
-                report.skip(f"{source}:{lineno}", "binary file")
-                return
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
