@@ -4,7 +4,7 @@ Quality needs a known text, so the script typesets SQuAD dev articles into PDFs 
 (justified paragraphs, headings, page breaks, one and two columns) and compares each extractor's
 text with the source: word F1 (bag of words, as SQuAD scores answers) and order (difflib ratio
 over the word sequences). Speed is pages per second over those PDFs and over any real PDFs given
-with --pdf. PyMuPDF is not compared: its AGPL licence does not suit an MIT-style dependency.
+with --pdf. PyMuPDF is not compared: its AGPL licence does not suit qa's Apache-2.0 licence.
 
     pip install pypdf pypdfium2 pdfminer.six reportlab
     python benchmarks/bench_pdf.py --articles 20 --pdf /usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf
