@@ -26,10 +26,19 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def autocast(device: str):
-    """Mixed precision for inference: fp16 on CUDA, bf16 on CPUs with native bf16, else nothing."""
+def default_precision(device: str) -> str:
+    """fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
     if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
+
+
+def autocast(device: str, precision: str | None = None):
+    """Mixed precision for inference in ``precision`` (default: :func:`default_precision`);
+    fp32 and int8 run without autocast."""
+    precision = precision or default_precision(device)
+    if precision == "fp16":
         return torch.autocast("cuda", dtype=torch.float16)
-    if device == "cpu" and cpu_has_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision == "bf16":
+        return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
     return contextlib.nullcontext()

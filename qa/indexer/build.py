@@ -166,7 +166,8 @@ def build_index(
             manifest = {
                 "format": layout.FORMAT_NAME,
                 "format_version": layout.FORMAT_VERSION,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "created": previous["created"] if previous else _now(),
+                **({"updated": _now()} if previous else {}),
                 "qa_version": qa.__version__,
                 "corpus": previous["corpus"] if previous else read,
                 "additions": [*previous.get("additions", []), {"added": _now(), **read}] if previous else [],
@@ -191,9 +192,6 @@ def build_index(
                 },
                 "metadata": {**(previous or {}).get("metadata", {}), **(metadata or {})},
             }
-            if previous is not None:
-                manifest["created"] = previous["created"]
-                manifest["updated"] = _now()
             (staging / layout.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
             replace_directory(staging, target)
     return BuildResult(target, manifest, report, time.perf_counter() - started, writer.passages - first_new)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qa.device import cpu_has_bf16, pick_device
+from qa.device import autocast, default_precision, pick_device
 from qa.errors import QAError
 from qa.models import load_error, quiet_transformers, resolve_model
 from qa.reader.decode import best_spans
@@ -75,7 +74,7 @@ def _precision(precision: str, device: str) -> str:
     if precision not in PRECISIONS:
         raise QAError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "fp16" if device.startswith("cuda") else "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
+        return default_precision(device)
     if precision == "fp16" and not device.startswith("cuda"):
         raise QAError("fp16 needs a CUDA device; on a CPU use bf16, int8 or fp32")
     if precision == "int8" and device != "cpu":
@@ -220,16 +219,9 @@ class Reader:
             fill = pad if name == "input_ids" else 0
             rows = [enc[name][f] + [fill] * (length - len(enc[name][f])) for f in features]
             tensors[name] = torch.tensor(rows, device=self.device)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             out = self.model(**tensors)
         return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
-        if self.precision == "fp16":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
 
     @staticmethod
     def _context_mask(enc, features: list[int], length: int) -> np.ndarray:
