@@ -80,6 +80,13 @@ def test_empty_corpus_is_a_clear_error(write_files, tmp_path):
     assert not (tmp_path / "idx").exists()
 
 
+def test_a_corpus_of_stop_words_only_is_a_clear_error(tiny_models, write_files, tmp_path):
+    corpus = write_files({"a.txt": "The of and, to it!", "b.md": "-- and the --"})
+    with pytest.raises(QAError, match="no searchable words"):
+        build_index(corpus, tmp_path / "idx", embedding_model=str(tiny_models["encoder"]))
+    assert not (tmp_path / "idx").exists()
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [

@@ -1,13 +1,22 @@
 import pytest
 
 from qa.errors import QAError
-from qa.indexer.analysis import analyze
+from qa.indexer.analysis import analyze, analyze_corpus
 from qa.retriever import Index, make_retriever, reciprocal_rank_fusion
 
 
 def test_analyzer_lowercases_stems_and_drops_stop_words():
     assert analyze("The Towers are BUILT in Paris") == ["tower", "built", "pari"]
     assert analyze("the of and") == []
+
+
+def test_corpus_analysis_gives_each_text_its_terms_as_ids_of_one_vocabulary():
+    texts = ["The Towers are BUILT in Paris", "the of and", "Paris towers, Paris!"]
+    ids, vocab = analyze_corpus(texts)
+    terms = {i: term for term, i in vocab.items()}
+    assert [[terms[i] for i in doc] for doc in ids] == [analyze(t) for t in texts]
+    assert sorted(vocab.values()) == list(range(len(vocab))) == [0, 1, 2]
+    assert ids[2] == [2, 0, 2]
 
 
 def test_reciprocal_rank_fusion_on_a_hand_computed_case():

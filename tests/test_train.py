@@ -112,6 +112,19 @@ def test_training_writes_model_metrics_and_model_card(tmp_path, tiny_models):
     assert 0 <= metrics["exact_match"] <= 100
 
 
+def test_a_reader_trained_from_a_qa_trained_base_carries_the_base_card(tmp_path, tiny_models):
+    first = config_for(tmp_path, tiny_models, output=str(tmp_path / "first"), epochs=1)
+    train_reader(first)
+    second = config_for(tmp_path, tiny_models, base=str(tmp_path / "first"), output=str(tmp_path / "second"), epochs=1, seed=1)
+    train_reader(second)
+    card = (tmp_path / "second" / "README.md").read_text()
+    lineage = card.index(f"## How the base model `{second.base}` was trained")
+    assert card.index(second.command()) < lineage < card.index(first.command())
+    assert card.count("# Extractive QA reader") == 1  # the base card's title is dropped, its sections demoted
+    plain = (tmp_path / "first" / "README.md").read_text()
+    assert "How the base model" not in plain  # the tiny random base is not a qa-trained reader
+
+
 def test_training_lowers_the_loss_on_a_few_dozen_examples(tmp_path, tiny_models):
     config = config_for(tmp_path, tiny_models)
     from qa.reader import train as train_module

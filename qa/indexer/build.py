@@ -25,7 +25,7 @@ from qa.corpora.readers import DEFAULT_MAX_FILE_MB
 from qa.errors import QAError
 from qa.fsutil import directory_lock, recover_directory, replace_directory, staging_dir
 from qa.indexer import layout
-from qa.indexer.analysis import ANALYZER_NAME, analyze
+from qa.indexer.analysis import ANALYZER_NAME, analyze_corpus
 from qa.indexer.dense import build_faiss, choose_kind
 from qa.indexer.embed import Embedder
 from qa.indexer.passages import (
@@ -152,7 +152,11 @@ def build_index(
             store.close()
 
             bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
-            bm25.index([analyze(t) for t in texts], show_progress=False)
+            terms = analyze_corpus(texts)
+            if not terms[1]:
+                raise QAError("the documents hold no searchable words (only stop words or symbols): nothing to index")
+            bm25.index(terms, show_progress=False)
+            del terms
             bm25.save(staging / layout.BM25_DIR, show_progress=False)
 
             vectors = _embed(embedder, texts[first_new:], show_progress).astype(np.float16)

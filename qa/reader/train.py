@@ -232,7 +232,7 @@ def train_reader(
     if config.eval:
         metrics.update(_evaluate(output, config, device))
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (output / "README.md").write_text(_model_card(config, metrics, data.sha256))
+    (output / "README.md").write_text(_model_card(config, metrics, data.sha256, base_card=_qa_card(config.base)))
     shutil.rmtree(checkpoint, ignore_errors=True)
     return metrics
 
@@ -351,12 +351,28 @@ def _hardware(device: str) -> str:
     return f"{name}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_has_bf16() else "")
 
 
-def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str) -> str:
+CARD_MARK = "Trained with `qa train reader`."
+
+
+def _qa_card(base: str) -> str | None:
+    """The model card of a base that ``qa train reader`` made itself, else None."""
+    try:
+        card = Path(resolve_model(base)) / "README.md"
+        text = card.read_text(encoding="utf-8", errors="replace")
+    except (QAError, OSError):
+        return None
+    return text if CARD_MARK in text else None
+
+
+def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str, base_card: str | None = None) -> str:
+    """The README.md written beside the model. When the base was itself trained by ``qa train
+    reader``, its card follows under a heading of its own, so a chain of runs (a resumed budget,
+    domain adaptation) reads back to the first base model."""
     hyper = {k: v for k, v in asdict(config).items() if k not in ("train", "base", "output", "eval", "device")}
     lines = [
         f"# Extractive QA reader fine-tuned from `{config.base}`",
         "",
-        "Trained with `qa train reader`.",
+        CARD_MARK,
         "",
         f"- Base model: `{config.base}`",
         f"- Training data: `{config.train}` (sha256 `{train_sha256}`), {metrics['train_examples']} questions, "
@@ -379,4 +395,7 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str)
             f"**exact match {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}**.",
             "",
         ]
+    if base_card:
+        demoted = ["#" + line if line.startswith("#") else line for line in base_card.strip().splitlines()]
+        lines += [f"## How the base model `{config.base}` was trained", "", *demoted[1:], ""]
     return "\n".join(lines)
