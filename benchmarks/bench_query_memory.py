@@ -186,7 +186,7 @@ def main() -> None:
     row.setdefault("dense_index", manifest.get("dense", {}).get("faiss_index"))
 
     print(f"{'passages':>10} {'dense':>8} {'opened RSS':>11} {'retrieval peak RSS':>19} {'anon':>6} {'ask peak RSS':>13} {'anon':>6}")
-    print(f"{row['passages']:>10,} {str(row['dense_index']):>8} {row['opened_rss_mb']:>8} MB {row['retrieval_peak_rss_mb']:>16} MB "
+    print(f"{row['passages']:>10,} {row['dense_index']!s:>8} {row['opened_rss_mb']:>8} MB {row['retrieval_peak_rss_mb']:>16} MB "
           f"{row['retrieval_anon_mb']:>6} {row.get('ask_peak_rss_mb', '-'):>10} MB {row.get('ask_anon_mb', '-'):>6}")
     for key in ("build_seconds", "build_peak_rss_mb", "index_mb", "retrieve_p50_ms", "ask_p50_ms"):
         if key in row:
