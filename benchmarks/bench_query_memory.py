@@ -77,7 +77,7 @@ def synthetic_documents(n: int, seed: int):
             yield Document(id=f"doc{first + i}", text=text, title="")
 
 
-def random_vectors(texts, *args, **kwargs) -> np.ndarray:
+def random_vectors(texts: list[str]) -> np.ndarray:
     rng = np.random.default_rng(0)
     out = np.empty((len(texts), 384), dtype=np.float32)
     for first in range(0, len(texts), 100_000):

@@ -152,11 +152,11 @@ def build_index(
             store.close()
 
             bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
-            terms = analyze_corpus(texts)
-            if not terms[1]:
+            term_ids, vocab = analyze_corpus(texts)
+            if not vocab:
                 raise QAError("the documents hold no searchable words (only stop words or symbols): nothing to index")
-            bm25.index(terms, show_progress=False)
-            del terms
+            bm25.index((term_ids, vocab), show_progress=False)
+            del term_ids
             bm25.save(staging / layout.BM25_DIR, show_progress=False)
 
             vectors = _embed(embedder, texts[first_new:], show_progress).astype(np.float16)
