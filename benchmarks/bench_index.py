@@ -1,8 +1,8 @@
 """Indexing speed and memory: embedding throughput against the CPU's arithmetic limit, and whole
 `qa index` builds with their peak memory.
 
-1. Embedding: all-MiniLM-L6-v2 embeds ``--passages`` SQuAD paragraphs (as qa indexes them:
-   title + text, at most 256 tokens) in qa's batches, after a warm-up. The work per passage is
+1. Embedding: all-MiniLM-L6-v2 embeds ``--passages`` SQuAD passages (160-word windows, title +
+   text, at most 256 tokens) in qa's batches, after a warm-up. The work per passage is
    counted in FLOPs (2 x multiply-adds of the encoder's matrix products, attention included, at
    the passage's real length), and compared with the best rate a large matrix product reaches
    on this machine in the same precision (the practical limit: it includes the clock the cores
@@ -10,7 +10,7 @@
 2. Builds: ``build_index`` of each corpus asked for, in a fresh process, timed, with its peak RSS:
    ``open-squad`` (every SQuAD v1.1 paragraph, train + dev) and ``covid-qa`` (all COVID-QA articles).
 
-    python benchmarks/bench_index.py --passages 2000 --build open-squad,covid-qa
+    python benchmarks/bench_index.py --passages 2000 --build open-squad,covid-qa [--keep DIR]
 """
 
 from __future__ import annotations
@@ -98,16 +98,20 @@ def embedding_benchmark(passages: int) -> dict:
 
 
 def build_one(name: str, out: str) -> dict:
+    """Build the corpus as `qa evaluate` does (same settings and metadata), so a kept index
+    serves `qa evaluate NAME --index OUT`."""
     from qa.eval.benchmarks import load_benchmark
-    from qa.indexer import build_index
+    from qa.eval.runner import prepare_index
+    from qa.indexer.layout import read_manifest
 
     benchmark = load_benchmark(name, data=str(DATA))
     t0 = time.perf_counter()
-    result = build_index(benchmark.corpus, out)
+    prepare_index(benchmark, out)
+    manifest = read_manifest(out)
     return {
         "corpus": name,
-        "documents": result.manifest["counts"]["documents"],
-        "passages": result.manifest["counts"]["passages"],
+        "documents": manifest["counts"]["documents"],
+        "passages": manifest["counts"]["passages"],
         "seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "index_mb": round(sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 2**20, 1),
@@ -119,9 +123,14 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=2000)
     parser.add_argument("--build", default="open-squad,covid-qa", help="corpora to build ('' for none)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "index.json"))
+    parser.add_argument("--keep", metavar="DIR", help="keep each built index in DIR/NAME (for `qa evaluate NAME --index DIR/NAME`)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: build one corpus, JSON on stdout
+    parser.add_argument("--one-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
+        if args.one_out:
+            print(json.dumps(build_one(args.one, args.one_out)))
+            return
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(build_one(args.one, str(Path(tmp) / "index"))))
         return
@@ -134,6 +143,11 @@ def main() -> None:
     builds = []
     for name in [n for n in args.build.split(",") if n]:
         cmd = [sys.executable, __file__, "--one", name]
+        if args.keep:
+            target = Path(args.keep) / name
+            if target.exists():
+                sys.exit(f"{target} exists: a kept build must start from nothing (remove it)")
+            cmd += ["--one-out", str(target)]
         builds.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
         b = builds[-1]
         print(f"build {name}: {b['documents']} documents, {b['passages']} passages in {b['seconds']} s "

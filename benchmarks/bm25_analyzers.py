@@ -1,6 +1,7 @@
 """Choose BM25's text analysis by retrieval recall on open-squad.
 
-Indexes every SQuAD v1.1 paragraph (train + dev) split as `qa index` splits them, once per
+Indexes every SQuAD v1.1 paragraph (train + dev) in 160-word windows (qa's default when this was
+measured), once per
 analyzer (lower-casing and word tokens always; English stop words and Snowball stemming on or
 off), with bm25s (k1 = 1.2, b = 0.75), and asks the dev questions (a seeded sample, as
 ``qa evaluate open-squad --limit N --seed S`` draws it). Reported per analyzer: recall@1/5/10/20/100

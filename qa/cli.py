@@ -97,13 +97,15 @@ def index(
         Optional[str],
         typer.Option(help="sentence-transformers model: a local folder or a hub id. Default: all-MiniLM-L6-v2 (with --add: the index's)."),
     ] = None,
-    max_words: Annotated[int, typer.Option(min=1, help="Words per passage.")] = 160,
-    overlap_words: Annotated[int, typer.Option(min=0, help="Words shared by consecutive passages.")] = 40,
     max_tokens: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Split into windows of at most this many embedding-model tokens, at sentence ends where cheap (instead of --max-words)."),
+        typer.Option(min=1, help="Embedding-model tokens per passage, ending at a sentence end where cheap. Default: 200."),
     ] = None,
-    overlap_tokens: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive --max-tokens windows.")] = 40,
+    overlap_tokens: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive passages.")] = 40,
+    max_words: Annotated[
+        Optional[int], typer.Option(min=1, help="Split into windows of this many words instead of tokens.")
+    ] = None,
+    overlap_words: Annotated[int, typer.Option(min=0, help="Words shared by consecutive --max-words windows.")] = 40,
     batch_size: Annotated[int, typer.Option(min=1, help="Embedding batch size.")] = 64,
     id_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the document id.")] = "id",
     title_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the title.")] = "title",
@@ -124,10 +126,13 @@ def index(
     """Index a collection for `qa ask`: .txt, .md, .html, .pdf, .json(.gz), .jsonl(.gz), SQuAD and COVID-QA
     files, and CORD-19 releases (metadata.csv + document_parses)."""
     from qa.indexer import build_index
+    from qa.indexer.passages import DEFAULT_MAX_TOKENS
 
-    if overlap_words >= max_words:
+    if max_words is not None and max_tokens is not None:
+        raise QAError("--max-words and --max-tokens choose different windows: give one of them")
+    if max_words is not None and overlap_words >= max_words:
         raise QAError("--overlap-words must be less than --max-words")
-    if max_tokens is not None and overlap_tokens >= max_tokens:
+    if max_words is None and overlap_tokens >= (max_tokens or DEFAULT_MAX_TOKENS):
         raise QAError("--overlap-tokens must be less than --max-tokens")
     result = build_index(
         path,

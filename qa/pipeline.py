@@ -18,10 +18,10 @@ DEFAULT_ANSWERS = 3
 
 # Answer score = reader span score + BM25_WEIGHT * BM25 score + DENSE_WEIGHT * embedding cosine
 # of the answer's passage (BERTserini-style evidence fusion). Chosen by
-# benchmarks/tune_answer_fusion.py on 700 open-squad dev questions with the reference reader and
+# benchmarks/tune_answer_fusion.py on 700 open-squad dev questions with the packaged reader and
 # all-MiniLM-L6-v2, checked on 300 others; see docs/RESULTS.md.
-BM25_WEIGHT = 2.0
-DENSE_WEIGHT = 40.0
+BM25_WEIGHT = 1.5
+DENSE_WEIGHT = 20.0
 
 
 @dataclass(frozen=True)

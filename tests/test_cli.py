@@ -112,6 +112,8 @@ def test_version():
         (["index", "{missing}", "-i", "{tmp}/x"], "does not exist"),
         (["index", "{empty}", "-i", "{tmp}/x"], "no documents found"),
         (["index", "{empty}", "-i", "{tmp}/x", "--max-words", "5", "--overlap-words", "5"], "--overlap-words must be less"),
+        (["index", "{empty}", "-i", "{tmp}/x", "--overlap-tokens", "200"], "--overlap-tokens must be less"),
+        (["index", "{empty}", "-i", "{tmp}/x", "--max-words", "50", "--max-tokens", "50"], "give one of them"),
     ],
 )
 def test_errors_are_one_line_without_traceback(cli_index, tmp_path, args, message):

@@ -185,3 +185,16 @@ def test_token_windows_fit_the_embedding_model_and_add_keeps_them(tiny_models, w
     assert index.manifest["passages"]["unit"] == "tokens"
     added = [p for p in index.store.get(range(len(index))) if p.doc_id == "pond.txt"]
     assert len(added) > 1 and all(len(tokenizer(p.text, add_special_tokens=False)["input_ids"]) <= 24 for p in added)
+
+
+def test_default_passages_are_token_windows_of_the_embedding_model(tiny_models, write_files, tmp_path):
+    from qa.indexer.build import passage_settings
+
+    out = tmp_path / "idx"
+    build_index(write_files({"a.txt": "One sentence here. " * 120}), out, embedding_model=str(tiny_models["encoder"]))
+    assert Index(out).manifest["passages"] == passage_settings(str(tiny_models["encoder"])) == {
+        "unit": "tokens", "tokenizer": str(tiny_models["encoder"]), "max_tokens": 200, "overlap_tokens": 40, "sentence_aware": True,
+    }
+    assert passage_settings(max_words=50)["unit"] == "words"
+    with pytest.raises(QAError, match="not both"):
+        passage_settings(max_words=50, max_tokens=50)

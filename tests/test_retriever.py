@@ -64,3 +64,19 @@ def test_hybrid_ranks_a_bm25_and_dense_agreement_first(index):
 def test_unknown_retriever_is_a_clear_error(index):
     with pytest.raises(QAError, match="unknown retriever 'fuzzy'"):
         make_retriever(index, "fuzzy")
+
+
+def test_passage_scores_after_bm25_retrieval_reuse_its_score_pass(tiny_index, monkeypatch):
+    index = Index(tiny_index)
+    question = "Who was the engineer of the Eiffel Tower?"
+    calls = []
+    score_all = index.bm25.get_scores_from_ids
+    monkeypatch.setattr(index.bm25, "get_scores_from_ids", lambda ids: calls.append(ids) or score_all(ids))
+    hits = make_retriever(index, "bm25").search(question, 3)
+    bm25, _ = index.passage_scores(question, [h.passage.idx for h in hits])
+    assert len(calls) == 1
+    assert bm25.tolist() == pytest.approx([h.score for h in hits])
+    index.passage_scores("Where is the Eiffel Tower?", [0])
+    assert len(calls) == 2
+    with pytest.raises(ValueError):
+        index.bm25_scores(question)[0] = 0.0  # the cached scores cannot be changed by a caller

@@ -21,7 +21,7 @@ from qa.eval.benchmarks import Benchmark
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve
 from qa.eval.squad_metrics import exact_match, f1_score, max_over_answers, normalize_answer
 from qa.indexer import build_index, layout
-from qa.indexer.passages import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP_WORDS
+from qa.indexer.build import passage_settings
 from qa.models import DEFAULT_EMBEDDING_MODEL
 from qa.pipeline import Pipeline
 from qa.reader import Reader, Reading
@@ -107,8 +107,7 @@ def prepare_index(
     if (path / layout.MANIFEST).is_file():
         manifest = layout.read_manifest(path)
         passages = manifest["passages"]
-        default = {"unit": "words", "max_words": DEFAULT_MAX_WORDS, "overlap_words": DEFAULT_OVERLAP_WORDS}
-        if manifest.get("metadata", {}).get("eval_key") == key and passages == default:
+        if manifest.get("metadata", {}).get("eval_key") == key and passages == passage_settings(embedding_model):
             return path
         if index_dir:
             raise QAError(

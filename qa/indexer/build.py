@@ -29,7 +29,7 @@ from qa.indexer.analysis import ANALYZER_NAME, analyze_corpus
 from qa.indexer.dense import build_faiss, choose_kind
 from qa.indexer.embed import Embedder
 from qa.indexer.passages import (
-    DEFAULT_MAX_WORDS,
+    DEFAULT_MAX_TOKENS,
     DEFAULT_OVERLAP_TOKENS,
     DEFAULT_OVERLAP_WORDS,
     Span,
@@ -56,13 +56,35 @@ class BuildResult:
     new_passages: int = 0
 
 
+def passage_settings(
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+    max_words: int | None = None,
+    overlap_words: int = DEFAULT_OVERLAP_WORDS,
+    max_tokens: int | None = None,
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+) -> dict[str, Any]:
+    """How documents are split, as the manifest records it: windows of ``max_words`` words when
+    given, else of ``max_tokens`` (default 200) tokens of the embedding model's tokenizer."""
+    if max_words is not None and max_tokens is not None:
+        raise QAError("choose word windows (max_words) or token windows (max_tokens), not both")
+    if max_words is not None:
+        if overlap_words >= max_words:
+            raise QAError("the word overlap must be less than max_words")
+        return {"unit": "words", "max_words": max_words, "overlap_words": overlap_words}
+    max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    if overlap_tokens >= max_tokens:
+        raise QAError("the token overlap must be less than max_tokens")
+    return {"unit": "tokens", "tokenizer": embedding_model, "max_tokens": max_tokens,
+            "overlap_tokens": overlap_tokens, "sentence_aware": True}
+
+
 def build_index(
     corpus: str | Path | Iterable[Document],
     index_dir: str | Path | None = None,
     *,
     add: bool = False,
     embedding_model: str | None = None,
-    max_words: int = DEFAULT_MAX_WORDS,
+    max_words: int | None = None,
     overlap_words: int = DEFAULT_OVERLAP_WORDS,
     max_tokens: int | None = None,
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
@@ -80,7 +102,9 @@ def build_index(
 ) -> BuildResult:
     """Index ``corpus`` (a file or folder read with :func:`read_corpus`, or documents) into
     ``index_dir`` (default: ``$QA_INDEX`` or ``./.qa-index``), replacing the index there, if any,
-    only once the new one is complete. ``metadata`` is stored as is in the manifest.
+    only once the new one is complete. ``metadata`` is stored as is in the manifest. Documents are
+    split into windows of the embedding model's tokens (``max_tokens``, default 200, sharing
+    ``overlap_tokens``), or of words when ``max_words`` is given (see :func:`passage_settings`).
 
     With ``add=True`` the documents are added to the existing index instead: documents already
     there (same id and content) are skipped, the existing passages are not embedded again, and
@@ -95,11 +119,7 @@ def build_index(
         if previous is None:
             _check_replaceable(target)
             embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
-            if max_tokens is None:
-                passages_config = {"unit": "words", "max_words": max_words, "overlap_words": overlap_words}
-            else:
-                passages_config = {"unit": "tokens", "tokenizer": embedding_model, "max_tokens": max_tokens,
-                                   "overlap_tokens": overlap_tokens, "sentence_aware": True}
+            passages_config = passage_settings(embedding_model, max_words, overlap_words, max_tokens, overlap_tokens)
         else:
             if embedding_model and embedding_model != previous["dense"]["model"]:
                 raise QAError(
