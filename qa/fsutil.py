@@ -34,7 +34,16 @@ def replace_directory(staging: Path, target: Path) -> None:
     except OSError:
         os.rename(old, target)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Delete a directory tree, or only the link when ``path`` is a symbolic link (the folder it
+    points to is not ours to delete)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -68,8 +77,8 @@ def recover_directory(target: Path) -> None:
     parent = target.parent
     if not parent.is_dir():
         return
-    olds = sorted(parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    olds = sorted(parent.glob(f".{target.name}.old-*"), key=lambda p: p.lstat().st_mtime)
     if olds and not target.exists():
         os.rename(olds.pop(), target)
     for leftover in [*olds, *parent.glob(f".{target.name}.building-*")]:
-        shutil.rmtree(leftover, ignore_errors=True)
+        _remove(leftover)

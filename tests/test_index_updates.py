@@ -123,6 +123,20 @@ def test_a_writer_killed_while_swapping_directories_is_recovered(tiny_index, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]
 
 
+def test_rebuilding_an_index_reached_by_a_symlink_replaces_the_link_not_its_folder(tiny_index, tiny_models, write_files, tmp_path):
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(tiny_index, elsewhere)
+    (tmp_path / "cache").mkdir()
+    link = tmp_path / "cache" / "idx"
+    link.symlink_to(elsewhere)
+    build_index(write_files({"a.txt": "A lake is still water."}), link, embedding_model=str(tiny_models["encoder"]))
+    assert not link.is_symlink() and Index(link).manifest["counts"]["documents"] == 1
+    assert Index(elsewhere).manifest["counts"]["documents"] == 4  # the folder the link pointed to is kept
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".idx.lock", "idx"]  # no leftover link
+
+
 def test_a_malformed_corpus_is_indexed_with_counts_and_never_half_written(tiny_models, write_files, tmp_path):
     from tests.corpus_fixtures import make_pdf
 
