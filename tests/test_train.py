@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from qa.cli import app
 from qa.corpora.squad import load_squad
 from qa.reader.features import featurize
-from qa.reader.train import TrainConfig, TrainState, batches, learning_rate, train_reader
+from qa.reader.train import CARD_MARK, TrainConfig, TrainState, batches, learning_rate, train_reader
 
 FACTS = [
     ("the cat sat on the mat", "who sat on the mat?", "the cat"),
@@ -121,6 +121,7 @@ def test_a_reader_trained_from_a_qa_trained_base_carries_the_base_card(tmp_path,
     lineage = card.index(f"## How the base model `{second.base}` was trained")
     assert card.index(second.command()) < lineage < card.index(first.command())
     assert card.count("# Extractive QA reader") == 1  # the base card's title is dropped, its sections demoted
+    assert f"was trained\n\n{CARD_MARK}" in card  # one blank line between the heading and the base card
     plain = (tmp_path / "first" / "README.md").read_text()
     assert "How the base model" not in plain  # the tiny random base is not a qa-trained reader
 

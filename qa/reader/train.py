@@ -397,5 +397,6 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str,
         ]
     if base_card:
         demoted = ["#" + line if line.startswith("#") else line for line in base_card.strip().splitlines()]
-        lines += [f"## How the base model `{config.base}` was trained", "", *demoted[1:], ""]
+        body = "\n".join(demoted[1:]).strip("\n").splitlines()  # its title is replaced by the heading
+        lines += [f"## How the base model `{config.base}` was trained", "", *body, ""]
     return "\n".join(lines)
