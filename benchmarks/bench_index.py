@@ -128,11 +128,8 @@ def main() -> None:
     parser.add_argument("--one-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        if args.one_out:
-            print(json.dumps(build_one(args.one, args.one_out)))
-            return
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(build_one(args.one, str(Path(tmp) / "index"))))
+            print(json.dumps(build_one(args.one, args.one_out or str(Path(tmp) / "index"))))
         return
     embedding = embedding_benchmark(args.passages) if args.passages else None
     if embedding:

@@ -126,14 +126,7 @@ def index(
     """Index a collection for `qa ask`: .txt, .md, .html, .pdf, .json(.gz), .jsonl(.gz), SQuAD and COVID-QA
     files, and CORD-19 releases (metadata.csv + document_parses)."""
     from qa.indexer import build_index
-    from qa.indexer.passages import DEFAULT_MAX_TOKENS
 
-    if max_words is not None and max_tokens is not None:
-        raise QAError("--max-words and --max-tokens choose different windows: give one of them")
-    if max_words is not None and overlap_words >= max_words:
-        raise QAError("--overlap-words must be less than --max-words")
-    if max_words is None and overlap_tokens >= (max_tokens or DEFAULT_MAX_TOKENS):
-        raise QAError("--overlap-tokens must be less than --max-tokens")
     result = build_index(
         path,
         index_dir,

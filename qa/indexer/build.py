@@ -66,14 +66,14 @@ def passage_settings(
     """How documents are split, as the manifest records it: windows of ``max_words`` words when
     given, else of ``max_tokens`` (default 200) tokens of the embedding model's tokenizer."""
     if max_words is not None and max_tokens is not None:
-        raise QAError("choose word windows (max_words) or token windows (max_tokens), not both")
+        raise QAError("--max-words and --max-tokens choose different windows: give one of them, not both")
     if max_words is not None:
         if overlap_words >= max_words:
-            raise QAError("the word overlap must be less than max_words")
+            raise QAError(f"--overlap-words must be less than --max-words (got {overlap_words} and {max_words})")
         return {"unit": "words", "max_words": max_words, "overlap_words": overlap_words}
     max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
     if overlap_tokens >= max_tokens:
-        raise QAError("the token overlap must be less than max_tokens")
+        raise QAError(f"--overlap-tokens must be less than --max-tokens (got {overlap_tokens} and {max_tokens})")
     return {"unit": "tokens", "tokenizer": embedding_model, "max_tokens": max_tokens,
             "overlap_tokens": overlap_tokens, "sentence_aware": True}
 
@@ -112,6 +112,7 @@ def build_index(
     old one only when complete; a lock file keeps a second writer out.
     """
     started = time.perf_counter()
+    requested = passage_settings(embedding_model or DEFAULT_EMBEDDING_MODEL, max_words, overlap_words, max_tokens, overlap_tokens)
     target = Path(index_dir) if index_dir is not None else layout.default_index_dir()
     with directory_lock(target):
         recover_directory(target)
@@ -119,7 +120,7 @@ def build_index(
         if previous is None:
             _check_replaceable(target)
             embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
-            passages_config = passage_settings(embedding_model, max_words, overlap_words, max_tokens, overlap_tokens)
+            passages_config = requested
         else:
             if embedding_model and embedding_model != previous["dense"]["model"]:
                 raise QAError(
