@@ -106,7 +106,9 @@ def index(
         Optional[int], typer.Option(min=1, help="Split into windows of this many words instead of tokens.")
     ] = None,
     overlap_words: Annotated[int, typer.Option(min=0, help="Words shared by consecutive --max-words windows.")] = 40,
-    batch_size: Annotated[int, typer.Option(min=1, help="Embedding batch size.")] = 64,
+    batch_size: Annotated[
+        Optional[int], typer.Option(min=1, help="Embedding batch size. Default: 16 on CPU, 64 on CUDA.")
+    ] = None,
     id_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the document id.")] = "id",
     title_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the title.")] = "title",
     text_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the text.")] = "text",

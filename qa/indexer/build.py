@@ -89,7 +89,7 @@ def build_index(
     max_tokens: int | None = None,
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
     device: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     id_field: str = "id",
     title_field: str = "title",
     text_field: str = "text",

@@ -10,19 +10,24 @@ import numpy as np
 from qa.device import autocast, pick_device
 from qa.models import DEFAULT_EMBEDDING_MODEL, load_error, quiet_transformers, resolve_model
 
+#: Passages per forward pass on a CPU: on 2 cores 16 beats 32 and 64 (small batches stay in cache;
+#: ``benchmarks/bench_index.py``, docs/BENCHMARKS.md). CUDA keeps 64 (not measured there).
+CPU_BATCH_SIZE = 16
+CUDA_BATCH_SIZE = 64
+
 
 class Embedder:
     """Unit-length float32 embeddings from a sentence-transformers model (or a plain encoder,
     mean-pooled). Runs on CUDA when available, with bf16 autocast on CPUs that support it."""
 
     def __init__(
-        self, model: str = DEFAULT_EMBEDDING_MODEL, device: str | None = None, batch_size: int = 64
+        self, model: str = DEFAULT_EMBEDDING_MODEL, device: str | None = None, batch_size: int | None = None
     ):
         from sentence_transformers import SentenceTransformer
 
         self.name = model
         self.device = pick_device(device)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (CUDA_BATCH_SIZE if self.device.startswith("cuda") else CPU_BATCH_SIZE)
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
         quiet_transformers()
         try:
