@@ -55,14 +55,14 @@ def gemm_peak(dtype, seconds: float = 3.0) -> float:
     return n * 2 * 1024**3 / (time.perf_counter() - t0) / 1e9
 
 
-#: Embedding batch sizes measured, in turn, each round (64 was qa's default before 32).
+#: Embedding batch sizes measured, in turn, each round (64 was qa's CPU default before 16).
 BATCH_SIZES = [64, 32, 16]
 
 
 def nominal_peak(precision: str) -> tuple[float, str]:
     """GFLOP/s the cores could do at the clock /proc/cpuinfo reports: AVX2 FMA is 32 fp32 FLOP
     per cycle and core (two 256-bit FMA pipes), AVX-512 64, AVX512-BF16 128 in bf16."""
-    info = open("/proc/cpuinfo").read()
+    info = Path("/proc/cpuinfo").read_text()
     mhz = float(next(line.split(":")[1] for line in info.splitlines() if line.startswith("cpu MHz")))
     flags = next(line for line in info.splitlines() if line.startswith("flags")).split()
     if precision == "bf16":

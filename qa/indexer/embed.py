@@ -10,7 +10,7 @@ import numpy as np
 from qa.device import autocast, pick_device
 from qa.models import DEFAULT_EMBEDDING_MODEL, load_error, quiet_transformers, resolve_model
 
-#: Passages per forward pass on a CPU: on 2 cores 16 beats 32 and 64 (small batches stay in cache;
+#: Passages per forward pass on a CPU: on 2 cores 16 beats 32 and 64 (presumably cache;
 #: ``benchmarks/bench_index.py``, docs/BENCHMARKS.md). CUDA keeps 64 (not measured there).
 CPU_BATCH_SIZE = 16
 CUDA_BATCH_SIZE = 64
