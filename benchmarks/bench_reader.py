@@ -8,6 +8,11 @@ size and precision.
   run B at a time (the batch size), decoded by the vectorised n-best decoder, in fp32, bf16
   autocast and int8 dynamic quantisation; latency is per call of 64 pairs.
 
+Every configuration runs once per round, in turn, for ``--rounds`` rounds; the table gives medians,
+and "x naive" compares each run with the naive loop of the same round. The fp32 ceiling is the
+most any fp32 code can read here: the matrix-product FLOPs of the pairs' features at their real
+lengths (attention included), at the rate 1024^3 fp32 matrix products reach after each round.
+
 Pairs are SQuAD v1.1 dev questions with their gold paragraph (max length 384, stride 128, max
 answer length 30 tokens, same for all); accuracy is EM/F1 on the first ``--accuracy-questions``
 of the sample.
@@ -30,6 +35,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from bench_index import encoder_flops, gemm_peak  # noqa: E402  (benchmarks/ is on the path)
 
 from qa.corpora.squad import load_squad  # noqa: E402
 from qa.device import cpu_has_bf16  # noqa: E402
@@ -94,7 +101,8 @@ def main() -> None:
     parser.add_argument("--dev", default=str(DATA / "squad" / "dev-v1.1.json"))
     parser.add_argument("--speed-questions", type=int, default=256)
     parser.add_argument("--accuracy-questions", type=int, default=1000)
-    parser.add_argument("--batch-sizes", default="1,4,8,16,32,64", help="features per forward pass")
+    parser.add_argument("--batch-sizes", default="1,4,8,16,32", help="features per forward pass")
+    parser.add_argument("--rounds", type=int, default=3, help="times each configuration is measured, in turn")
     parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
                         help="measure bf16 autocast: auto = only on CPUs with native bf16 (elsewhere it is emulated, ~5x slower than fp32)")
     parser.add_argument("--naive-accuracy", action="store_true", help="also score the naive loop's answers")
@@ -110,37 +118,63 @@ def main() -> None:
     golds = [e.answers for e in examples]
     speed_pairs = pairs[: args.speed_questions]
     torch.set_num_threads(torch.get_num_threads())
-    rows = []
-
-    def add(method, precision, batch, answers, seconds, n):
-        row = {"method": method, "precision": precision, "batch_size": batch, "pairs": n,
-               "pairs_per_s": round(n / sum(seconds), 1), "call_latency_p50_ms": round(1000 * float(np.median(seconds)), 1)}
-        rows.append(row)
-        print(f"{method:<6} {precision:<5} batch {batch:>3}: {row['pairs_per_s']:>7} pairs/s, p50 {row['call_latency_p50_ms']:>8} ms per call", flush=True)
-
     fp32 = Reader(args.reader, precision="fp32", device="cpu")
     naive_reader = fp32
-    for _ in range(2):  # warm-up
-        naive_answers(naive_reader, speed_pairs[:4])
-    per_pair = []
-    for pair in speed_pairs:
-        t0 = time.perf_counter()
-        naive_answers(naive_reader, [pair])
-        per_pair.append(time.perf_counter() - t0)
-    add("naive", "fp32", 1, None, per_pair, len(speed_pairs))
-    naive_pps = rows[-1]["pairs_per_s"]
-
     precisions = {"fp32": fp32}
     if args.bf16 == "yes" or (args.bf16 == "auto" and cpu_has_bf16()):
         precisions["bf16"] = Reader(args.reader, precision="bf16", device="cpu")
     else:
         print("bf16: not measured (this CPU has no native bf16; pass --bf16 yes to measure it emulated)")
     precisions["int8"] = Reader(args.reader, precision="int8", device="cpu")
-    for precision, reader in precisions.items():
-        qa_answers(reader, speed_pairs[:16], 8)  # warm-up
-        for batch in [int(b) for b in args.batch_sizes.split(",")]:
-            _, seconds = qa_answers(reader, speed_pairs, batch)
-            add("qa", precision, batch, None, seconds, len(speed_pairs))
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+
+    def naive_seconds() -> list[float]:
+        per_pair = []
+        for pair in speed_pairs:
+            t0 = time.perf_counter()
+            naive_answers(naive_reader, [pair])
+            per_pair.append(time.perf_counter() - t0)
+        return per_pair
+
+    # Every configuration once per round, in turn, so that a host whose speed drifts (shared
+    # cores, clock changes) slows all of them alike; each is compared with the naive loop of its
+    # own round, and the medians over rounds are reported.
+    configs = [("naive", "fp32", 1, naive_seconds)] + [
+        ("qa", precision, batch, lambda reader=reader, batch=batch: qa_answers(reader, speed_pairs, batch)[1])
+        for precision, reader in precisions.items()
+        for batch in batch_sizes
+    ]
+    # The arithmetic's ceiling: matrix-product FLOPs of every feature of the speed pairs at its
+    # real length, against the fp32 rate of 1024^3 matrix products timed after each round.
+    enc = fp32.tokenizer([q for q, _ in speed_pairs], [c for _, c in speed_pairs], truncation="only_second",
+                         max_length=fp32.max_length, stride=fp32.stride, return_overflowing_tokens=True)
+    flops_per_pair = sum(encoder_flops(fp32.model.config, len(ids)) for ids in enc["input_ids"]) / len(speed_pairs)
+    peaks = []
+    naive_answers(naive_reader, speed_pairs[:4])  # warm-up
+    for reader in precisions.values():
+        qa_answers(reader, speed_pairs[:16], 8)
+    runs: dict[tuple, list[dict]] = {c[:3]: [] for c in configs}
+    for round_ in range(args.rounds):
+        for method, precision, batch, measure in configs:
+            seconds = measure()
+            runs[method, precision, batch].append(
+                {"pairs_per_s": len(speed_pairs) / sum(seconds), "latency_p50_ms": 1000 * float(np.median(seconds))}
+            )
+            print(f"round {round_ + 1}: {method:<6} {precision:<5} batch {batch:>3}: "
+                  f"{runs[method, precision, batch][-1]['pairs_per_s']:6.1f} pairs/s", flush=True)
+        peaks.append(gemm_peak("fp32", 2.0))
+    naive_runs = runs["naive", "fp32", 1]
+    rows = []
+    for (method, precision, batch), measured in runs.items():
+        pps = [m["pairs_per_s"] for m in measured]
+        rows.append({
+            "method": method, "precision": precision, "batch_size": batch, "pairs": len(speed_pairs),
+            "pairs_per_s": round(statistics.median(pps), 1),
+            "pairs_per_s_range": [round(min(pps), 1), round(max(pps), 1)],
+            "x_naive": round(statistics.median(m / n["pairs_per_s"] for m, n in zip(pps, naive_runs)), 2),
+            # per pair for the naive loop, per call of 64 pairs for qa
+            "latency_p50_ms": round(statistics.median(m["latency_p50_ms"] for m in measured), 1),
+        })
 
     acc_pairs, acc_golds = pairs[: args.accuracy_questions], golds[: args.accuracy_questions]
     accuracy_rows = []
@@ -152,21 +186,33 @@ def main() -> None:
         em, f1 = accuracy(answers, acc_golds)
         accuracy_rows.append({"method": "qa", "precision": precision, "exact_match": round(em, 2), "f1": round(f1, 2)})
 
-    best = max(r["pairs_per_s"] for r in rows if r["method"] == "qa")
-    print()
-    print(f"{'method':<6} {'prec':<5} {'batch':>5} {'pairs/s':>8} {'x naive':>7} {'p50 ms/call':>12}")
+    best = max((r for r in rows if r["method"] == "qa"), key=lambda r: r["x_naive"])
+    ceiling = {
+        "gflop_per_pair": round(flops_per_pair / 1e9, 2),
+        "features_per_pair": round(len(enc["input_ids"]) / len(speed_pairs), 3),
+        "fp32_gemm_gflop_s": [round(p, 1) for p in peaks],
+        "fp32_pairs_per_s": round(statistics.median(peaks) * 1e9 / flops_per_pair, 1),
+        "x_naive": round(statistics.median(p * 1e9 / flops_per_pair / n["pairs_per_s"] for p, n in zip(peaks, naive_runs)), 2),
+    }
+    print(f"\nmedians over {args.rounds} rounds of {len(speed_pairs)} pairs (x naive: against the naive loop of the same round)")
+    print(f"{'method':<6} {'prec':<5} {'batch':>5} {'pairs/s':>8} {'range':>13} {'x naive':>7} {'p50 ms':>8}")
     for r in rows:
-        print(f"{r['method']:<6} {r['precision']:<5} {r['batch_size']:>5} {r['pairs_per_s']:>8} {r['pairs_per_s'] / naive_pps:>7.2f} {r['call_latency_p50_ms']:>12}")
+        low, high = r["pairs_per_s_range"]
+        print(f"{r['method']:<6} {r['precision']:<5} {r['batch_size']:>5} {r['pairs_per_s']:>8} {f'{low}-{high}':>13} {r['x_naive']:>7.2f} {r['latency_p50_ms']:>8}")
     print()
     print(f"accuracy on {len(acc_pairs)} SQuAD v1.1 dev questions, gold paragraph:")
     for r in accuracy_rows:
         print(f"  {r['method']:<6} {r['precision']:<5} EM {r['exact_match']:6.2f}  F1 {r['f1']:6.2f}")
-    print(f"\nbest qa throughput: {best} pairs/s = {best / naive_pps:.2f}x the naive loop")
+    print(f"\nbest qa setting: {best['precision']} at batch {best['batch_size']}, {best['x_naive']:.2f}x the naive loop")
+    print(f"fp32 ceiling: {ceiling['gflop_per_pair']} GFLOP per pair at {statistics.median(peaks):.1f} GFLOP/s (1024^3 matrix "
+          f"products) = {ceiling['fp32_pairs_per_s']} pairs/s, {ceiling['x_naive']:.2f}x the naive loop")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     result = {
         "reader": args.reader, "dev": args.dev, "seed": args.seed, "cpu": cpu, "threads": torch.get_num_threads(),
-        "cpu_native_bf16": cpu_has_bf16(), "torch": torch.__version__, "speed": rows, "accuracy": accuracy_rows,
-        "speedup_best_vs_naive": round(best / naive_pps, 2),
+        "cpu_native_bf16": cpu_has_bf16(), "torch": torch.__version__, "rounds": args.rounds, "speed": rows,
+        "speed_runs": [{"method": k[0], "precision": k[1], "batch_size": k[2], "runs": v} for k, v in runs.items()],
+        "fp32_ceiling": ceiling,
+        "accuracy": accuracy_rows, "speedup_best_vs_naive": best["x_naive"],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

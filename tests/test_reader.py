@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -97,6 +98,14 @@ def test_each_precision_reads_spans_close_to_fp32(tiny_models, precision):
     assert len(spans) == len(exact)
     assert all(PASSAGES[s.passage][s.start : s.end] == s.text for s in spans)
     assert abs(spans[0].score - exact[0].score) < 0.5  # the tiny model's logits are small
+
+
+def test_int8_quantises_every_linear_layer_per_output_channel(tiny_models):
+    reader = Reader(tiny_models["reader"], precision="int8", device="cpu")
+    assert not any(isinstance(m, torch.nn.Linear) for m in reader.model.modules())
+    quantised = [m for m in reader.model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
+    assert quantised
+    assert {m.weight().qscheme() for m in quantised} == {torch.per_channel_affine}
 
 
 def test_unknown_or_impossible_precisions_are_clear_errors(tiny_models):
