@@ -26,14 +26,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from bench_query_memory import status_mb  # benchmarks/ is on the path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 K1, B = 1.2, 0.75
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
 def corpus_and_queries(n: int, n_queries: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
@@ -67,7 +63,7 @@ def corpus_and_queries(n: int, n_queries: int, seed: int) -> tuple[list[list[str
 
 def run_engine(engine: str, n: int, n_queries: int, seed: int) -> dict:
     corpus, queries = corpus_and_queries(n, n_queries, seed)
-    base = rss_mb()
+    base = status_mb("VmRSS")
     t0 = time.perf_counter()
     if engine == "bm25s":
         import bm25s
@@ -92,7 +88,7 @@ def run_engine(engine: str, n: int, n_queries: int, seed: int) -> dict:
             top = np.argpartition(-scores, 10)[:10]
             return top[np.argsort(-scores[top])]
     build = time.perf_counter() - t0
-    built = rss_mb()
+    built = status_mb("VmRSS")
     latencies, results = [], []
     for query in queries:
         t0 = time.perf_counter()
@@ -104,7 +100,7 @@ def run_engine(engine: str, n: int, n_queries: int, seed: int) -> dict:
         "queries": len(queries),
         "build_seconds": round(build, 1),
         "index_memory_mb": round(built - base),
-        "peak_rss_mb": round(rss_mb()),
+        "peak_rss_mb": round(status_mb("VmRSS")),
         "query_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
         "query_p95_ms": round(1000 * float(np.percentile(latencies, 95)), 2),
         "top10": results,
