@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_query_memory import cpu_name  # benchmarks/ is on the path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -199,7 +200,7 @@ def main() -> None:
         b = builds[-1]
         print(f"build {name}: {b['documents']} documents, {b['passages']} passages in {b['seconds']} s "
               f"({b['passages'] / b['seconds']:.1f} passages/s), peak RSS {b['peak_rss_mb']} MB, index {b['index_mb']} MB", flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cpu": cpu, "embedding": embedding, "builds": builds}, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import time
@@ -37,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_index import encoder_flops, gemm_peak  # noqa: E402  (benchmarks/ is on the path)
+from bench_query_memory import cpu_name  # noqa: E402
 
 from qa.corpora.squad import load_squad  # noqa: E402
 from qa.device import cpu_has_bf16  # noqa: E402
@@ -187,11 +187,12 @@ def main() -> None:
         accuracy_rows.append({"method": "qa", "precision": precision, "exact_match": round(em, 2), "f1": round(f1, 2)})
 
     best = max((r for r in rows if r["method"] == "qa"), key=lambda r: r["x_naive"])
+    peak = statistics.median(peaks)
     ceiling = {
         "gflop_per_pair": round(flops_per_pair / 1e9, 2),
         "features_per_pair": round(len(enc["input_ids"]) / len(speed_pairs), 3),
         "fp32_gemm_gflop_s": [round(p, 1) for p in peaks],
-        "fp32_pairs_per_s": round(statistics.median(peaks) * 1e9 / flops_per_pair, 1),
+        "fp32_pairs_per_s": round(peak * 1e9 / flops_per_pair, 1),
         "x_naive": round(statistics.median(p * 1e9 / flops_per_pair / n["pairs_per_s"] for p, n in zip(peaks, naive_runs)), 2),
     }
     print(f"\nmedians over {args.rounds} rounds of {len(speed_pairs)} pairs (x naive: against the naive loop of the same round)")
@@ -204,9 +205,9 @@ def main() -> None:
     for r in accuracy_rows:
         print(f"  {r['method']:<6} {r['precision']:<5} EM {r['exact_match']:6.2f}  F1 {r['f1']:6.2f}")
     print(f"\nbest qa setting: {best['precision']} at batch {best['batch_size']}, {best['x_naive']:.2f}x the naive loop")
-    print(f"fp32 ceiling: {ceiling['gflop_per_pair']} GFLOP per pair at {statistics.median(peaks):.1f} GFLOP/s (1024^3 matrix "
+    print(f"fp32 ceiling: {ceiling['gflop_per_pair']} GFLOP per pair at {peak:.1f} GFLOP/s (1024^3 matrix "
           f"products) = {ceiling['fp32_pairs_per_s']} pairs/s, {ceiling['x_naive']:.2f}x the naive loop")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     result = {
         "reader": args.reader, "dev": args.dev, "seed": args.seed, "cpu": cpu, "threads": torch.get_num_threads(),
         "cpu_native_bf16": cpu_has_bf16(), "torch": torch.__version__, "rounds": args.rounds, "speed": rows,
