@@ -14,6 +14,7 @@ from qa.errors import QAError
 from qa.eval.benchmarks import load_benchmark
 from qa.eval.runner import evaluate
 from qa.reader import Reader
+from qa.retriever.retrievers import HYBRID_WEIGHTS, RRF_K
 
 runner = CliRunner()
 
@@ -188,5 +189,7 @@ def test_reading_many_questions_per_batch_gives_the_answers_of_one_at_a_time(gol
     one = evaluate(benchmark, reader, top_ks=[3], question_batch=1)
     many = evaluate(benchmark, reader, top_ks=[3], question_batch=5)
     assert many.config["question_batch"] == 5
+    if not gold:
+        assert many.config["fusion"]["hybrid"] == {"rrf_k": RRF_K, "bm25_weight": HYBRID_WEIGHTS[0], "dense_weight": HYBRID_WEIGHTS[1]}
     assert many.cells[0].predictions == one.cells[0].predictions
     assert len(many.cells[0].predictions) == len(benchmark.examples)

@@ -2,7 +2,8 @@ import pytest
 
 from qa.errors import QAError
 from qa.indexer.analysis import analyze, analyze_corpus
-from qa.retriever import Index, make_retriever, reciprocal_rank_fusion
+from qa.retriever import HybridRetriever, Index, make_retriever, reciprocal_rank_fusion
+from qa.retriever.retrievers import HYBRID_WEIGHTS
 
 
 def test_analyzer_lowercases_stems_and_drops_stop_words():
@@ -24,6 +25,17 @@ def test_reciprocal_rank_fusion_on_a_hand_computed_case():
     assert [d for d, _ in fused] == [2, 1, 3]
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
     assert fused[1][1] == pytest.approx(1 / 61) and fused[2][1] == pytest.approx(1 / 62)
+
+
+def test_weighted_fusion_lets_the_heavier_ranking_lead():
+    bm25, dense = [(1, 9.0), (2, 8.0)], [(3, 0.9), (1, 0.8)]
+    fused = reciprocal_rank_fusion([bm25, dense], k=10, weights=(1.0, 0.5))
+    assert [d for d, _ in fused] == [1, 2, 3]
+    assert fused[0][1] == pytest.approx(1 / 11 + 0.5 / 12)
+    assert fused[1][1] == pytest.approx(1 / 12) and fused[2][1] == pytest.approx(0.5 / 11)
+    assert [d for d, _ in reciprocal_rank_fusion([bm25, dense], k=10, weights=(0.5, 1.0))] == [1, 3, 2]
+    with pytest.raises(ValueError, match="1 weights for 2 rankings"):
+        reciprocal_rank_fusion([bm25, dense], weights=(1.0,))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +70,9 @@ def test_hybrid_ranks_a_bm25_and_dense_agreement_first(index):
     hybrid = make_retriever(index, "hybrid")
     bm25 = make_retriever(index, "bm25").search_ids("cat mat", 50)
     dense = make_retriever(index, "dense").search_ids("cat mat", 50)
-    assert hybrid.search_ids("cat mat", 50) == reciprocal_rank_fusion([bm25, dense])
+    assert hybrid.search_ids("cat mat", 50) == reciprocal_rank_fusion([bm25, dense], weights=HYBRID_WEIGHTS)
+    plain = HybridRetriever(index, rrf_k=60, weights=(1.0, 1.0))
+    assert plain.search_ids("cat mat", 50) == reciprocal_rank_fusion([bm25, dense], k=60)
 
 
 def test_unknown_retriever_is_a_clear_error(index):
