@@ -23,10 +23,9 @@ from qa.eval.squad_metrics import exact_match, f1_score, max_over_answers, norma
 from qa.indexer import build_index, layout
 from qa.indexer.build import passage_settings
 from qa.models import DEFAULT_EMBEDDING_MODEL
-from qa.pipeline import BM25_WEIGHT, DENSE_WEIGHT, Pipeline
+from qa.pipeline import Pipeline
 from qa.reader import Reader, Reading
-from qa.retriever import Index
-from qa.retriever.retrievers import HYBRID_WEIGHTS, RRF_K
+from qa.retriever import HybridRetriever, Index
 
 RECALL_DEPTH = 100
 QUESTION_BATCH = 16
@@ -173,16 +172,16 @@ def evaluate(
     path = prepare_index(benchmark, index_dir, show_progress=show_progress)
     index = Index(path)
     config.update(index=str(path), embedding_model=index.manifest["dense"]["model"], retrievers=list(retrievers), top_k=list(top_ks))
-    config["fusion"] = {
-        "hybrid": {"rrf_k": RRF_K, "bm25_weight": HYBRID_WEIGHTS[0], "dense_weight": HYBRID_WEIGHTS[1]},
-        "answers": {"bm25_weight": BM25_WEIGHT, "dense_weight": DENSE_WEIGHT},
-    }
     cells: list[Cell] = []
     runs: list[RetrieverRun] = []
     max_k = max(top_ks)
     depth = max(RECALL_DEPTH, max_k)
     for name in retrievers:
         pipe = Pipeline(index, reader=reader, retriever=name, no_answer_threshold=no_answer_threshold)
+        fusion = config.setdefault("fusion", {"answers": {"bm25_weight": pipe.bm25_weight, "dense_weight": pipe.dense_weight}})
+        if isinstance(pipe.retriever, HybridRetriever):
+            bm25_weight, dense_weight = pipe.retriever.weights
+            fusion["hybrid"] = {"rrf_k": pipe.retriever.rrf_k, "bm25_weight": bm25_weight, "dense_weight": dense_weight}
         predictions: dict[int, dict[str, str]] = {k: {} for k in top_ks}
         first_answer, first_gold, retrieved = [], [], {}
         seconds: dict[str, list[float]] = {"retrieve": [], "read": [], "total": []}
