@@ -77,8 +77,11 @@ def synthetic_documents(n: int, seed: int):
             yield Document(id=f"doc{first + i}", text=text, title="")
 
 
+_VECTORS_RNG = np.random.default_rng(0)
+
+
 def random_vectors(texts: list[str]) -> np.ndarray:
-    rng = np.random.default_rng(0)
+    rng = _VECTORS_RNG  # one stream for all the build's chunks
     out = np.empty((len(texts), 384), dtype=np.float32)
     for first in range(0, len(texts), 100_000):
         block = rng.standard_normal((min(100_000, len(texts) - first), 384), dtype=np.float32)
@@ -89,7 +92,7 @@ def random_vectors(texts: list[str]) -> np.ndarray:
 def build(n: int, target: Path, model: str) -> dict:
     import qa.indexer.build as build_module
 
-    build_module._embed = lambda embedder, texts, show_progress: random_vectors(texts)
+    build_module.EmbeddingQueue.encode = lambda queue, texts: random_vectors(texts)
     t0 = time.perf_counter()
     result = build_module.build_index(synthetic_documents(n, seed=0), target, embedding_model=model, max_words=160)  # as measured: one passage a document
     return {

@@ -11,6 +11,9 @@ Names are imported on first use, so that ``import qa`` (and ``qa --help``) stays
 from __future__ import annotations
 
 import importlib
+import logging
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())  # the application decides what is shown
 
 __version__ = "0.1.0"
 

@@ -53,21 +53,41 @@ PrecisionOption = Annotated[
 ]
 
 
+DEBUG_ENV = "QA_DEBUG"
+
+
 def _friendly_errors(command):
-    """Turn a QAError into one line on stderr and exit status 1, with no traceback."""
+    """Turn a QAError into one line on stderr and exit status 1, with no traceback. Anything
+    else (a bug, or a library's panic) is one line too, exit status 2, with the way to see the
+    traceback (``QA_DEBUG=1``)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except QAError as error:
-            err.print(f"[bold red]error:[/] {escape(str(error))}")
+            err.print(f"[bold red]error:[/] {escape(_one_line(str(error)))}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except BaseException as error:  # noqa: BLE001 - Rust panics are BaseExceptions
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise
+            detail = _one_line(str(error)) or "no message"
+            err.print(
+                f"[bold red]error:[/] unexpected {type(error).__name__}: {escape(detail)} "
+                f"(a bug in qa: please report it; {DEBUG_ENV}=1 shows the traceback)"
+            )
+            raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
 
 
 def _version(value: bool) -> None:
@@ -88,8 +108,13 @@ def _main(
 @app.command()
 @_friendly_errors
 def index(
-    path: Annotated[Path, typer.Argument(help="A corpus folder (walked recursively) or a single file.")],
+    path: Annotated[
+        Optional[Path], typer.Argument(help="A corpus folder (walked recursively) or a single file; with --check, the index.", show_default=False)
+    ] = None,
     index_dir: IndexOption = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Verify an index (PATH, --index or the default) instead of building one.")
+    ] = False,
     add: Annotated[
         bool, typer.Option("--add", help="Add PATH's documents to the existing index; unchanged documents are skipped.")
     ] = False,
@@ -117,7 +142,12 @@ def index(
     ] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Skip files matching this glob (repeatable).")] = None,
     max_file_mb: Annotated[
-        float, typer.Option(min=0, help="Skip files larger than this (JSON Lines are streamed and exempt).")
+        float,
+        typer.Option(
+            min=0,
+            help="Skip files larger than this (JSON Lines are streamed and exempt). A file is read whole: "
+            "budget about 15 MB of memory per MB of a text file (benchmarks/bench_ingest_memory.py).",
+        ),
     ] = 256.0,
     dense_index: Annotated[
         str, typer.Option(help="FAISS index: auto (exact below 200,000 passages, else IVF), flat, ivf or hnsw.")
@@ -127,6 +157,11 @@ def index(
 ) -> None:
     """Index a collection for `qa ask`: .txt, .md, .html, .pdf, .json(.gz), .jsonl(.gz), SQuAD and COVID-QA
     files, and CORD-19 releases (metadata.csv + document_parses)."""
+    if check:
+        _check_index(path or index_dir, as_json)
+        return
+    if path is None:
+        raise QAError("qa index needs the corpus to index: qa index PATH (or qa index --check to verify an index)")
     from qa.indexer import build_index
 
     result = build_index(
@@ -172,6 +207,29 @@ def index(
     if report.skipped:
         reasons = ", ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
         out.print(f"Files read: {report.files_read}; skipped: {escape(reasons)}")
+    if report.linked_folders:
+        out.print(f"Followed {report.linked_folders} symbolic link(s) to folders")
+
+
+def _check_index(path: Optional[Path], as_json: bool) -> None:
+    from qa.indexer.check import check_index
+    from qa.indexer.layout import default_index_dir
+
+    report = check_index(path or default_index_dir())
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    elif report.ok:
+        counts = report.manifest["counts"]
+        out.print(
+            f"OK: {escape(str(report.path))} ({counts['documents']} documents, {counts['passages']} passages, "
+            f"generation {report.manifest.get('generation', 1)}): " + escape("; ".join(report.checks))
+        )
+    else:
+        for problem in report.problems:
+            err.print(f"[bold red]problem:[/] {escape(_one_line(problem))}")
+        err.print(f"[bold red]error:[/] the index at {escape(str(report.path))!r} is damaged: rebuild it with `qa index`")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -197,6 +255,8 @@ def ask(
         raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
     pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision)
     prediction = pipeline.ask(question, top_k=top_k, answers=answers)
+    for warning in prediction.warnings:
+        err.print(f"[yellow]warning:[/] {escape(_one_line(warning))}")
     if as_json:
         print(json.dumps(prediction.as_dict(), ensure_ascii=False))
         return
@@ -325,6 +385,9 @@ def train_reader(
     eval_limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate on N questions (seed 1).")] = None,
     save_dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 for the saved weights.")] = "float32",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a non-empty --output that is not a qa training output (its model files are replaced).")
+    ] = False,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -345,6 +408,7 @@ def train_reader(
     metrics = run(
         config,
         resume=resume,
+        overwrite=overwrite,
         show_progress=not as_json and err.is_terminal,
         stop_after_minutes=stop_after_minutes,
         log=None if err.is_terminal else lambda line: err.print(line, highlight=False),
@@ -379,15 +443,15 @@ def _print_prediction(prediction) -> None:
         return
     for i, answer in enumerate(prediction.answers, start=1):
         out.print(
-            f"[bold]{i}. {escape(answer.text)}[/]  [dim]score {answer.score:.2f}[/]  "
+            f"[bold]{i}. {escape(_flat(answer.text))}[/]  [dim]score {answer.score:.2f}[/]  "
             f"{_where(answer.passage)}"
         )
         out.print(_marked(answer), "")
 
 
 def _where(passage) -> str:
-    title = f" — {escape(passage.title)}" if passage.title else ""
-    return f"[cyan]{escape(passage.doc_id)}[/]{title}"
+    title = f" — {escape(_flat(passage.title))}" if passage.title else ""
+    return f"[cyan]{escape(_flat(passage.doc_id))}[/]{title}"
 
 
 def _flat(text: str) -> str:
@@ -411,7 +475,7 @@ def _marked(answer, context: int = 160) -> Text:
     gap_after = " " if end < len(text) and text[end].isspace() else ""
     marked = Text("   ")
     marked.append(before + gap_before)
-    marked.append(text[start:end], style="bold black on yellow")
+    marked.append(_flat(text[start:end]), style="bold black on yellow")
     marked.append(gap_after + after)
     return marked
 

@@ -7,12 +7,29 @@ import functools
 
 import torch
 
+from qa.errors import QAError
+
 
 def pick_device(device: str | None = None) -> str:
-    """``device`` if given, else ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """``device`` if given (checked: it must exist on this machine), else ``cuda`` when a GPU is
+    visible, else ``cpu``."""
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise QAError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise QAError(f"device {device!r} asked for, but this machine has no usable CUDA GPU: use --device cpu or leave --device out")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise QAError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise QAError(f"device {device!r} asked for, but MPS is not available here: use --device cpu")
+    elif parsed.type != "cpu":
+        raise QAError(f"device {device!r} is not supported: use cpu, cuda or cuda:N")
+    return device
 
 
 @functools.cache

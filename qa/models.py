@@ -49,11 +49,16 @@ def quiet_transformers() -> None:
 
 def load_error(kind: str, name: str, err: Exception) -> QAError:
     """Explain a failed model load in one actionable line."""
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    path = Path(name).expanduser()
+    if path.is_dir():
+        has_config = (path / "config.json").is_file()
+        what = "its files are incomplete or damaged" if has_config else "there is no config.json in it"
+        return QAError(f"cannot load {kind} {name!r}: the folder is not a usable model ({what}). ({detail})")
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = (
         "it is not a local folder and the Hugging Face Hub is not reachable"
         + (" (HF_HUB_OFFLINE=1)" if offline else " (no network?)")
         + "; pass a local model folder, or download it once with network access"
     )
-    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return QAError(f"cannot load {kind} {name!r}: {hint}. ({detail})")

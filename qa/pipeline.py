@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from qa.errors import QAError
 from qa.indexer.store import Passage
 from qa.reader import Reader, Reading, Span, resolve_reader
 from qa.retriever import Hit, Index, make_retriever
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 10
 DEFAULT_ANSWERS = 3
@@ -77,10 +80,12 @@ class Prediction:
     reader: str | None
     retriever: str
     seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
+            "warnings": self.warnings,
             "reader": self.reader,
             "retriever": self.retriever,
             "answers": [a.as_dict() for a in self.answers],
@@ -118,6 +123,7 @@ class Pipeline:
         self.no_answer_threshold = no_answer_threshold
         self.index = index if isinstance(index, Index) else Index(index, device=device)
         self.retriever = make_retriever(self.index, retriever)
+        self._retriever_kind = retriever
         if isinstance(reader, Reader):
             self.reader: Reader | None = reader
         else:
@@ -136,18 +142,39 @@ class Pipeline:
             raise QAError("the question is empty: ask something, e.g. qa ask \"Who wrote Hamlet?\"")
         if top_k < 1:
             raise QAError(f"top-k must be at least 1, got {top_k}")
+        self.reopen_if_replaced()
+        warnings: list[str] = []
         t0 = time.perf_counter()
         hits = self.retriever.search(question, top_k)
         t1 = time.perf_counter()
         found: list[Answer] = []
         if self.reader is not None and hits:
+            read_as = self.reader.fit_question(question)
+            if read_as != question:
+                warnings.append(
+                    f"the question is longer than the reader takes: it read only its first "
+                    f"{self.reader.max_question_tokens} tokens, up to {read_as[-40:]!r}"
+                )
             texts = [h.passage.text for h in hits]
-            reading = self.reader.read_batch([question] * len(hits), texts, n_best=answers)
+            reading = self.reader.read_batch([read_as] * len(hits), texts, n_best=answers)
             found = self.rank_answers(question, hits, reading, answers)
         t2 = time.perf_counter()
         seconds = {"retrieve": t1 - t0, "read": t2 - t1, "total": t2 - t0}
         reader_name = self.reader.name if self.reader else None
-        return Prediction(question, found, hits, reader_name, self.retriever.name, seconds)
+        return Prediction(question, found, hits, reader_name, self.retriever.name, seconds, warnings)
+
+    def reopen_if_replaced(self) -> bool:
+        """Open the index again when ``qa index`` has replaced it since it was opened (so that
+        passages are never read from one build and scored with another); True when it did."""
+        if self.index.is_current():
+            return False
+        old = self.index
+        self.index = Index(old.path, device=old.device)
+        self.retriever = make_retriever(self.index, self._retriever_kind)
+        logger.warning(
+            "the index at %s was replaced (generation %s -> %s): reopened it", old.path, old.generation, self.index.generation
+        )
+        return True
 
     def rank_answers(
         self, question: str, hits: list[Hit], reading: Reading, answers: int = DEFAULT_ANSWERS

@@ -153,7 +153,7 @@ def test_a_file_over_the_size_limit_is_skipped_but_jsonl_is_streamed(write_files
     report = ReadReport()
     docs = [d.id for d in read_corpus(root, report, max_file_mb=1)]
     assert "small.txt" in docs and "huge.txt" not in docs and len(docs) == 2001
-    assert report.skipped == {"larger than 1 MB (1 MB; raise --max-file-mb to read it)": 1}
+    assert report.skipped == {"larger than 1 MB (1 MB): split it, or use JSON Lines (streamed)": 1}
 
 
 def test_jsonl_gz_is_streamed_and_a_binary_jsonl_is_not_counted_as_read(write_files):

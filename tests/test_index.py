@@ -49,18 +49,18 @@ def test_rebuilding_replaces_the_index_only_when_complete(tiny_models, write_fil
     def fail(*args, **kwargs):
         raise RuntimeError("embedding failed half-way")
 
-    monkeypatch.setattr("qa.indexer.build._embed", fail)
+    monkeypatch.setattr("qa.indexer.build.EmbeddingQueue.encode", fail)
     with pytest.raises(RuntimeError):
         build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
     assert (out / "manifest.json").read_text() == before
     Index(out)  # still opens
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "corpus", "idx"]  # no leftovers but the lock file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "idx"]  # no leftovers, not even the lock file
 
     monkeypatch.undo()
     (corpus / "new.txt").write_text("A new document about rivers.")
     build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
     assert json.loads((out / "manifest.json").read_text())["counts"]["documents"] == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "corpus", "idx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "idx"]
 
 
 def test_refuses_to_overwrite_a_folder_that_is_not_an_index(tiny_models, write_files, tmp_path):
@@ -68,7 +68,7 @@ def test_refuses_to_overwrite_a_folder_that_is_not_an_index(tiny_models, write_f
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
-    with pytest.raises(QAError, match="not a qa index; refusing to overwrite"):
+    with pytest.raises(QAError, match="is not empty and is not a qa index"):
         build_index(corpus, precious, embedding_model=str(tiny_models["encoder"]))
     assert (precious / "thesis.tex").read_text() == "years of work"
 

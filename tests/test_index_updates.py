@@ -35,8 +35,8 @@ def test_add_embeds_only_new_documents_and_skips_those_already_there(tiny_models
     embedded = []
     from qa.indexer import build
 
-    real = build._embed
-    monkeypatch.setattr(build, "_embed", lambda e, texts, p: embedded.extend(texts) or real(e, texts, p))
+    real = build.EmbeddingQueue.encode
+    monkeypatch.setattr(build.EmbeddingQueue, "encode", lambda self, texts: embedded.extend(texts) or real(self, texts))
     result = build_index(more, out, add=True)  # the index's own model and passage settings
 
     assert embedded == ["rivers\nThe Nile is the longest river in Africa."]
@@ -81,7 +81,7 @@ KILLED_WRITER = textwrap.dedent(
         print("embedding", flush=True)
         time.sleep(120)
 
-    build._embed = stall
+    build.EmbeddingQueue.encode = stall
     build.build_index(sys.argv[1], sys.argv[2], embedding_model=sys.argv[3])
     """
 )
@@ -120,7 +120,7 @@ def test_a_writer_killed_while_swapping_directories_is_recovered(tiny_index, tmp
     shutil.copytree(tiny_index, tmp_path / ".idx.old-4242")
     (tmp_path / ".idx.building-x1").mkdir()
     assert Index(tmp_path / "idx").manifest["counts"]["documents"] == 4
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
 
 
 def test_rebuilding_an_index_reached_by_a_symlink_replaces_the_link_not_its_folder(tiny_index, tiny_models, write_files, tmp_path):
@@ -134,7 +134,7 @@ def test_rebuilding_an_index_reached_by_a_symlink_replaces_the_link_not_its_fold
     build_index(write_files({"a.txt": "A lake is still water."}), link, embedding_model=str(tiny_models["encoder"]))
     assert not link.is_symlink() and Index(link).manifest["counts"]["documents"] == 1
     assert Index(elsewhere).manifest["counts"]["documents"] == 4  # the folder the link pointed to is kept
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".idx.lock", "idx"]  # no leftover link
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["idx"]  # no leftover link
 
 
 def test_a_malformed_corpus_is_indexed_with_counts_and_never_half_written(tiny_models, write_files, tmp_path):
@@ -168,7 +168,7 @@ def test_a_malformed_corpus_is_indexed_with_counts_and_never_half_written(tiny_m
         "empty text": 1,
         "invalid JSON line": 1,
         "no 'text' string field": 1,
-        "larger than 1 MB (1 MB; raise --max-file-mb to read it)": 1,
+        "larger than 1 MB (1 MB): split it, or use JSON Lines (streamed)": 1,
         "unsupported file type": 1,
     }
     assert json.loads((out / "manifest.json").read_text())["corpus"]["skipped"] == dict(report.skipped)

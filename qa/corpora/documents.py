@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +30,16 @@ class Document:
 
 @dataclass
 class ReadReport:
-    """What a corpus read did: files read, documents made, files skipped by reason."""
+    """What a corpus read did: files read, documents made, files skipped by reason, symbolic
+    links to folders followed. ``on_file(done, total)``, when set, is called after each file."""
 
     files_read: int = 0
     documents: int = 0
     skipped: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    files_selected: int = 0
+    linked_folders: int = 0
+    on_file: Callable[[int, int], None] | None = field(default=None, repr=False, compare=False)
 
     def skip(self, source: str, reason: str) -> None:
         self.skipped[reason] += 1
@@ -45,4 +50,5 @@ class ReadReport:
             "files_read": self.files_read,
             "documents": self.documents,
             "skipped": dict(self.skipped),
+            "linked_folders": self.linked_folders,
         }

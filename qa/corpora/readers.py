@@ -24,6 +24,7 @@ import fnmatch
 import gzip
 import io
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -92,22 +93,39 @@ def read_corpus(
 
 def _documents(root, base, report, include, exclude, fields, max_file_mb) -> Iterator[Document]:
     if root.is_file():
+        report.files_selected += 1
         yield from _read_file(root, base, report, fields, max_file_mb)
+        _progress(report, 1, 1)
         return
     if is_cord19(root):
-        yield from read_cord19(root, base, report)
+        yield from _read_cord19(root, base, report)
         return
-    files = _walk(root)
+    files = _walk(root, report)
     cord19_roots = [f.parent for f in files if f.name == "metadata.csv" and is_cord19(f.parent)]
-    for file in files:
+    for done, file in enumerate(files, start=1):
         release = next((r for r in cord19_roots if file.is_relative_to(r)), None)
         if release is not None:  # a CORD-19 release is read from its metadata.csv, parses and all
             if file == release / "metadata.csv":
-                yield from read_cord19(release, base, report)
-            continue
-        source = file.relative_to(base).as_posix()
-        if _selected(source, include, exclude):
-            yield from _read_file(file, base, report, fields, max_file_mb)
+                yield from _read_cord19(release, base, report)
+        else:
+            source = file.relative_to(base).as_posix()
+            if _selected(source, include, exclude):
+                report.files_selected += 1
+                yield from _read_file(file, base, report, fields, max_file_mb)
+        _progress(report, done, len(files))
+
+
+def _progress(report: ReadReport, done: int, total: int) -> None:
+    if report.on_file is not None:
+        report.on_file(done, total)
+
+
+def _read_cord19(release: Path, base: Path, report: ReadReport) -> Iterator[Document]:
+    source = (release / "metadata.csv").relative_to(base).as_posix()
+    try:
+        yield from read_cord19(release, base, report)
+    except Exception as err:  # noqa: BLE001 - one bad file never stops a build
+        report.skip(source, _failure(err))
 
 
 def _selected(source: str, include: list[str], exclude: list[str]) -> bool:
@@ -120,12 +138,50 @@ def _selected(source: str, include: list[str], exclude: list[str]) -> bool:
     return not any(matches(p) for p in exclude)
 
 
-def _walk(root: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+def _walk(root: Path, report: ReadReport) -> list[Path]:
+    """The files under ``root`` in name order, hidden ones left out. Symbolic links to folders
+    are followed (and counted), each folder at most once, so a link loop ends; a folder that
+    cannot be listed, or a file reached a second time through a link, is skipped with a reason."""
+    seen_folders: set[tuple[int, int]] = set()
+    files: list[Path] = []
+
+    def unreadable(err: OSError) -> None:
+        report.skip(_relative(Path(err.filename), root), f"unreadable folder ({err.strerror or err})")
+
+    for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=True):
+        here = Path(folder)
+        try:
+            st = here.stat()
+        except OSError as err:
+            report.skip(_relative(here, root), f"unreadable folder ({err.strerror or err})")
+            subfolders[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_folders:
+            report.skip(_relative(here, root), "folder already read (reached again through a symbolic link)")
+            subfolders[:] = []
+            continue
+        seen_folders.add((st.st_dev, st.st_ino))
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        report.linked_folders += sum((here / d).is_symlink() for d in subfolders)
+        files += [here / n for n in names if not n.startswith(".") and (here / n).is_file()]
+    files.sort()
+    seen_files: dict[tuple[int, int], Path] = {}
+    unique = []
+    for file in files:
+        st = file.stat()
+        first = seen_files.setdefault((st.st_dev, st.st_ino), file)
+        if first is file:
+            unique.append(file)
+        else:
+            report.skip(_relative(file, root), f"same file as {_relative(first, root)} (reached through a link)")
+    return unique
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        return str(path)
 
 
 def _read_file(file: Path, base: Path, report: ReadReport, fields, max_file_mb: float) -> Iterator[Document]:
@@ -140,13 +196,16 @@ def _read_file(file: Path, base: Path, report: ReadReport, fields, max_file_mb: 
             return
         size_mb = file.stat().st_size / 2**20
         if size_mb > max_file_mb:
-            raise _Skip(f"larger than {max_file_mb:g} MB ({size_mb:.0f} MB; raise --max-file-mb to read it)")
+            raise _Skip(f"larger than {max_file_mb:g} MB ({size_mb:.0f} MB): split it, or use JSON Lines (streamed)")
         docs = list(_parse(file, kind, source, fields, report))
     except _Skip as skip:
         report.skip(source, str(skip))
         return
     except OSError as err:
         report.skip(source, f"unreadable ({err.strerror or err})")
+        return
+    except Exception as err:  # noqa: BLE001 - one bad file never stops a build
+        report.skip(source, _failure(err))
         return
     report.files_read += 1
     yield from docs
@@ -180,6 +239,8 @@ def _parse(file: Path, kind: str, source: str, fields, report: ReadReport) -> It
         data = json.loads(content)
     except json.JSONDecodeError as err:
         raise _Skip(f"invalid JSON (line {err.lineno})") from None
+    except RecursionError:
+        raise _Skip("JSON nested too deeply") from None
     if is_squad(data):
         return squad_documents(data, source)
     return _records(data if isinstance(data, list) else [data], source, fields, report)
@@ -236,6 +297,9 @@ def _jsonl(file: Path, source: str, fields, report: ReadReport, gz: bool) -> Ite
             except json.JSONDecodeError:
                 report.skip(f"{source}:{lineno}", "invalid JSON line")
                 continue
+            except RecursionError:
+                report.skip(f"{source}:{lineno}", "JSON nested too deeply")
+                continue
             doc = _record(record, f"{source}:{lineno}", source, fields)
             if doc is None:
                 report.skip(f"{source}:{lineno}", f"no {fields[2]!r} string field")
@@ -257,6 +321,12 @@ def _record(record: Any, fallback_id: str, source: str, fields: tuple[str, str, 
         source=source,
         metadata=metadata,
     )
+
+
+def _failure(err: BaseException) -> str:
+    """A skip reason for an unexpected error while reading a file."""
+    detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    return f"unreadable ({type(err).__name__}{': ' + detail if detail else ''})"
 
 
 def _encodable(doc: Document) -> bool:

@@ -58,6 +58,9 @@ def cache_dir() -> Path:
 
 def data_dirs(data: str | Path | None = None) -> list[Path]:
     """The directories searched for data files, in order."""
+    if data and not Path(data).is_dir():
+        what = "is a file" if Path(data).exists() else "does not exist"
+        raise QAError(f"--data {str(data)!r} {what}: it expects the folder that holds the data files (e.g. ../shared/data)")
     dirs = [Path(data)] if data else []
     if os.environ.get(DATA_ENV):
         dirs.append(Path(os.environ[DATA_ENV]))

@@ -32,9 +32,14 @@ TRAIN_PER_CELL = 64  # k-means training vectors per IVF cell
 _GPU_RESOURCES: list = []  # kept alive as long as the GPU indexes that use them
 
 
-def choose_kind(kind: str, n_passages: int) -> str:
+def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise QAError(f"unknown dense index {kind!r}: choose from {', '.join(KINDS)}")
+    return kind
+
+
+def choose_kind(kind: str, n_passages: int) -> str:
+    check_kind(kind)
     if kind == "auto":
         return "flat" if n_passages < APPROXIMATE_FROM else "ivf"
     return kind

@@ -56,6 +56,7 @@ def split_token_windows(
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
     sentence_aware: bool = True,
     min_fill: float = 0.6,
+    block_words: int = 8192,
 ) -> Iterator[Span]:
     """Yield windows of whole words holding at most ``max_tokens`` model tokens (a single longer
     word makes a window of its own), consecutive windows sharing about ``overlap_tokens``.
@@ -64,50 +65,102 @@ def split_token_windows(
     :func:`tokenizer_counter`). With ``sentence_aware``, a window that would end inside a sentence
     ends instead after the last sentence it completes, when that keeps it at least ``min_fill``
     full, and the next window starts at a sentence start inside the overlap when there is one.
+
+    Words are found and counted ``block_words`` at a time as the windows advance, so memory does
+    not grow with the length of ``text`` (the windows are the same as for one block).
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be at least 1")
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError("overlap_tokens must be at least 0 and less than max_tokens")
-    words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
-    if not words:
+    words = _Words(text, count_tokens, block_words)
+    if not words.has(0):
         return
-    counts = list(count_tokens(text, words))
-    ends_sentence = [bool(_SENTENCE_END.search(text[s:e])) for s, e in words]
-    n = len(words)
     first = 0
     while True:
+        words.forget_before(first)
         total, last = 0, first
-        while last < n and (last == first or total + counts[last] <= max_tokens):
-            total += counts[last]
+        while words.has(last) and (last == first or total + words.count(last) <= max_tokens):
+            total += words.count(last)
             last += 1
-        if last < n and sentence_aware:
+        if words.has(last) and sentence_aware:
             filled = 0
             cut = None
             for k in range(first, last - 1):
-                filled += counts[k]
-                if ends_sentence[k] and filled >= min_fill * max_tokens:
+                filled += words.count(k)
+                if words.ends_sentence(k) and filled >= min_fill * max_tokens:
                     cut = k + 1
             last = cut or last
-        yield Span(words[first][0], words[last - 1][1])
-        if last >= n:
+        yield Span(words.start(first), words.end(last - 1))
+        if not words.has(last):
             return
         back, shared = last, 0
-        while back > first + 1 and shared + counts[back - 1] <= overlap_tokens:
-            shared += counts[back - 1]
+        while back > first + 1 and shared + words.count(back - 1) <= overlap_tokens:
+            shared += words.count(back - 1)
             back -= 1
         if sentence_aware:
-            back = next((j for j in range(back, last) if ends_sentence[j - 1]), back)
+            back = next((j for j in range(back, last) if words.ends_sentence(j - 1)), back)
         first = max(back, first + 1)
+
+
+class _Words:
+    """The words of a text (character spans, token counts, sentence ends), found and counted a
+    block at a time on demand; word ``i`` is addressed by its number in the whole text."""
+
+    def __init__(self, text: str, count_tokens, block: int):
+        self._text = text
+        self._found = _WORD.finditer(text)
+        self._count_tokens = count_tokens
+        self._block = block
+        self._base = 0  # number of the first word held
+        self._spans: list[tuple[int, int]] = []
+        self._counts: list[int] = []
+        self._ends: list[bool] = []
+        self._done = False
+
+    def has(self, i: int) -> bool:
+        while i >= self._base + len(self._spans) and not self._done:
+            self._read_block()
+        return i < self._base + len(self._spans)
+
+    def _read_block(self) -> None:
+        spans = [(m.start(), m.end()) for _, m in zip(range(self._block), self._found)]
+        if len(spans) < self._block:
+            self._done = True
+        if spans:
+            text = self._text
+            self._spans += spans
+            self._counts += list(self._count_tokens(text, spans))
+            self._ends += [bool(_SENTENCE_END.search(text[s:e])) for s, e in spans]
+
+    def forget_before(self, i: int) -> None:
+        drop = i - self._base
+        if drop >= self._block:
+            del self._spans[:drop], self._counts[:drop], self._ends[:drop]
+            self._base = i
+
+    def start(self, i: int) -> int:
+        return self._spans[i - self._base][0]
+
+    def end(self, i: int) -> int:
+        return self._spans[i - self._base][1]
+
+    def count(self, i: int) -> int:
+        return self._counts[i - self._base]
+
+    def ends_sentence(self, i: int) -> bool:
+        return self._ends[i - self._base]
 
 
 def tokenizer_counter(tokenizer) -> Callable[[str, list[tuple[int, int]]], list[int]]:
     """``count_tokens`` for :func:`split_token_windows` from a Hugging Face fast tokenizer: each
-    word's tokens are those whose first character lies inside it (no special tokens)."""
+    word's tokens are those whose first character lies inside it (no special tokens). Only the
+    stretch of text from the first word to the last is tokenised."""
 
     def count(text: str, words: list[tuple[int, int]]) -> list[int]:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
-        starts = np.fromiter((s for s, e in enc["offset_mapping"] if e > s), dtype=np.int64)
+        lo, hi = words[0][0], words[-1][1]
+        enc = tokenizer(text[lo:hi], add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        starts = np.fromiter((lo + s for s, e in enc["offset_mapping"] if e > s), dtype=np.int64)
         word_starts = np.asarray([s for s, _ in words], dtype=np.int64)
         word_ends = np.asarray([e for _, e in words], dtype=np.int64)
         return (np.searchsorted(starts, word_ends, "left") - np.searchsorted(starts, word_starts, "left")).tolist()

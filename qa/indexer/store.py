@@ -6,6 +6,7 @@ by construction the document text at its offsets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.corpora import Document
+from qa.errors import QAError
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -59,37 +61,53 @@ class Passage:
 
 class PassageWriter:
     """Writes documents and their passage offsets to a new store file, or appends them to an
-    existing one (``append=True``), numbering on from what is there."""
+    existing one (``append=True``), numbering on from what is there. Nothing is held in memory
+    but the current document: what is stored is looked up in the file."""
 
     def __init__(self, path: Path, append: bool = False):
         self._db = sqlite3.connect(path)
         if append:
             self.documents = self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
             self.passages = self._db.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
-            self._hashes = dict(self._db.execute("SELECT id, sha256 FROM documents"))
         else:
             self._db.executescript(_SCHEMA)
             self.documents = 0
             self.passages = 0
-            self._hashes = {}
+        self._db.execute("CREATE INDEX IF NOT EXISTS documents_sha256 ON documents(sha256)")
 
     def holds(self, doc: Document) -> str | None:
         """``"same"`` when a document with ``doc``'s id and content is stored, ``"changed"``
         when one with its id but other content is, else None."""
-        stored = self._hashes.get(doc.id)
-        return None if stored is None else "same" if stored == doc.sha256 else "changed"
+        row = self._db.execute("SELECT sha256 FROM documents WHERE id = ?", (doc.id,)).fetchone()
+        return None if row is None else "same" if row[0] == doc.sha256 else "changed"
 
-    def add(self, doc: Document, spans: Iterable[tuple[int, int]]) -> None:
+    def holds_content(self, doc: Document) -> str | None:
+        """The id of a stored document with ``doc``'s title and text, if there is one."""
+        row = self._db.execute("SELECT id FROM documents WHERE sha256 = ? LIMIT 1", (doc.sha256,)).fetchone()
+        return None if row is None else row[0]
+
+    def add_document(self, doc: Document) -> int:
+        """Store ``doc``; its passages follow with :meth:`add_passages`. Returns its number."""
         doc_idx = self.documents
+        try:
+            metadata = json.dumps(doc.metadata)
+        except (TypeError, ValueError, RecursionError) as err:
+            raise ValueError(f"metadata that cannot be stored as JSON ({type(err).__name__})") from None
         self._db.execute(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (doc_idx, doc.id, doc.title, doc.source, json.dumps(doc.metadata), doc.sha256, doc.text),
+            (doc_idx, doc.id, doc.title, doc.source, metadata, doc.sha256, doc.text),
         )
+        self.documents += 1
+        return doc_idx
+
+    def add_passages(self, doc_idx: int, spans: Sequence[tuple[int, int]]) -> None:
+        """Store passages of document ``doc_idx`` (character offsets), numbered on."""
         rows = [(self.passages + i, doc_idx, s, e) for i, (s, e) in enumerate(spans)]
         self._db.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)", rows)
-        self.documents += 1
         self.passages += len(rows)
-        self._hashes[doc.id] = doc.sha256
+
+    def add(self, doc: Document, spans: Iterable[tuple[int, int]]) -> None:
+        self.add_passages(self.add_document(doc), list(spans))
 
     def close(self) -> None:
         self._db.commit()
@@ -97,41 +115,63 @@ class PassageWriter:
 
 
 class PassageStore:
-    """Read-only access to a store file; passages are fetched by index, never loaded whole."""
+    """Read-only access to a store file; passages are fetched by index, never loaded whole.
+    A damaged file raises :class:`QAError` (rebuild the index)."""
 
     def __init__(self, path: Path):
+        self.path = path
         self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+
+    def count(self) -> int:
+        """The number of passages, from the last passage number (no scan of the table)."""
+        with self._damage_is_an_error():
+            last = self._db.execute("SELECT MAX(idx) FROM passages").fetchone()[0]
+        return 0 if last is None else int(last) + 1
 
     def get(self, indices: Sequence[int]) -> list[Passage]:
         """The passages at ``indices``, in that order."""
         if not indices:
             return []
         marks = ",".join("?" * len(indices))
-        rows = self._db.execute(
+        with self._damage_is_an_error():
+            rows = self._db.execute(
             "SELECT p.idx, substr(d.text, p.start + 1, p.end - p.start), p.start, p.end, "
             "d.id, d.title, d.source FROM passages p JOIN documents d ON d.idx = p.doc_idx "
-            f"WHERE p.idx IN ({marks})",
-            [int(i) for i in indices],
-        ).fetchall()
+                f"WHERE p.idx IN ({marks})",
+                [int(i) for i in indices],
+            ).fetchall()
         by_idx = {row[0]: Passage(*row) for row in rows}
+        missing = [int(i) for i in indices if int(i) not in by_idx]
+        if missing:
+            raise QAError(f"the passage store {str(self.path)!r} lacks passage {missing[0]}: it is damaged; rebuild the index with `qa index`")
         return [by_idx[int(i)] for i in indices]
 
-    def texts(self, batch: int = 10_000) -> Iterable[tuple[str, str]]:
-        """(title, text) of every passage in index order, streamed in batches."""
-        for first in range(0, len(self), batch):
-            yield from self._db.execute(
-                "SELECT d.title, substr(d.text, p.start + 1, p.end - p.start) FROM passages p "
-                "JOIN documents d ON d.idx = p.doc_idx WHERE p.idx >= ? AND p.idx < ? ORDER BY p.idx",
-                (first, first + batch),
-            )
+    @contextlib.contextmanager
+    def _damage_is_an_error(self):
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            raise QAError(f"the passage store {str(self.path)!r} is damaged ({err}): rebuild the index with `qa index`") from None
+
+    def texts(self) -> Iterable[tuple[str, str]]:
+        """(title, text) of every passage in index order. Documents are read one at a time and
+        their passages cut from them here (SQLite's ``substr`` would read a whole document for
+        every passage of it)."""
+        documents = self._db.execute("SELECT idx, title, text FROM documents ORDER BY idx")
+        doc_idx, title, text = -1, "", ""
+        for passage_doc, start, end in self._db.execute("SELECT doc_idx, start, end FROM passages ORDER BY idx"):
+            while doc_idx != passage_doc:  # passages are stored document after document
+                doc_idx, title, text = next(documents)
+            yield title, text[start:end]
 
     def document(self, doc_id: str) -> Document | None:
-        row = self._db.execute(
-            "SELECT id, text, title, source, metadata FROM documents WHERE id = ?", (doc_id,)
-        ).fetchone()
+        with self._damage_is_an_error():
+            row = self._db.execute(
+                "SELECT id, text, title, source, metadata FROM documents WHERE id = ?", (doc_id,)
+            ).fetchone()
         if row is None:
             return None
         return Document(id=row[0], text=row[1], title=row[2], source=row[3], metadata=json.loads(row[4]))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from qa.models import load_error, quiet_transformers, resolve_model
 from qa.reader.decode import best_spans
 
 READER_ENV = "QA_READER"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def resolve_reader(reader: str | os.PathLike | None = None) -> str | None:
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+MAX_QUESTION_TOKENS = 128
 
 
 def _precision(precision: str, device: str) -> str:
@@ -125,6 +129,11 @@ class Reader:
         self.max_length = max_length
         self.stride = stride
         self.max_answer_tokens = max_answer_tokens
+        # Longer questions are cut (with a warning): a question must leave a window more than
+        # `stride` tokens of passage, and no real question comes near 128 tokens.
+        self.max_question_tokens = min(MAX_QUESTION_TOKENS, max_length - stride - 4)
+        if self.max_question_tokens < 8:
+            raise QAError(f"max_length {max_length} leaves no room for a question with stride {stride}: raise it or lower the stride")
         # features per forward pass: on a CPU, small batches of length-sorted features are fastest
         # (benchmarks/bench_reader.py, 2-core AVX2 CPU: 21-23 pairs/s at 4 and 8, 19-20 at 16, 15 at 32)
         self.batch_size = batch_size or (64 if self.device.startswith("cuda") else 8)
@@ -146,6 +155,24 @@ class Reader:
         self.precision = _precision(precision, self.device)
         if self.precision == "int8":
             self.model = _quantize_int8(self.model)
+
+    def fit_question(self, question: str) -> str:
+        """``question`` cut to the first :attr:`max_question_tokens` tokens, if it is longer."""
+        return self.fit_questions([question])[0]
+
+    def fit_questions(self, questions: Sequence[str]) -> list[str]:
+        """Each question cut to :attr:`max_question_tokens` tokens where longer (logged)."""
+        limit = self.max_question_tokens
+        unique = list(dict.fromkeys(questions))
+        enc = self.tokenizer(unique, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        fitted = {}
+        for question, offsets in zip(unique, enc["offset_mapping"]):
+            if len(offsets) <= limit:
+                fitted[question] = question
+            else:
+                fitted[question] = question[: offsets[limit - 1][1]]
+                logger.warning("question of %d tokens cut to the reader's %d: %r", len(offsets), limit, fitted[question])
+        return [fitted[q] for q in questions]
 
     def read(self, question: str, passages: Sequence[str], n_best: int = 5) -> list[Span]:
         """The best spans over all ``passages`` for one question, best first (at most ``n_best``
@@ -171,7 +198,7 @@ class Reader:
         if not passages:
             return Reading([], null_scores)
         enc = self.tokenizer(
-            list(questions),
+            self.fit_questions(questions),
             list(passages),
             truncation="only_second",
             max_length=self.max_length,

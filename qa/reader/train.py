@@ -116,12 +116,17 @@ def learning_rate(config: TrainConfig, state: TrainState) -> float:
 def train_reader(
     config: TrainConfig,
     resume: bool = False,
+    overwrite: bool = False,
     show_progress: bool = False,
     stop_after_steps: int | None = None,
     stop_after_minutes: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any] | None:
     """Train, save the model, tokenizer and model card to ``config.output``; return the metrics.
+
+    ``config.output`` must be new, empty, or a folder ``qa train reader`` wrote (a model with its
+    model card, or a checkpoint); any other folder is refused unless ``overwrite`` is set, since
+    the model's files (README.md, config.json, ...) would replace files of the same names there.
 
     With ``stop_after_steps`` or ``stop_after_minutes``, the run checkpoints and returns None
     when that much is done (this call's part), to be continued with ``resume=True``.
@@ -142,6 +147,8 @@ def train_reader(
     else:
         if (checkpoint / STATE).is_file():
             raise QAError(f"{str(output)!r} holds a checkpoint: pass --resume to continue it, or choose another --output")
+        if not overwrite:
+            check_output(output)
         source = resolve_model(config.base)
     torch.manual_seed(config.seed)
     try:
@@ -235,6 +242,30 @@ def train_reader(
     (output / "README.md").write_text(_model_card(config, metrics, data.sha256, base_card=_qa_card(config.base)))
     shutil.rmtree(checkpoint, ignore_errors=True)
     return metrics
+
+
+def is_training_output(folder: Path) -> bool:
+    """True for a folder ``qa train reader`` wrote: a model whose card carries :data:`CARD_MARK`,
+    or a checkpoint, or only the hidden leftovers of an interrupted checkpoint."""
+    if (folder / "checkpoint" / STATE).is_file():
+        return True
+    try:
+        if CARD_MARK in (folder / "README.md").read_text(encoding="utf-8", errors="replace"):
+            return True
+    except OSError:
+        pass
+    return all(p.name.startswith((".checkpoint.", "checkpoint")) for p in folder.iterdir())
+
+
+def check_output(output: Path) -> None:
+    """Raise unless training may write to ``output`` (see :func:`train_reader`)."""
+    if output.is_file():
+        raise QAError(f"--output {str(output)!r} is a file: choose a folder")
+    if output.is_dir() and any(output.iterdir()) and not is_training_output(output):
+        raise QAError(
+            f"--output {str(output)!r} is not empty and was not written by qa train reader; its files "
+            "(README.md, config.json, ...) would be overwritten: choose a new folder, or pass --overwrite"
+        )
 
 
 def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:

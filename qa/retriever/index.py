@@ -4,6 +4,7 @@ on first use."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,21 @@ from qa.indexer.store import PassageStore
 
 
 class Index:
-    """A built index directory, opened read-only."""
+    """A built index directory, opened read-only.
+
+    Damage (missing or truncated files, a manifest without the keys readers need, files that
+    do not agree with each other, a model of another dimension) raises :class:`QAError` saying
+    to rebuild. :meth:`is_current` tells whether ``qa index`` has replaced the index since it
+    was opened; parts not loaded yet are then refused rather than mixed with the old ones.
+    """
 
     def __init__(self, path: str | Path | None = None, *, device: str | None = None):
         self.path = Path(path) if path is not None else layout.default_index_dir()
+        self._stamp = layout.manifest_stamp(self.path)
         self.manifest: dict[str, Any] = layout.read_manifest(self.path)
         self.device = device
+        self.generation = int(self.manifest.get("generation", 1))
+        self.build_id = self.manifest.get("build_id")
         missing = [
             name
             for name in (layout.STORE, layout.BM25_DIR, layout.VECTORS)
@@ -35,7 +45,13 @@ class Index:
             raise QAError(
                 f"index {str(self.path)!r} is incomplete (missing {', '.join(missing)}): rebuild it with `qa index`"
             )
+        problems = layout.size_problems(self.path, self.manifest)
+        if problems:
+            raise self._damaged("; ".join(problems[:3]))
         self.store = PassageStore(self.path / layout.STORE)
+        stored = self.store.count()
+        if stored != len(self):
+            raise self._damaged(f"{layout.STORE} holds {stored} passages, the manifest {len(self)}")
         self.question_vector = functools.lru_cache(maxsize=1024)(self._question_vector)
         # One entry: `Pipeline.ask` scores the question's passages right after BM25 retrieval
         # scored every passage for it (a full pass over the index, about 5 ms at 1M passages).
@@ -44,27 +60,89 @@ class Index:
     def __len__(self) -> int:
         return int(self.manifest["counts"]["passages"])
 
+    def is_current(self) -> bool:
+        """False when the index on disk is no longer the one opened (``qa index`` replaced or
+        updated it, or it was removed). Costs one ``stat`` when nothing changed."""
+        stamp = layout.manifest_stamp(self.path)
+        if stamp == self._stamp:
+            return True
+        try:
+            manifest = json.loads((self.path / layout.MANIFEST).read_text())
+        except (OSError, ValueError):
+            return False
+        if isinstance(manifest, dict) and manifest.get("build_id") == self.build_id and self.build_id:
+            self._stamp = stamp  # the same build, touched or copied back
+            return True
+        return False
+
+    def _check_current(self, part: str) -> None:
+        if not self.is_current():
+            raise QAError(
+                f"the index at {str(self.path)!r} was replaced after it was opened; open it again "
+                f"(Index(...) or Pipeline(...)) before using its {part}"
+            )
+
+    def _damaged(self, detail: str) -> QAError:
+        return QAError(f"the index at {str(self.path)!r} is damaged ({detail}): rebuild it with `qa index`")
+
     @functools.cached_property
     def bm25(self):
         import bm25s
 
-        return bm25s.BM25.load(self.path / layout.BM25_DIR, mmap=True, show_progress=False)
+        self._check_current("BM25 index")
+        try:
+            bm25 = bm25s.BM25.load(self.path / layout.BM25_DIR, mmap=True, show_progress=False)
+            n_docs = int(bm25.scores["num_docs"])
+            indptr = bm25.scores["indptr"]
+            sizes_agree = int(indptr[-1]) == len(bm25.scores["data"]) == len(bm25.scores["indices"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            raise self._damaged(f"{layout.BM25_DIR}: {_first_line(err)}") from None
+        if n_docs != len(self) or not sizes_agree:
+            raise self._damaged(f"{layout.BM25_DIR} does not agree with the manifest ({n_docs} passages, {len(self)} expected)")
+        return bm25
 
     @functools.cached_property
     def vectors(self) -> np.ndarray:
         """Passage vectors as stored (float16, unit length), memory-mapped."""
-        return np.load(self.path / layout.VECTORS, mmap_mode="r", allow_pickle=False)
+        self._check_current("vectors")
+        try:
+            vectors = np.load(self.path / layout.VECTORS, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise self._damaged(f"{layout.VECTORS}: {_first_line(err)}") from None
+        expected = (len(self), int(self.manifest["dense"]["dim"]))
+        if vectors.shape != expected:
+            raise self._damaged(f"{layout.VECTORS} has shape {vectors.shape}, the manifest says {expected}")
+        return vectors
 
     @functools.cached_property
     def faiss(self):
         """The FAISS index the manifest names: exact (built now from the vectors) or approximate
         (read from disk); on the GPU when this index's device is CUDA and faiss supports it."""
-        return open_faiss(self.vectors, self.manifest["dense"], self.path / layout.FAISS_FILE.rsplit("/", 1)[0], pick_device(self.device))
+        vectors = self.vectors
+        try:
+            index = open_faiss(vectors, self.manifest["dense"], self.path / layout.FAISS_FILE.rsplit("/", 1)[0], pick_device(self.device))
+        except RuntimeError as err:  # faiss reports damage as RuntimeError
+            raise self._damaged(f"{layout.FAISS_FILE}: {_first_line(err)}") from None
+        if index.ntotal != len(self) or index.d != vectors.shape[1]:
+            raise self._damaged(f"the dense index holds {index.ntotal} vectors of {index.d} values, expected {len(self)} of {vectors.shape[1]}")
+        return index
 
     @functools.cached_property
     def embedder(self) -> Embedder:
         """The model that embedded the passages, to embed questions the same way."""
-        return Embedder(self.manifest["dense"]["model"], device=self.device)
+        model = self.manifest["dense"]["model"]
+        if model.startswith("/") and not Path(model).is_dir():
+            raise QAError(
+                f"the index at {str(self.path)!r} was embedded with the model folder {model!r}, which no longer "
+                "exists: restore that folder, or rebuild the index with an available --embedding-model"
+            )
+        embedder = Embedder(model, device=self.device)
+        if embedder.dim != int(self.manifest["dense"]["dim"]):
+            raise QAError(
+                f"the embedding model {model!r} gives vectors of {embedder.dim} values, but the index at "
+                f"{str(self.path)!r} holds {self.manifest['dense']['dim']}: it is not the model the index was built with; rebuild the index"
+            )
+        return embedder
 
     def _question_vector(self, question: str) -> np.ndarray:
         vector = self.embedder.encode([question])[0]
@@ -74,10 +152,14 @@ class Index:
     def _bm25_scores(self, question: str) -> np.ndarray | None:
         """BM25 scores of every passage for ``question`` (read-only); None when no question term
         is indexed."""
-        ids = self.bm25.get_tokens_ids(analyze(question))
+        bm25 = self.bm25
+        ids = bm25.get_tokens_ids(analyze(question))
         if not ids:
             return None
-        scores = self.bm25.get_scores_from_ids(ids)
+        try:
+            scores = bm25.get_scores_from_ids(ids)
+        except (IndexError, ValueError) as err:
+            raise self._damaged(f"{layout.BM25_DIR}: {_first_line(err)}") from None
         scores.setflags(write=False)
         return scores
 
@@ -92,3 +174,8 @@ class Index:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

