@@ -13,6 +13,9 @@ vocabulary keeps growing with the corpus as real collections' does.
   extrapolated from the 8 MB file (peak with the real model minus peak with the tiny one), and
   said so in the output.
 - ``--qa PATH``: measure another checkout of qa too (e.g. the previous release), side by side.
+- ``--zero-vectors``: for the many-file corpus, replace embedding by zero vectors (the embedding
+  model is still loaded, its tokenizer splits the passages, and vectors are still written): the
+  build minus the encoder's arithmetic, for a measurement that fits a session ("BM25 only").
 
     python benchmarks/bench_ingest_memory.py --sizes 1,8 --corpus-gb 1 --work /work/runs/ingest [--qa /tmp/oldqa]
 
@@ -79,11 +82,22 @@ def tiny_encoder(folder: Path) -> Path:
     return folder
 
 
-def run_index(qa_root: Path, corpus: Path, out: Path, extra: list[str]) -> dict:
+ZERO_VECTORS = """
+import sys, numpy as np
+from qa.indexer import build
+build.EmbeddingQueue.encode = lambda queue, texts: np.zeros((len(texts), queue.embedder.dim), np.float32)
+from qa.cli import main
+sys.argv = ["qa", *sys.argv[1:]]
+main()
+"""
+
+
+def run_index(qa_root: Path, corpus: Path, out: Path, extra: list[str], zero_vectors: bool = False) -> dict:
     """`qa index` of ``qa_root``'s checkout in a fresh process: seconds, peak RSS, passages."""
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(qa_root)}
-    command = [sys.executable, "-m", "qa", "index", str(corpus), "--index", str(out), "--json", "--max-file-mb", "100000", *extra]
+    start = [sys.executable, "-c", ZERO_VECTORS] if zero_vectors else [sys.executable, "-m", "qa"]
+    command = [*start, "index", str(corpus), "--index", str(out), "--json", "--max-file-mb", "100000", *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out.parent)
     stdout, stderr = proc.communicate()
@@ -112,25 +126,28 @@ def main() -> None:
     parser.add_argument("--corpus-gb", type=float, default=0, help="size of the many-file corpus (0: skip)")
     parser.add_argument("--file-kb", type=int, default=100)
     parser.add_argument("--work", type=Path, required=True, help="a folder outside the repository for corpora and indexes")
-    parser.add_argument("--qa", type=Path, action="append", default=[], help="another qa checkout to measure too")
+    parser.add_argument("--qa", type=Path, action="append", default=[], help="another qa checkout to measure too (single files)")
     parser.add_argument("--only", choices=["files", "corpus"], help="measure only one part")
+    parser.add_argument("--file-models", default="all-MiniLM-L6-v2,tiny", help="single files: the models to measure with")
+    parser.add_argument("--zero-vectors", action="store_true", help="many-file corpus: zero vectors instead of embedding")
+    parser.add_argument("--corpus-model", default="tiny", help="many-file corpus: 'tiny' or 'all-MiniLM-L6-v2'")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     pool = sentences()
     rows = []
-    checkouts = [ROOT, *args.qa]
+    checkouts = [ROOT, *args.qa]  # the many-file corpus is measured with this checkout only
     tiny = tiny_encoder(args.work / "tiny-encoder")
     # Each measurement runs in a process of its own: ru_maxrss of RUSAGE_CHILDREN is the maximum
     # over all children so far, so this script re-runs itself once per measurement.
     if os.environ.get("BENCH_ONE"):
         spec = json.loads(os.environ["BENCH_ONE"])
-        result = peak_of(run_index, Path(spec["qa"]), Path(spec["corpus"]), Path(spec["out"]), spec["extra"])
+        result = peak_of(run_index, Path(spec["qa"]), Path(spec["corpus"]), Path(spec["out"]), spec["extra"], spec.get("zero_vectors", False))
         print(json.dumps(result))
         return
 
-    def measure(qa_root: Path, corpus: Path, extra: list[str]) -> dict:
-        spec = {"qa": str(qa_root), "corpus": str(corpus), "out": str(args.work / "index"), "extra": extra}
+    def measure(qa_root: Path, corpus: Path, extra: list[str], zero_vectors: bool = False) -> dict:
+        spec = {"qa": str(qa_root), "corpus": str(corpus), "out": str(args.work / "index"), "extra": extra, "zero_vectors": zero_vectors}
         proc = subprocess.run([sys.executable, __file__, "--work", str(args.work)], env={**os.environ, "BENCH_ONE": json.dumps(spec)},
                               capture_output=True, text=True)
         if proc.returncode != 0:
@@ -145,7 +162,8 @@ def main() -> None:
             if not file.is_file():
                 file.write_text(prose(pool, random.Random(int(mb * 1000)), int(mb * 2**20)))
             for qa_root in checkouts:
-                for model, extra in (("all-MiniLM-L6-v2", []), ("tiny", ["--embedding-model", str(tiny)])):
+                models = (("all-MiniLM-L6-v2", []), ("tiny", ["--embedding-model", str(tiny)]))
+                for model, extra in [(m, e) for m, e in models if m in args.file_models.split(",")]:
                     row = {"input": f"one {mb:g} MB text file", "qa": str(qa_root), "model": model, **measure(qa_root, corpus, extra)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -160,8 +178,10 @@ def main() -> None:
                 (folder / f"doc{i:06d}.txt").write_text(prose(pool, rng, args.file_kb * 1024))
                 i += 1
             (corpus / ".done").write_text("")
-        row = {"input": f"{args.corpus_gb:g} GB in {args.file_kb} KB text files", "qa": str(ROOT), "model": "tiny",
-               **measure(ROOT, corpus, ["--embedding-model", str(tiny)])}
+        model = args.corpus_model + (", zero vectors" if args.zero_vectors else "")
+        extra = ["--embedding-model", str(tiny)] if args.corpus_model == "tiny" else []
+        row = {"input": f"{args.corpus_gb:g} GB in {args.file_kb} KB text files", "qa": str(ROOT), "model": model,
+               **measure(ROOT, corpus, extra, args.zero_vectors)}
         rows.append(row)
         print(json.dumps(row), flush=True)
 

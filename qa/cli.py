@@ -146,7 +146,7 @@ def index(
         typer.Option(
             min=0,
             help="Skip files larger than this (JSON Lines are streamed and exempt). A file is read whole: "
-            "budget about 15 MB of memory per MB of a text file (benchmarks/bench_ingest_memory.py).",
+            "budget about 9 MB of memory per MB of a text file (benchmarks/bench_ingest_memory.py: 64 MB took 1.1 GB).",
         ),
     ] = 256.0,
     dense_index: Annotated[

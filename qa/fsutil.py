@@ -30,6 +30,15 @@ def share_like_mkdir(path: Path) -> None:
     os.chmod(path, 0o777 & ~umask())
 
 
+def share_like_create(folder: Path) -> None:
+    """Give the files directly in ``folder`` the mode a plain ``open`` would have given them
+    (libraries that write through temporary files leave 0600)."""
+    mode = 0o666 & ~umask()
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def staging_dir(target: Path) -> Iterator[Path]:
     """A fresh hidden sibling of ``target`` to build in; removed afterwards if still there."""

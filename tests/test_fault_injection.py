@@ -91,7 +91,14 @@ TRAIN = textwrap.dedent(
 )
 
 
-def test_kill_9_during_training_loses_nothing_and_resumes(tiny_models, tmp_path):
+@pytest.fixture
+def usual_umask():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_kill_9_during_training_loses_nothing_and_resumes(tiny_models, tmp_path, usual_umask):
     data = tmp_path / "train.json"
     subprocess.run([sys.executable, "-c", TRAIN, str(data)], check=True)
     out = tmp_path / "reader"
@@ -114,6 +121,7 @@ def test_kill_9_during_training_loses_nothing_and_resumes(tiny_models, tmp_path)
 
     assert Reader(out).read("who sat on the mat?", ["the cat sat on the mat"])
     assert not (out / "checkpoint").exists() and leftovers(out, "checkpoint") == []
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in out.iterdir())  # shareable under umask 022 (was 0600)
 
 
 def _truncate(path):

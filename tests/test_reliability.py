@@ -210,6 +210,16 @@ def test_include_that_matches_nothing_says_so(tiny_models, write_files, tmp_path
     assert "matches --include *.pdf" in line
 
 
+def test_an_unexpected_error_is_one_line_with_exit_status_2(tiny_index, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr("qa.pipeline.Pipeline.ask", broken)
+    line = one_line_error(qa("ask", "who?", "--index", tiny_index), code=2)
+    assert "unexpected RuntimeError: something unforeseen" in line and "QA_DEBUG=1" in line
+    assert isinstance(qa("ask", "who?", "--index", tiny_index, QA_DEBUG="1").exception, RuntimeError)
+
+
 # 10. no silent surprises ----------------------------------------------------------------------
 
 def test_symlinked_folders_are_followed_once_and_counted(write_files, tmp_path):

@@ -40,6 +40,7 @@ from qa.errors import QAError
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
 DEFAULT_MAX_FILE_MB = 256.0
+CHUNK_CHARS = 1 << 20
 
 _MD_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
@@ -79,7 +80,7 @@ def read_corpus(
     seen: set[str] = set()
     for doc in _documents(root, base, report, list(include), list(exclude), fields, max_file_mb):
         where = f"{doc.source} ({doc.id})"
-        if not doc.text.strip():
+        if not doc.text or doc.text.isspace():
             report.skip(where, "empty text")
         elif not _encodable(doc):
             report.skip(where, "invalid Unicode (lone surrogate)")
@@ -330,8 +331,13 @@ def _failure(err: BaseException) -> str:
 
 
 def _encodable(doc: Document) -> bool:
+    """False when the document holds a lone surrogate, which UTF-8 cannot store. Checked a
+    megabyte of text at a time, so that a long document is not copied whole."""
     try:
-        (doc.id + doc.title + doc.text).encode("utf-8")
+        for part in (doc.id, doc.title):
+            part.encode("utf-8")
+        for first in range(0, len(doc.text), CHUNK_CHARS):
+            doc.text[first : first + CHUNK_CHARS].encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True

@@ -43,7 +43,7 @@ from qa.indexer.passages import (
     tokenizer_counter,
 )
 from qa.indexer.store import PassageStore, PassageWriter
-from qa.indexer.vectors import VectorWriter
+from qa.indexer.vectors import VectorFile, VectorWriter
 from qa.models import DEFAULT_EMBEDDING_MODEL
 from qa.progress import progress_bar
 
@@ -235,7 +235,7 @@ def _build(corpus, target, add, embedding_model, requested, device, batch_size, 
             bm25.write(staging / layout.BM25_DIR)
             progress.update(task, description="Writing the dense index")
             faiss_description = build_faiss(
-                np.load(staging / layout.VECTORS, mmap_mode="r", allow_pickle=False),
+                VectorFile(staging / layout.VECTORS),  # read, not mapped: RSS stays what faiss holds
                 choose_kind(dense_index, writer.passages),
                 staging / layout.FAISS_FILE,
             )
@@ -337,12 +337,12 @@ def retrieval_text(title: str, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
-def _open_vectors(index_dir: Path, manifest: dict[str, Any]) -> np.ndarray:
+def _open_vectors(index_dir: Path, manifest: dict[str, Any]) -> VectorFile:
     try:
-        vectors = np.load(index_dir / layout.VECTORS, mmap_mode="r", allow_pickle=False)
+        vectors = VectorFile(index_dir / layout.VECTORS)
     except (OSError, ValueError) as err:
         raise QAError(f"the index at {str(index_dir)!r} is damaged ({layout.VECTORS}: {err}): rebuild it") from None
-    if vectors.ndim != 2 or len(vectors) != manifest["counts"]["passages"]:
+    if len(vectors) != manifest["counts"]["passages"]:
         raise QAError(f"the index at {str(index_dir)!r} is damaged ({layout.VECTORS} does not match its manifest): rebuild it")
     return vectors
 

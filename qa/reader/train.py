@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from qa.corpora.squad import load_squad
 from qa.device import cpu_has_bf16, pick_device
 from qa.errors import QAError
-from qa.fsutil import replace_directory, staging_dir
+from qa.fsutil import replace_directory, share_like_create, staging_dir
 from qa.models import load_error, quiet_transformers, resolve_model
 from qa.progress import progress_bar
 from qa.reader.features import Features, featurize
@@ -332,6 +332,7 @@ def _save_checkpoint(path: Path, model, tokenizer, optimizer, config: TrainConfi
                 tensors[f"{i}.{key}"] = value.detach().cpu().contiguous().reshape(value.shape)
         save_file(tensors, staging / OPTIMIZER)
         (staging / STATE).write_text(json.dumps({"config": asdict(config), "state": asdict(state)}))
+        share_like_create(staging)
         replace_directory(staging, path)
 
 
@@ -349,6 +350,7 @@ def _save_model(output: Path, model, tokenizer, config: TrainConfig) -> None:
     model.to(dtype)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
+    share_like_create(output)
     model.to(torch.float32)
 
 
