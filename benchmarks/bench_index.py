@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_query_memory import cpu_name  # benchmarks/ is on the path
+from qa.device import cpu_info, cpu_name
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -63,9 +63,8 @@ BATCH_SIZES = [64, 32, 16]
 def nominal_peak(precision: str) -> tuple[float, str]:
     """GFLOP/s the cores could do at the clock /proc/cpuinfo reports: AVX2 FMA is 32 fp32 FLOP
     per cycle and core (two 256-bit FMA pipes), AVX-512 64, AVX512-BF16 128 in bf16."""
-    info = Path("/proc/cpuinfo").read_text()
-    mhz = float(next(line.split(":")[1] for line in info.splitlines() if line.startswith("cpu MHz")))
-    flags = next(line for line in info.splitlines() if line.startswith("flags")).split()
+    info = cpu_info()
+    mhz, flags = info.mhz or 0.0, info.flags
     if precision == "bf16":
         per_cycle, isa = 128, "AVX512-BF16"
     elif "avx512f" in flags:

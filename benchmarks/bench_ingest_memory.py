@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_query_memory import cpu_name  # benchmarks/ is on the path
+from qa.device import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("QA_DATA_DIR") or ROOT.parent / "shared" / "data")

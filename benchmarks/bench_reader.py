@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_index import encoder_flops, gemm_peak  # noqa: E402  (benchmarks/ is on the path)
-from bench_query_memory import cpu_name  # noqa: E402
+from qa.device import cpu_name  # noqa: E402
 
 from qa.corpora.squad import load_squad  # noqa: E402
 from qa.device import cpu_has_bf16  # noqa: E402

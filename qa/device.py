@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import platform
+from dataclasses import dataclass
 
 import torch
 
@@ -32,15 +34,48 @@ def pick_device(device: str | None = None) -> str:
     return device
 
 
+@dataclass(frozen=True)
+class CPUInfo:
+    """What /proc/cpuinfo says of the first CPU (empty where there is no such file)."""
+
+    name: str
+    flags: frozenset[str]
+    mhz: float | None
+
+
 @functools.cache
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); else autocast is slower."""
+def cpu_info() -> CPUInfo:
+    """The CPU's model name, feature flags and clock, read once from /proc/cpuinfo: the one
+    place qa and its benchmarks learn what the CPU can do."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            return parse_cpuinfo(f)
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return parse_cpuinfo([])
+
+
+def parse_cpuinfo(lines) -> CPUInfo:
+    """:class:`CPUInfo` of the first processor described by ``lines`` of /proc/cpuinfo."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line.strip():
+            if fields:
+                break  # the first processor is enough
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    mhz = fields.get("cpu MHz")
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
+    return CPUInfo(name, frozenset(fields.get("flags", "").split()), float(mhz) if mhz else None)
+
+
+def cpu_name() -> str:
+    return cpu_info().name
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); else autocast is slower."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_info().flags)
 
 
 def default_precision(device: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import shlex
 import shutil
 import time
@@ -25,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qa.corpora.squad import load_squad
-from qa.device import cpu_has_bf16, pick_device
+from qa.device import cpu_has_bf16, cpu_name, pick_device
 from qa.errors import QAError
 from qa.fsutil import replace_directory, share_like_create, staging_dir
 from qa.models import load_error, quiet_transformers, resolve_model
@@ -375,13 +374,7 @@ def _evaluate(output: Path, config: TrainConfig, device: str) -> dict[str, Any]:
 def _hardware(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_has_bf16() else "")
+    return f"{cpu_name()}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_has_bf16() else "")
 
 
 CARD_MARK = "Trained with `qa train reader`."
