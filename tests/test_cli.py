@@ -92,10 +92,16 @@ def test_ask_without_a_reader_shows_passages_and_says_how_to_get_one(cli_index, 
     assert result.stdout.startswith("1. eiffel.md")
 
 
-def test_index_path_from_the_environment(cli_index, tiny_models):
+def test_index_path_from_the_environment(cli_index, tiny_models, tmp_path, write_files):
     out, _ = cli_index
     result = invoke("ask", "cat", "--reader", tiny_models["reader"], "--json", env={"QA_INDEX": str(out)})
     assert result.exit_code == 0, result.output
+    assert {p["document"] for p in json.loads(result.stdout)["passages"]} <= {"cat-1", "dog-1", "eiffel.md", "plants.txt"}
+    other = tmp_path / "other-index"  # a second index: the environment decides which one answers
+    corpus = write_files({"nile.txt": "The Nile is the longest river in Africa."})
+    assert invoke("index", corpus, "--index", other, "--embedding-model", tiny_models["encoder"]).exit_code == 0
+    result = invoke("ask", "Nile river", "--retriever", "bm25", "--json", env={"QA_INDEX": str(other), "QA_READER": str(tiny_models["reader"])})
+    assert [p["document"] for p in json.loads(result.stdout)["passages"]] == ["nile.txt"]
 
 
 def test_version():
