@@ -32,6 +32,7 @@ from qa.eval.benchmarks import load_benchmark  # noqa: E402
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve  # noqa: E402
 from qa.eval.runner import sample, score  # noqa: E402
 from qa.indexer import build_index  # noqa: E402
+from qa.indexer.build import retrieval_text  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
 from qa.reader import Reader, resolve_reader  # noqa: E402
 from qa.retriever import Index, make_retriever  # noqa: E402
@@ -71,7 +72,7 @@ def main() -> None:
     rows = []
     for windows, path in (("words", args.word_index), ("tokens", args.token_index)):
         index, build_seconds = open_or_build(path, benchmark.corpus, windows)
-        texts = [f"{title}\n{text}" if title else text for title, text in index.store.texts()]  # as embedded
+        texts = [retrieval_text(title, text) for title, text in index.store.texts()]  # as embedded
         lengths = np.array([len(t) for t in index.embedder.tokenizer(texts, add_special_tokens=True)["input_ids"]])
         row = {"windows": windows, "passages": index.manifest["passages"], "count": len(index),
                "mean_tokens": round(float(lengths.mean()), 1),

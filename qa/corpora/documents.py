@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+CHUNK_CHARS = 1 << 20  # long texts are encoded this many characters at a time, never copied whole
+
+
 @dataclass(frozen=True)
 class Document:
     """One document of a collection.
@@ -27,8 +30,8 @@ class Document:
     def sha256(self) -> str:
         """SHA-256 of ``title + "\\n" + text`` in UTF-8, hashed a megabyte of text at a time."""
         digest = hashlib.sha256(f"{self.title}\n".encode())
-        for first in range(0, len(self.text), 1 << 20):
-            digest.update(self.text[first : first + (1 << 20)].encode())
+        for first in range(0, len(self.text), CHUNK_CHARS):
+            digest.update(self.text[first : first + CHUNK_CHARS].encode())
         return digest.hexdigest()
 
 

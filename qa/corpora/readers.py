@@ -32,15 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from qa.corpora.cord19 import is_cord19, read_cord19
-from qa.corpora.documents import Document, ReadReport
+from qa.corpora.documents import CHUNK_CHARS, Document, ReadReport
 from qa.corpora.html import html_text
 from qa.corpora.pdf import PDFError, pdf_text
 from qa.corpora.squad import is_squad, squad_documents
-from qa.errors import QAError
+from qa.errors import QAError, first_line
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
 DEFAULT_MAX_FILE_MB = 256.0
-CHUNK_CHARS = 1 << 20
 
 _MD_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
@@ -326,8 +325,8 @@ def _record(record: Any, fallback_id: str, source: str, fields: tuple[str, str, 
 
 def _failure(err: BaseException) -> str:
     """A skip reason for an unexpected error while reading a file."""
-    detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-    return f"unreadable ({type(err).__name__}{': ' + detail if detail else ''})"
+    name, detail = type(err).__name__, first_line(err)
+    return f"unreadable ({name})" if detail == name else f"unreadable ({name}: {detail})"
 
 
 def _encodable(doc: Document) -> bool:

@@ -286,7 +286,7 @@ class EmbeddingQueue:
 
     def __init__(self, embedder: Embedder, out: VectorWriter):
         self.embedder, self.out = embedder, out
-        self.size = embedder.batch_size * 8
+        self.size = embedder.chunk_size
         self.texts: list[str] = []
 
     def add(self, text: str) -> None:

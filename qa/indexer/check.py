@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.errors import QAError
+from qa.errors import QAError, first_line
 from qa.indexer import layout
 
 
@@ -74,8 +74,7 @@ def _check(report: CheckReport, part: str, count, expected: int) -> None:
     try:
         found = count()
     except Exception as err:  # noqa: BLE001 - any failure to read a part is a finding
-        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        report.problems.append(f"{part} is unreadable ({detail})")
+        report.problems.append(f"{part} is unreadable ({first_line(err)})")
         return
     if found != expected:
         report.problems.append(f"{part} holds {found} passages, the manifest {expected}")

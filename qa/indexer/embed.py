@@ -42,6 +42,12 @@ class Embedder:
         return self._model.tokenizer
 
     @property
+    def chunk_size(self) -> int:
+        """Texts :meth:`encode` hands to sentence-transformers at once (which sorts each chunk by
+        length): callers that stream texts in must group them the same way to get the same vectors."""
+        return self.batch_size * 8
+
+    @property
     def dim(self) -> int:
         return int(self._model.get_embedding_dimension())
 
@@ -52,7 +58,7 @@ class Embedder:
 
         ``on_batch(n_done)`` is called after each chunk, for progress reporting.
         """
-        chunk = self.batch_size * 8
+        chunk = self.chunk_size
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for first in range(0, len(texts), chunk):
             part = texts[first : first + chunk]

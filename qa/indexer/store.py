@@ -106,9 +106,6 @@ class PassageWriter:
         self._db.executemany("INSERT INTO passages VALUES (?, ?, ?, ?)", rows)
         self.passages += len(rows)
 
-    def add(self, doc: Document, spans: Iterable[tuple[int, int]]) -> None:
-        self.add_passages(self.add_document(doc), list(spans))
-
     def close(self) -> None:
         self._db.commit()
         self._db.close()
@@ -123,7 +120,7 @@ class PassageStore:
         self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
+        return self.count()
 
     def count(self) -> int:
         """The number of passages, from the last passage number (no scan of the table)."""
@@ -138,8 +135,8 @@ class PassageStore:
         marks = ",".join("?" * len(indices))
         with self._damage_is_an_error():
             rows = self._db.execute(
-            "SELECT p.idx, substr(d.text, p.start + 1, p.end - p.start), p.start, p.end, "
-            "d.id, d.title, d.source FROM passages p JOIN documents d ON d.idx = p.doc_idx "
+                "SELECT p.idx, substr(d.text, p.start + 1, p.end - p.start), p.start, p.end, "
+                "d.id, d.title, d.source FROM passages p JOIN documents d ON d.idx = p.doc_idx "
                 f"WHERE p.idx IN ({marks})",
                 [int(i) for i in indices],
             ).fetchall()

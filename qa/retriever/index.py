@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from qa.device import pick_device
-from qa.errors import QAError
+from qa.errors import QAError, first_line
 from qa.indexer import layout
 from qa.indexer.analysis import analyze
 from qa.indexer.dense import open_faiss
@@ -96,7 +96,7 @@ class Index:
             indptr = bm25.scores["indptr"]
             sizes_agree = int(indptr[-1]) == len(bm25.scores["data"]) == len(bm25.scores["indices"])
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
-            raise self._damaged(f"{layout.BM25_DIR}: {_first_line(err)}") from None
+            raise self._damaged(f"{layout.BM25_DIR}: {first_line(err)}") from None
         if n_docs != len(self) or not sizes_agree:
             raise self._damaged(f"{layout.BM25_DIR} does not agree with the manifest ({n_docs} passages, {len(self)} expected)")
         return bm25
@@ -108,7 +108,7 @@ class Index:
         try:
             vectors = np.load(self.path / layout.VECTORS, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
-            raise self._damaged(f"{layout.VECTORS}: {_first_line(err)}") from None
+            raise self._damaged(f"{layout.VECTORS}: {first_line(err)}") from None
         expected = (len(self), int(self.manifest["dense"]["dim"]))
         if vectors.shape != expected:
             raise self._damaged(f"{layout.VECTORS} has shape {vectors.shape}, the manifest says {expected}")
@@ -122,7 +122,7 @@ class Index:
         try:
             index = open_faiss(vectors, self.manifest["dense"], self.path / layout.FAISS_FILE.rsplit("/", 1)[0], pick_device(self.device))
         except RuntimeError as err:  # faiss reports damage as RuntimeError
-            raise self._damaged(f"{layout.FAISS_FILE}: {_first_line(err)}") from None
+            raise self._damaged(f"{layout.FAISS_FILE}: {first_line(err)}") from None
         if index.ntotal != len(self) or index.d != vectors.shape[1]:
             raise self._damaged(f"the dense index holds {index.ntotal} vectors of {index.d} values, expected {len(self)} of {vectors.shape[1]}")
         return index
@@ -159,7 +159,7 @@ class Index:
         try:
             scores = bm25.get_scores_from_ids(ids)
         except (IndexError, ValueError) as err:
-            raise self._damaged(f"{layout.BM25_DIR}: {_first_line(err)}") from None
+            raise self._damaged(f"{layout.BM25_DIR}: {first_line(err)}") from None
         scores.setflags(write=False)
         return scores
 
@@ -174,8 +174,3 @@ class Index:
 
     def close(self) -> None:
         self.store.close()
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
