@@ -30,12 +30,13 @@ def share_like_mkdir(path: Path) -> None:
     os.chmod(path, 0o777 & ~umask())
 
 
-def share_like_create(folder: Path) -> None:
-    """Give the files directly in ``folder`` the mode a plain ``open`` would have given them
-    (libraries that write through temporary files leave 0600)."""
+def share_like_create(folder: Path, written_since: float = 0.0) -> None:
+    """Give the files directly in ``folder`` written at or after ``written_since`` (a
+    ``time.time()``) the mode a plain ``open`` would have given them (libraries that write
+    through temporary files leave 0600). Older files, which may be the user's, keep theirs."""
     mode = 0o666 & ~umask()
     for path in folder.iterdir():
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and path.stat().st_mtime >= written_since:
             os.chmod(path, mode)
 
 

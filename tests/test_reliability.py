@@ -115,6 +115,14 @@ def test_train_refuses_a_folder_it_did_not_write_unless_overwrite(tmp_path):
     check_output(tmp_path / "empty")
     (repo / "README.md").write_text(f"# Extractive QA reader\n\n{CARD_MARK}\n")  # a qa model: may be retrained
     check_output(repo)
+    from qa.fsutil import share_like_create
+
+    private = repo / "private.key"
+    private.write_text("secret")
+    private.chmod(0o600)
+    os.utime(private, (0, 0))  # written long before: not the model's
+    share_like_create(repo, written_since=1_000_000)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
     # with --overwrite the check is skipped: the run goes on (here to the missing training file)
     (repo / "README.md").write_text("# My project\n")
     result = qa("train", "reader", "--train", tmp_path / "missing.json", "--base", "x", "--output", repo, "--overwrite")

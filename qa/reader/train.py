@@ -347,9 +347,10 @@ def _load_optimizer(optimizer, path: Path, model) -> None:
 def _save_model(output: Path, model, tokenizer, config: TrainConfig) -> None:
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[config.save_dtype]
     model.to(dtype)
+    started = time.time() - 1  # file times can be a little coarse
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
-    share_like_create(output)
+    share_like_create(output, written_since=started)
     model.to(torch.float32)
 
 
