@@ -34,7 +34,7 @@ K1, B = 1.2, 0.75
 
 def corpus_and_queries(n: int, n_queries: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
     from qa.corpora.squad import load_squad
-    from qa.indexer.analysis import analyze
+    from qa.index.analysis import analyze
     from qa.indexer.passages import split_passages
 
     train = load_squad(DATA / "squad" / "train-v1.1.json.gz")

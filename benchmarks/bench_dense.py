@@ -23,8 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from qa.corpora.squad import load_squad  # noqa: E402
-from qa.indexer.dense import build_faiss, open_faiss  # noqa: E402
-from qa.indexer.embed import Embedder  # noqa: E402
+from qa.index.dense import build_faiss, open_faiss  # noqa: E402
+from qa.embedding import Embedder  # noqa: E402
 from qa.retriever import Index  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

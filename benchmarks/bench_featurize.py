@@ -29,7 +29,7 @@ def run_one(train: str, tokenizer_name: str, max_length: int, stride: int) -> di
     from transformers import AutoTokenizer
 
     from qa.corpora.squad import load_squad
-    from qa.models import resolve_model
+    from qa.hub import resolve_model
     from qa.reader.features import featurize
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_name))

@@ -80,11 +80,11 @@ def embedding_benchmark(passages: int, rounds: int) -> dict:
     import torch
 
     from qa.device import cpu_has_bf16
-    from qa.eval.benchmarks import load_benchmark
-    from qa.indexer.embed import Embedder
+    from qa.eval.question_sets import load_question_set
+    from qa.embedding import Embedder
     from qa.indexer.passages import split_passages
 
-    benchmark = load_benchmark("open-squad", data=str(DATA))
+    benchmark = load_question_set("open-squad", data=str(DATA))
     texts = []
     for doc in benchmark.corpus:
         for span in split_passages(doc.text, 160, 40):
@@ -144,11 +144,11 @@ def embedding_benchmark(passages: int, rounds: int) -> dict:
 def build_one(name: str, out: str) -> dict:
     """Build the corpus as `qa evaluate` does (same settings and metadata), so a kept index
     serves `qa evaluate NAME --index OUT`."""
-    from qa.eval.benchmarks import load_benchmark
+    from qa.eval.question_sets import load_question_set
     from qa.eval.runner import prepare_index
-    from qa.indexer.layout import read_manifest
+    from qa.index.layout import read_manifest
 
-    benchmark = load_benchmark(name, data=str(DATA))
+    benchmark = load_question_set(name, data=str(DATA))
     t0 = time.perf_counter()
     prepare_index(benchmark, out)
     manifest = read_manifest(out)

@@ -40,7 +40,7 @@ from qa.device import cpu_name  # noqa: E402
 
 from qa.corpora.squad import load_squad  # noqa: E402
 from qa.device import cpu_has_bf16  # noqa: E402
-from qa.eval.runner import score  # noqa: E402
+from qa.metrics import squad_scores  # noqa: E402
 from qa.reader import Reader, default_reader_path  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -91,7 +91,7 @@ def qa_answers(reader: Reader, pairs: list[tuple[str, str]], batch_size: int, ca
 
 
 def accuracy(answers: list[str], golds: list[tuple[str, ...]]) -> tuple[float, float]:
-    scores = [score(a, g) for a, g in zip(answers, golds)]
+    scores = [squad_scores(a, g) for a, g in zip(answers, golds)]
     return 100 * statistics.fmean(s[0] for s in scores), 100 * statistics.fmean(s[1] for s in scores)
 
 

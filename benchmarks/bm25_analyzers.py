@@ -23,9 +23,9 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
-from qa.eval.benchmarks import load_benchmark
+from qa.eval.question_sets import load_question_set
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve
-from qa.eval.runner import sample
+from qa.corpora.squad import sample_examples
 from qa.indexer.passages import split_passages
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -52,12 +52,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bm25_analyzers.json"))
     args = parser.parse_args()
-    benchmark = load_benchmark("open-squad", data=str(DATA))
+    benchmark = load_question_set("open-squad", data=str(DATA))
     texts = []
     for doc in benchmark.corpus:
         for span in split_passages(doc.text):
             texts.append(f"{doc.title}\n{doc.text[span.start:span.end]}")
-    examples = [e for e in sample(benchmark.examples, args.questions, args.seed) if e.answerable]
+    examples = [e for e in sample_examples(benchmark.examples, args.questions, args.seed) if e.answerable]
     rows = []
     for stop in (False, True):
         for stem in (False, True):

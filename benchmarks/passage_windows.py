@@ -28,9 +28,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from qa.eval.benchmarks import load_benchmark  # noqa: E402
+from qa.eval.question_sets import load_question_set  # noqa: E402
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve  # noqa: E402
-from qa.eval.runner import sample, score  # noqa: E402
+from qa.corpora.squad import sample_examples  # noqa: E402
+from qa.metrics import squad_scores  # noqa: E402
 from qa.indexer import build_index  # noqa: E402
 from qa.indexer.build import retrieval_text  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
@@ -66,8 +67,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "passage_windows.json"))
     args = parser.parse_args()
-    benchmark = load_benchmark(args.benchmark, data=str(DATA))
-    examples = [e for e in sample(benchmark.examples, args.questions, args.seed) if e.answerable]
+    benchmark = load_question_set(args.benchmark, data=str(DATA))
+    examples = [e for e in sample_examples(benchmark.examples, args.questions, args.seed) if e.answerable]
     reader = Reader(resolve_reader(args.reader)) if args.read else None
     rows = []
     for windows, path in (("words", args.word_index), ("tokens", args.token_index)):
@@ -92,7 +93,7 @@ def main() -> None:
             ems, f1s, t0 = [], [], time.perf_counter()
             for e in examples[: args.read]:
                 prediction = pipe.ask(e.question, top_k=10, answers=1)
-                em, f1 = score(prediction.answers[0].text if prediction.answers else "", e.answers)
+                em, f1 = squad_scores(prediction.answers[0].text if prediction.answers else "", e.answers)
                 ems.append(em)
                 f1s.append(f1)
             row["pipeline"] = {"questions": len(ems), "em": round(100 * float(np.mean(ems)), 2),

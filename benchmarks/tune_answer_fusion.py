@@ -25,8 +25,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from qa.eval.benchmarks import load_benchmark  # noqa: E402
-from qa.eval.runner import prepare_index, sample, score  # noqa: E402
+from qa.eval.question_sets import load_question_set  # noqa: E402
+from qa.corpora.squad import sample_examples  # noqa: E402
+from qa.eval.runner import prepare_index  # noqa: E402
+from qa.metrics import squad_scores  # noqa: E402
 from qa.pipeline import BM25_WEIGHT, DENSE_WEIGHT  # noqa: E402
 from qa.reader import Reader  # noqa: E402
 from qa.retriever import Index, make_retriever  # noqa: E402
@@ -45,7 +47,7 @@ def evaluate_weights(rows, k, w_bm25, w_dense):
                 s = reader_score + w_bm25 * row["bm25"][p] + w_dense * row["dense"][p]
                 if s > best_score:
                     best, best_score = text, s
-        e, f = score(best, row["golds"])
+        e, f = squad_scores(best, row["golds"])
         em, f1 = em + e, f1 + f
     return 100 * em / len(rows), 100 * f1 / len(rows)
 
@@ -63,8 +65,8 @@ def main() -> int:
     if not (args.data / "squad").is_dir():
         print(f"SQuAD not found under {args.data}: skipping", file=sys.stderr)
         return 0
-    benchmark = load_benchmark("open-squad", data=args.data)
-    questions = [(e.question, e.answers) for e in sample(benchmark.examples, args.questions, args.seed)]
+    benchmark = load_question_set("open-squad", data=args.data)
+    questions = [(e.question, e.answers) for e in sample_examples(benchmark.examples, args.questions, args.seed)]
     index = Index(prepare_index(benchmark, show_progress=True))
     retriever = make_retriever(index, "hybrid")
     reader = Reader(args.reader)
@@ -72,12 +74,11 @@ def main() -> int:
     for i, (question, golds) in enumerate(questions):
         hits = retriever.search(question, args.max_k)
         spans = reader.read(question, [h.passage.text for h in hits], n_best=5)
-        bm25, dense = index.passage_scores(question, [h.passage.idx for h in hits])
         rows.append(
             {
                 "golds": list(golds),
-                "bm25": bm25.tolist(),
-                "dense": dense.tolist(),
+                "bm25": [h.bm25 for h in hits],
+                "dense": [h.cosine for h in hits],
                 "spans": [(s.passage, s.score, s.text) for s in spans],
             }
         )

@@ -30,14 +30,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from qa.corpora.squad import load_squad  # noqa: E402
 from qa.eval import datasets  # noqa: E402
-from qa.eval.benchmarks import load_benchmark  # noqa: E402
+from qa.eval.question_sets import load_question_set  # noqa: E402
 from qa.eval.retrieval import (  # noqa: E402
     contains_answer,
     first_relevant,
     mean_reciprocal_rank,
     recall_curve,
 )
-from qa.eval.runner import prepare_index, sample  # noqa: E402
+from qa.corpora.squad import sample_examples  # noqa: E402
+from qa.eval.runner import prepare_index  # noqa: E402
 from qa.retriever import Index, reciprocal_rank_fusion  # noqa: E402
 from qa.retriever.retrievers import HYBRID_WEIGHTS, RRF_K, BM25Retriever, DenseRetriever  # noqa: E402
 
@@ -53,10 +54,11 @@ def rankings(index: Index, examples, depth: int) -> list[dict]:
     questions = [e.question for e in examples]
     dense_ids = []
     for first in range(0, len(questions), 64):
-        dense_ids += dense.search_ids_batch(questions[first : first + 64], depth)
+        found = dense.search_batch(questions[first : first + 64], depth, evidence=False)
+        dense_ids += [[(h.passage.idx, h.score) for h in hits] for hits in found]
     rows = []
     for example, dense_hits in zip(examples, dense_ids):
-        bm25_hits = bm25.search_ids(example.question, depth)
+        bm25_hits = [(h.passage.idx, h.score) for h in bm25.search(example.question, depth, evidence=False)]
         ids = list(dict.fromkeys(i for i, _ in bm25_hits + dense_hits))
         relevant = {p.idx for p in index.store.get(ids) if contains_answer(p.text, example.answers)}
         rows.append({"bm25": bm25_hits, "dense": dense_hits, "relevant": relevant})
@@ -94,14 +96,14 @@ def main() -> int:
     squad_train = load_squad(datasets.resolve("squad-v1.1-train", args.data), id_prefix="train/")
     covid_train = load_squad(datasets.resolve("covid-qa-train", args.data))
     corpora = {
-        "open-squad": sample(squad_train.examples, args.train_questions, args.seed),
+        "open-squad": sample_examples(squad_train.examples, args.train_questions, args.seed),
         "covid-qa": covid_train.examples,
     }
     train, dev = {}, {}
     for name, train_examples in corpora.items():
-        benchmark = load_benchmark(name, data=args.data)
+        benchmark = load_question_set(name, data=args.data)
         index = Index(prepare_index(benchmark, show_progress=True))
-        dev_examples = sample(benchmark.examples, args.dev_questions if name == "open-squad" else None, args.seed)
+        dev_examples = sample_examples(benchmark.examples, args.dev_questions if name == "open-squad" else None, args.seed)
         train[name] = rankings(index, train_examples, args.depth)
         dev[name] = rankings(index, [e for e in dev_examples if e.answerable], args.depth)
         print(f"{name}: {len(train[name])} train and {len(dev[name])} dev questions retrieved", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from enum import Enum
@@ -16,7 +17,12 @@ from rich.markup import escape
 from rich.text import Text
 
 import qa
+from qa.device import PRECISIONS
+from qa.embedding import DEFAULT_EMBEDDING_MODEL
 from qa.errors import QAError
+from qa.index.dense import KINDS as DENSE_KINDS
+from qa.pipeline import DEFAULT_ANSWERS, DEFAULT_TOP_K, QUESTION_BATCH
+from qa.retriever import DEFAULT_RETRIEVER, RETRIEVERS
 
 app = typer.Typer(
     help="Answer questions, with evidence, from your own document collection.",
@@ -28,10 +34,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class RetrieverChoice(str, Enum):
-    hybrid = "hybrid"
-    bm25 = "bm25"
-    dense = "dense"
+RetrieverChoice = Enum("RetrieverChoice", {name: name for name in RETRIEVERS}, type=str)
 
 
 IndexOption = Annotated[
@@ -49,8 +52,14 @@ DeviceOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
 PrecisionOption = Annotated[
     str,
-    typer.Option(help="Reader arithmetic: auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16, int8."),
+    typer.Option(
+        help="Arithmetic of the reader and question encoder: auto (fp16 on CUDA, bf16 on CPUs with native bf16, "
+        f"else fp32), {', '.join(PRECISIONS[1:])} (int8: the reader only)."
+    ),
 ]
+
+LOG_ENV = "QA_LOG_LEVEL"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 DEBUG_ENV = "QA_DEBUG"
@@ -101,8 +110,34 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log what qa does on stderr (-v: info, -vv: debug).")
+    ] = 0,
+    log_level: Annotated[
+        Optional[str], typer.Option(help=f"Log level: {', '.join(LOG_LEVELS)}. Default: ${LOG_ENV}, else warning.", show_default=False)
+    ] = None,
 ) -> None:
     """Answer questions, with evidence, from your own document collection."""
+    _configure_logging(verbose, log_level)
+
+
+def _configure_logging(verbose: int, log_level: Optional[str]) -> None:
+    """Send the ``qa`` logger's records to stderr: at ``--log-level``, else as ``-v`` says, else
+    at ``$QA_LOG_LEVEL``, else warnings only."""
+    if log_level is None and verbose:
+        log_level = "info" if verbose == 1 else "debug"
+    level = (log_level or os.environ.get(LOG_ENV) or "warning").lower()
+    if level not in LOG_LEVELS:
+        err.print(f"[bold red]error:[/] unknown log level {escape(level)!r}: choose from {', '.join(LOG_LEVELS)}")
+        raise typer.Exit(1)
+    logger = logging.getLogger("qa")
+    for handler in [h for h in logger.handlers if getattr(h, "_qa_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler._qa_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
 
 
 @app.command()
@@ -150,7 +185,7 @@ def index(
         ),
     ] = 256.0,
     dense_index: Annotated[
-        str, typer.Option(help="FAISS index: auto (exact below 200,000 passages, else IVF), flat, ivf or hnsw.")
+        str, typer.Option(help=f"FAISS index: {', '.join(DENSE_KINDS)} (auto: exact below 200,000 passages, else IVF).")
     ] = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
@@ -162,26 +197,16 @@ def index(
         return
     if path is None:
         raise QAError("qa index needs the corpus to index: qa index PATH (or qa index --check to verify an index)")
-    from qa.indexer import build_index
+    from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, ReadOptions, build_index
 
     result = build_index(
         path,
         index_dir,
         add=add,
-        embedding_model=embedding_model,
-        max_words=max_words,
-        overlap_words=overlap_words,
-        max_tokens=max_tokens,
-        overlap_tokens=overlap_tokens,
-        device=device,
-        batch_size=batch_size,
-        id_field=id_field,
-        title_field=title_field,
-        text_field=text_field,
-        include=include or (),
-        exclude=exclude or (),
-        max_file_mb=max_file_mb,
-        dense_index=dense_index,
+        reading=ReadOptions(tuple(include or ()), tuple(exclude or ()), max_file_mb, id_field, title_field, text_field),
+        passages=PassageOptions(max_tokens, overlap_tokens, max_words, overlap_words),
+        embedding=EmbeddingOptions(embedding_model, device, batch_size),
+        layout_options=LayoutOptions(dense_index),
         show_progress=not as_json and err.is_terminal,
     )
     for warning in result.report.warnings[:20]:
@@ -212,8 +237,7 @@ def index(
 
 
 def _check_index(path: Optional[Path], as_json: bool) -> None:
-    from qa.indexer.check import check_index
-    from qa.indexer.layout import default_index_dir
+    from qa.index import check_index, default_index_dir
 
     report = check_index(path or default_index_dir())
     if as_json:
@@ -237,13 +261,13 @@ def _check_index(path: Optional[Path], as_json: bool) -> None:
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in quotes.")],
     index_dir: IndexOption = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Passages to retrieve and read.")] = 10,
-    retriever: Annotated[RetrieverChoice, typer.Option(help="How to retrieve passages.")] = RetrieverChoice.hybrid,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Passages to retrieve and read.")] = DEFAULT_TOP_K,
+    retriever: Annotated[RetrieverChoice, typer.Option(help="How to retrieve passages.")] = RetrieverChoice(DEFAULT_RETRIEVER),
     reader: Annotated[
         Optional[str],
         typer.Option(help="Reader model: a folder or hub id. Default: $QA_READER, else the packaged reader."),
     ] = None,
-    answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = 3,
+    answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = DEFAULT_ANSWERS,
     precision: PrecisionOption = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
@@ -274,12 +298,19 @@ def evaluate(
     index_dir: Annotated[
         Optional[Path], typer.Option("--index", "-i", help="Index of the benchmark corpus. Default: cached, built on first use.")
     ] = None,
-    retriever: Annotated[str, typer.Option(help="Retriever, or a comma-separated list: hybrid,bm25,dense.")] = "hybrid",
-    top_k: Annotated[str, typer.Option("--top-k", "-k", help="Passages read, or a comma-separated list: 1,5,10,20.")] = "10",
+    retriever: Annotated[
+        str, typer.Option(help=f"Retriever, or a comma-separated list: {','.join(RETRIEVERS)}.")
+    ] = DEFAULT_RETRIEVER,
+    top_k: Annotated[
+        str, typer.Option("--top-k", "-k", help="Passages read, or a comma-separated list: 1,5,10,20.")
+    ] = str(DEFAULT_TOP_K),
     reader: Annotated[
         Optional[str], typer.Option(help="Reader model. Default: $QA_READER, else the packaged reader.")
     ] = None,
     gold: Annotated[bool, typer.Option("--gold", help="Read each question's gold paragraph (covid-qa, squad-json).")] = False,
+    embedding_model: Annotated[
+        str, typer.Option(help="Embedding model of the benchmark corpus index (cached per model): a local folder or hub id.")
+    ] = DEFAULT_EMBEDDING_MODEL,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate this many questions, drawn with --seed.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --limit sample.")] = 0,
     no_answer_threshold: Annotated[
@@ -287,7 +318,7 @@ def evaluate(
     ] = None,
     question_batch: Annotated[
         int, typer.Option(min=1, help="Read the passages of this many questions in one batch (1: per-question latency).")
-    ] = 16,
+    ] = QUESTION_BATCH,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report directory. Default: ./qa-eval/NAME.")] = None,
     precision: PrecisionOption = "auto",
     device: DeviceOption = None,
@@ -296,52 +327,36 @@ def evaluate(
     """Evaluate the whole pipeline on a question set: EM/F1, retrieval recall, latency."""
     from rich.table import Table
 
-    from qa.eval.benchmarks import load_benchmark
+    from qa.eval import evaluate as run_evaluation
     from qa.eval.report import table_rows, write_report
-    from qa.eval.runner import evaluate as run_evaluation
-    from qa.eval.runner import prepare_index
-    from qa.progress import progress_bar
-    from qa.reader import Reader, resolve_reader
-    from qa.retriever import RETRIEVERS
 
     retrievers = [r.strip() for r in retriever.split(",") if r.strip()]
-    unknown = [r for r in retrievers if r not in RETRIEVERS]
-    if unknown or not retrievers:
-        raise QAError(f"unknown retriever {', '.join(unknown) or retriever!r}: choose from {', '.join(RETRIEVERS)}")
     try:
         top_ks = sorted({int(k) for k in top_k.split(",") if k.strip()})
     except ValueError:
         raise QAError(f"--top-k takes whole numbers separated by commas, got {top_k!r}") from None
-    if not top_ks or top_ks[0] < 1:
-        raise QAError("--top-k values must be at least 1")
-    resolved = resolve_reader(reader)
-    if resolved is None:
-        raise QAError("qa evaluate needs a reader: pass --reader PATH_OR_HUB_ID or set QA_READER")
-    benchmark = load_benchmark(name, path=path, data=data, gold=gold)
-    loaded_reader = Reader(resolved, device=device, precision=precision)
-    questions = min(limit or len(benchmark.examples), len(benchmark.examples))
-    total = questions if benchmark.gold else questions * len(retrievers)
-    show_progress = not as_json and err.is_terminal
-    if not benchmark.gold:  # build the index (with its own progress bar) before evaluating
-        index_dir = prepare_index(benchmark, index_dir, show_progress=show_progress)
-    with progress_bar("questions", disable=not show_progress) as progress:
-        task = progress.add_task(f"Evaluating {name}", total=total)
-        evaluation = run_evaluation(
-            benchmark,
-            loaded_reader,
-            retrievers=retrievers,
-            top_ks=top_ks,
-            limit=limit,
-            seed=seed,
-            index_dir=index_dir,
-            no_answer_threshold=no_answer_threshold,
-            question_batch=question_batch,
-            on_question=lambda: progress.advance(task),
-        )
+    evaluation = run_evaluation(
+        name,
+        reader,
+        path=path,
+        data=data,
+        gold=gold,
+        retrievers=retrievers,
+        top_ks=top_ks,
+        limit=limit,
+        seed=seed,
+        index_dir=index_dir,
+        embedding_model=embedding_model,
+        no_answer_threshold=no_answer_threshold,
+        question_batch=question_batch,
+        precision=precision,
+        device=device,
+        show_progress=not as_json and err.is_terminal,
+    )
     report_dir = write_report(evaluation, out_dir or Path("qa-eval") / name)
     if as_json:
         print(json.dumps({"report": str(report_dir), "config": evaluation.config, "results": [
-            {"retriever": c.retriever, "top_k": c.top_k, **c.metrics} for c in evaluation.cells
+            {"retriever": r.retriever, "top_k": r.top_k, **r.metrics} for r in evaluation.results
         ]}))
         return
     header, rows = table_rows(evaluation)

@@ -1,22 +1,32 @@
-"""Device choice and mixed precision: CUDA when present, bf16 autocast on CPUs that have it."""
+"""Device choice and mixed precision: CUDA when present, bf16 autocast on CPUs that have it.
+
+torch is imported when a device is first chosen, so that modules using this one stay cheap to
+import (``qa --help``)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import platform
 from dataclasses import dataclass
 
-import torch
-
 from qa.errors import QAError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+logger = logging.getLogger(__name__)
 
 
 def pick_device(device: str | None = None) -> str:
     """``device`` if given (checked: it must exist on this machine), else ``cuda`` when a GPU is
     visible, else ``cpu``."""
+    import torch
+
     if not device:
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        chosen = "cuda" if torch.cuda.is_available() else "cpu"
+        _log_once("device %s chosen (%s)", chosen, "a CUDA GPU is visible" if chosen == "cuda" else "no CUDA GPU is visible")
+        return chosen
     try:
         parsed = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
@@ -85,9 +95,39 @@ def default_precision(device: str) -> str:
     return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
 
 
+def choose_precision(precision: str, device: str, model: str = "model") -> str:
+    """The arithmetic ``model`` runs in on ``device``: ``auto`` is :func:`default_precision`;
+    an explicit choice is checked against the device. The choice and its reason are logged."""
+    if precision not in PRECISIONS:
+        raise QAError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise QAError("fp16 needs a CUDA device; on a CPU use bf16, int8 or fp32")
+    if precision == "int8" and device != "cpu":
+        raise QAError("int8 (dynamic quantisation) runs on the CPU only: pass --device cpu")
+    if precision != "auto":
+        logger.info("%s runs in %s on %s (asked for)", model, precision, device)
+        return precision
+    chosen = default_precision(device)
+    if device.startswith("cuda"):
+        why = "fp16 autocast on CUDA"
+    elif chosen == "bf16":
+        why = "this CPU computes bf16 natively (avx512_bf16 or amx_bf16)"
+    else:
+        why = "this CPU has no native bf16 (no avx512_bf16 or amx_bf16), where bf16 autocast is slower"
+    logger.info("%s runs in %s on %s: %s", model, chosen, device, why)
+    return chosen
+
+
+@functools.cache
+def _log_once(message: str, *args) -> None:
+    logger.info(message, *args)  # once per process: devices are picked by every model load
+
+
 def autocast(device: str, precision: str | None = None):
     """Mixed precision for inference in ``precision`` (default: :func:`default_precision`);
     fp32 and int8 run without autocast."""
+    import torch
+
     precision = precision or default_precision(device)
     if precision == "fp16":
         return torch.autocast("cuda", dtype=torch.float16)

@@ -5,19 +5,27 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qa.errors import QAError
-from qa.indexer.store import Passage
-from qa.reader import Reader, Reading, Span, resolve_reader
-from qa.retriever import Hit, Index, make_retriever
+from qa.index import Index, Passage
+from qa.reader import AnswerSpan, Reader, ReaderOutput, resolve_reader
+from qa.retriever import DEFAULT_RETRIEVER, Hit, make_retriever
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 10
+"""Passages read per question."""
 DEFAULT_ANSWERS = 3
+"""Distinct answers returned per question."""
+QUESTION_BATCH = 16
+"""Questions whose passages :meth:`Pipeline.ask_batch` reads in one reader call (fewer, fuller
+forward passes; memory bounded by this many questions' passages)."""
 
 # Answer score = reader span score + BM25_WEIGHT * BM25 score + DENSE_WEIGHT * embedding cosine
 # of the answer's passage (BERTserini-style evidence fusion). Chosen by
@@ -81,6 +89,9 @@ class Prediction:
     retriever: str
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    reading: ReaderOutput | None = field(default=None, repr=False)
+    """The reader's spans over the passages read (``hits[:top_k]``), so that answers can be
+    ranked again over fewer of them (:meth:`Pipeline.rank_answers`); None without a reader."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,7 +114,8 @@ class Pipeline:
     passage's BM25 score and embedding cosine into each answer's score. With
     ``no_answer_threshold`` set (for readers trained on SQuAD 2.0), the pipeline abstains when
     the best answer's reader score does not beat its passage's no-answer score by that much.
-    ``precision`` is the reader's (see :class:`Reader`).
+    ``precision`` is the reader's and the question encoder's (see :class:`Reader`).
+    ``question_batch`` bounds how many questions' passages :meth:`ask_batch` reads at once.
     """
 
     def __init__(
@@ -111,25 +123,28 @@ class Pipeline:
         index: Index | str | Path | None = None,
         *,
         reader: Reader | str | os.PathLike | None = None,
-        retriever: str = "hybrid",
+        retriever: str = DEFAULT_RETRIEVER,
         device: str | None = None,
         bm25_weight: float = BM25_WEIGHT,
         dense_weight: float = DENSE_WEIGHT,
         no_answer_threshold: float | None = None,
         precision: str = "auto",
+        question_batch: int = QUESTION_BATCH,
     ):
+        if question_batch < 1:
+            raise QAError(f"question batch must be at least 1, got {question_batch}")
         self.bm25_weight = bm25_weight
         self.dense_weight = dense_weight
         self.no_answer_threshold = no_answer_threshold
-        self.index = index if isinstance(index, Index) else Index(index, device=device)
+        self.question_batch = question_batch
+        self.index = index if isinstance(index, Index) else Index(index, device=device, precision=precision)
         self.retriever = make_retriever(self.index, retriever)
-        self._retriever_kind = retriever
         if isinstance(reader, Reader):
             self.reader: Reader | None = reader
         else:
             resolved = resolve_reader(reader)
             self.reader = Reader(resolved, device=device, precision=precision) if resolved else None
-        if self.reader is not None or retriever != "bm25":
+        if self.reader is not None or self.retriever.uses_vectors:
             _ = self.index.embedder  # load the question encoder now, not in the first question
 
     def ask(
@@ -137,31 +152,64 @@ class Pipeline:
     ) -> Prediction:
         """Answer ``question`` from the ``top_k`` best passages; at most ``answers`` distinct
         answers, best first."""
-        question = question.strip()
-        if not question:
+        return self.ask_batch([question], top_k, answers)[0]
+
+    def ask_batch(
+        self,
+        questions: Sequence[str],
+        top_k: int = DEFAULT_TOP_K,
+        answers: int = DEFAULT_ANSWERS,
+        *,
+        depth: int | None = None,
+    ) -> list[Prediction]:
+        """Answer each question as :meth:`ask` does, :attr:`question_batch` at a time: their
+        vectors are computed in one encoder call and all their passages read in one reader call.
+        Each prediction's ``hits`` are the ``depth`` (default ``top_k``) best passages, of which
+        the first ``top_k`` are read. Its ``seconds`` are its share of its batch's time."""
+        questions = [q.strip() for q in questions]
+        if any(not q for q in questions):
             raise QAError("the question is empty: ask something, e.g. qa ask \"Who wrote Hamlet?\"")
         if top_k < 1:
             raise QAError(f"top-k must be at least 1, got {top_k}")
+        depth = max(depth or top_k, top_k)
         self.reopen_if_replaced()
-        warnings: list[str] = []
+        predictions: list[Prediction] = []
+        for first in range(0, len(questions), self.question_batch):
+            predictions += self._ask_group(questions[first : first + self.question_batch], top_k, answers, depth)
+        return predictions
+
+    def _ask_group(self, questions: list[str], top_k: int, answers: int, depth: int) -> list[Prediction]:
         t0 = time.perf_counter()
-        hits = self.retriever.search(question, top_k)
+        hit_lists = self.retriever.search_batch(questions, depth, evidence=self.reader is not None)
         t1 = time.perf_counter()
-        found: list[Answer] = []
-        if self.reader is not None and hits:
-            read_as = self.reader.fit_question(question)
-            if read_as != question:
-                warnings.append(
-                    f"the question is longer than the reader takes: it read only its first "
-                    f"{self.reader.max_question_tokens} tokens, up to {read_as[-40:]!r}"
-                )
-            texts = [h.passage.text for h in hits]
-            reading = self.reader.read_batch([read_as] * len(hits), texts, n_best=answers)
-            found = self.rank_answers(question, hits, reading, answers)
+        warnings: list[list[str]] = [[] for _ in questions]
+        readings: list[ReaderOutput | None] = [None] * len(questions)
+        found: list[list[Answer]] = [[] for _ in questions]
+        if self.reader is not None:
+            read_as = self.reader.fit_questions(questions)
+            for i, (question, fitted) in enumerate(zip(questions, read_as)):
+                if fitted != question:
+                    warnings[i].append(
+                        f"the question is longer than the reader takes: it read only its first "
+                        f"{self.reader.max_question_tokens} tokens, up to {fitted[-40:]!r}"
+                    )
+            read = [hits[:top_k] for hits in hit_lists]
+            output = self.reader.read_batch(
+                [q for q, hits in zip(read_as, read) for _ in hits], [h.passage.text for hits in read for h in hits], n_best=answers
+            )
+            lo = 0
+            for i, hits in enumerate(read):
+                readings[i] = output.part(lo, lo + len(hits))
+                lo += len(hits)
+                found[i] = self.rank_answers(hits, readings[i], answers) if hits else []
         t2 = time.perf_counter()
-        seconds = {"retrieve": t1 - t0, "read": t2 - t1, "total": t2 - t0}
+        share = len(questions)
+        seconds = {"retrieve": (t1 - t0) / share, "read": (t2 - t1) / share, "total": (t2 - t0) / share}
         reader_name = self.reader.name if self.reader else None
-        return Prediction(question, found, hits, reader_name, self.retriever.name, seconds, warnings)
+        return [
+            Prediction(q, a, hits, reader_name, self.retriever.name, dict(seconds), w, r)
+            for q, a, hits, w, r in zip(questions, found, hit_lists, warnings, readings)
+        ]
 
     def reopen_if_replaced(self) -> bool:
         """Open the index again when ``qa index`` has replaced it since it was opened (so that
@@ -169,21 +217,22 @@ class Pipeline:
         if self.index.is_current():
             return False
         old = self.index
-        self.index = Index(old.path, device=old.device)
-        self.retriever = make_retriever(self.index, self._retriever_kind)
+        self.index = Index(old.path, device=old.device, precision=old.precision)
+        self.retriever = make_retriever(self.index, self.retriever.name)
         logger.warning(
             "the index at %s was replaced (generation %s -> %s): reopened it", old.path, old.generation, self.index.generation
         )
         return True
 
-    def rank_answers(
-        self, question: str, hits: list[Hit], reading: Reading, answers: int = DEFAULT_ANSWERS
-    ) -> list[Answer]:
-        """Rank the spans read from ``hits`` by reader score plus retrieval evidence; drop spans
-        that repeat or overlap a better one; abstain (no answers) as ``no_answer_threshold`` says.
-        Spans of passages beyond ``len(hits)`` are ignored, so one reading of the top passages
-        serves every smaller ``top_k``."""
-        bm25, dense = self.index.passage_scores(question, [h.passage.idx for h in hits])
+    def rank_answers(self, hits: Sequence[Hit], reading: ReaderOutput, answers: int = DEFAULT_ANSWERS) -> list[Answer]:
+        """Rank the spans read from ``hits`` by reader score plus retrieval evidence (each hit's
+        BM25 score and cosine); drop spans that repeat or overlap a better one; abstain (no
+        answers) as ``no_answer_threshold`` says. Spans of passages beyond ``len(hits)`` are
+        ignored, so one reading of the top passages serves every smaller ``top_k``."""
+        if any(h.bm25 is None or h.cosine is None for h in hits):
+            raise QAError("ranking answers needs hits searched with evidence (their BM25 score and cosine)")
+        bm25 = np.array([h.bm25 for h in hits], dtype=np.float32)
+        dense = np.array([h.cosine for h in hits], dtype=np.float32)
         evidence = self.bm25_weight * bm25 + self.dense_weight * dense
         spans = [s for s in reading.spans if s.passage < len(hits)]
         ranked = sorted(spans, key=lambda s: -(s.score + evidence[s.passage]))
@@ -204,6 +253,6 @@ class Pipeline:
         return found
 
 
-def _overlap(span: Span, hit: Hit, answer: Answer) -> bool:
+def _overlap(span: AnswerSpan, hit: Hit, answer: Answer) -> bool:
     """True when ``span`` (read from ``hit``) shares characters with ``answer`` in the same passage."""
     return hit.passage.idx == answer.passage.idx and span.start < answer.end and answer.start < span.end

@@ -122,12 +122,12 @@ SMALL_CORPUS = {
 @pytest.fixture(scope="session")
 def tiny_index(tiny_models, tmp_path_factory) -> Path:
     """An index of SMALL_CORPUS built with the tiny encoder."""
-    from qa.indexer import build_index
+    from qa.indexer import EmbeddingOptions, PassageOptions, build_index
 
     root = tmp_path_factory.mktemp("small-corpus")
     for rel, content in SMALL_CORPUS.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(content)
     out = tmp_path_factory.mktemp("indexes") / "small"
-    build_index(root, out, embedding_model=str(tiny_models["encoder"]), max_words=12, overlap_words=4)
+    build_index(root, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=12, overlap_words=4))
     return out

@@ -41,10 +41,10 @@ def test_it_is_the_reader_when_none_is_given(default_reader, monkeypatch):
 
 @pytest.mark.integration
 def test_qa_ask_answers_with_the_packaged_reader(default_reader, minilm_path, tmp_path, monkeypatch):
-    from qa.indexer import build_index
+    from qa.indexer import EmbeddingOptions, build_index
 
     monkeypatch.delenv("QA_READER", raising=False)
-    build_index(EXAMPLE_CORPUS, tmp_path / "index", embedding_model=str(minilm_path))
+    build_index(EXAMPLE_CORPUS, tmp_path / "index", embedding=EmbeddingOptions(str(minilm_path)))
     pipe = Pipeline(tmp_path / "index")
     assert pipe.reader is not None and pipe.reader.name == str(default_reader)
     known = [

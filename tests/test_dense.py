@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from qa.errors import QAError
-from qa.indexer import build_index
-from qa.indexer.dense import APPROXIMATE_FROM, choose_kind, ivf_cells
+from qa.indexer import EmbeddingOptions, LayoutOptions, build_index
+from qa.index.dense import APPROXIMATE_FROM, choose_kind, ivf_cells
 from qa.retriever import Index, make_retriever
 
 WORDS = "river mountain city music science history art ocean forest desert planet language war king queen bridge".split()
@@ -33,8 +33,8 @@ def test_auto_is_exact_below_the_threshold_and_ivf_above():
 
 @pytest.mark.parametrize("kind, name", [("ivf", "IVF10,SQ8"), ("hnsw", "HNSW32,SQ8")])
 def test_approximate_indexes_find_what_the_exact_one_finds(kind, name, corpus, tiny_models, tmp_path):
-    exact = Index(build_index(corpus, tmp_path / "flat", embedding_model=str(tiny_models["encoder"])).path)
-    approx = Index(build_index(corpus, tmp_path / kind, embedding_model=str(tiny_models["encoder"]), dense_index=kind).path)
+    exact = Index(build_index(corpus, tmp_path / "flat", embedding=EmbeddingOptions(str(tiny_models["encoder"]))).path)
+    approx = Index(build_index(corpus, tmp_path / kind, embedding=EmbeddingOptions(str(tiny_models["encoder"])), layout_options=LayoutOptions(kind)).path)
     assert exact.manifest["dense"]["faiss_index"] == "IndexFlatIP" and not (exact.path / "dense/faiss.index").exists()
     assert approx.manifest["dense"]["faiss_index"] == name and (approx.path / "dense/faiss.index").is_file()
     queries = [" ".join(WORDS[i : i + 3]) for i in range(0, 12)]
@@ -47,7 +47,7 @@ def test_approximate_indexes_find_what_the_exact_one_finds(kind, name, corpus, t
 
 
 def test_a_missing_faiss_file_is_a_clear_error(corpus, tiny_models, tmp_path):
-    index = Index(build_index(corpus, tmp_path / "ivf", embedding_model=str(tiny_models["encoder"]), dense_index="ivf").path)
+    index = Index(build_index(corpus, tmp_path / "ivf", embedding=EmbeddingOptions(str(tiny_models["encoder"])), layout_options=LayoutOptions("ivf")).path)
     (index.path / "dense/faiss.index").unlink()
     with pytest.raises(QAError, match="incomplete"):
         make_retriever(index, "dense").search("river", 3)

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from qa.eval import exact_match, f1_score, max_over_answers
-from qa.indexer import build_index
+from qa.metrics import exact_match, f1_score, max_over_answers
+from qa.indexer import EmbeddingOptions, build_index
 from qa.pipeline import Pipeline
 from qa.reader import Reader
 from qa.retriever import Index, make_retriever
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def example_index(minilm_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("example") / "index"
-    result = build_index(EXAMPLE_CORPUS, out, embedding_model=str(minilm_path))
+    result = build_index(EXAMPLE_CORPUS, out, embedding=EmbeddingOptions(str(minilm_path)))
     assert result.report.skipped == {}
     return out
 
@@ -97,7 +97,7 @@ def test_reference_reader_on_squad_articles_it_was_not_written_for(
                 record = {"id": f"{article['title']}/{i}", "title": article["title"], "text": paragraph["context"]}
                 f.write(json.dumps(record) + "\n")
                 questions += [(q["question"], [a["text"] for a in q["answers"]]) for q in paragraph["qas"]]
-    build_index(corpus, tmp_path / "index", embedding_model=str(minilm_path))
+    build_index(corpus, tmp_path / "index", embedding=EmbeddingOptions(str(minilm_path)))
     pipe = Pipeline(tmp_path / "index", reader=Reader(reference_reader))
     questions = questions[::max(1, len(questions) // 100)][:100]
     em = f1 = 0.0

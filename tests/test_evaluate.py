@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from qa.cli import app
 from qa.errors import QAError
-from qa.eval.benchmarks import load_benchmark
+from qa.eval.question_sets import load_question_set
 from qa.eval.runner import evaluate
 from qa.reader import Reader
 from qa.retriever.retrievers import HYBRID_WEIGHTS, RRF_K
@@ -54,8 +54,9 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def tiny_embedder(tiny_models, monkeypatch):
-    monkeypatch.setattr("qa.eval.runner.DEFAULT_EMBEDDING_MODEL", str(tiny_models["encoder"]))
+def tiny_embedder(tiny_models) -> str:
+    """The tiny encoder, for the corpus indexes of these tests."""
+    return str(tiny_models["encoder"])
 
 
 def official_v1_scores(dataset: dict, predictions: dict) -> tuple[float, float]:
@@ -87,7 +88,7 @@ def test_open_evaluation_report_files_agree_with_an_independent_scorer(squad_fil
     result = runner.invoke(
         app,
         ["evaluate", "squad-json", str(squad_file), "--reader", str(tiny_models["reader"]), "--retriever", "hybrid,bm25",
-         "--top-k", "1,3", "--out", str(out), "--json"],
+         "--top-k", "1,3", "--embedding-model", tiny_embedder, "--out", str(out), "--json"],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -99,6 +100,7 @@ def test_open_evaluation_report_files_agree_with_an_independent_scorer(squad_fil
     questions = json.loads((out / "questions.json").read_text())
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["questions"] == 12 and report["versions"]["qa"]
+    assert report["config"]["embedding_model"] == tiny_embedder
     assert len(report["config"]["sources"]) == 1 and len(next(iter(report["config"]["sources"].values()))) == 64
     for row in report["results"]:
         predictions = json.loads((out / row["predictions_file"]).read_text())
@@ -114,21 +116,22 @@ def test_open_evaluation_report_files_agree_with_an_independent_scorer(squad_fil
 def test_a_sweep_cell_equals_a_run_with_that_setting_alone(squad_file, tiny_models, tiny_embedder, monkeypatch):
     # in float32: under bf16 autocast, logits depend slightly on how passages are batched
     reader = Reader(tiny_models["reader"], precision="fp32")
-    benchmark = load_benchmark("squad-json", path=squad_file)
-    sweep = evaluate(benchmark, reader, retrievers=["dense"], top_ks=[1, 2, 3])
-    alone = evaluate(benchmark, reader, retrievers=["dense"], top_ks=[2])
-    assert sweep.cells[1].predictions == alone.cells[0].predictions
-    assert sweep.cells[1].metrics["exact_match"] == alone.cells[0].metrics["exact_match"]
+    benchmark = load_question_set("squad-json", path=squad_file)
+    sweep = evaluate(benchmark, reader, retrievers=["dense"], top_ks=[1, 2, 3], embedding_model=tiny_embedder)
+    alone = evaluate(benchmark, reader, retrievers=["dense"], top_ks=[2], embedding_model=tiny_embedder)
+    assert sweep.config["embedding_model"] == tiny_embedder
+    assert sweep.results[1].predictions == alone.results[0].predictions
+    assert sweep.results[1].metrics["exact_match"] == alone.results[0].metrics["exact_match"]
 
 
 def test_gold_evaluation_and_squad2_abstention(tmp_path, tiny_models):
     path = tmp_path / "v2.json"
     path.write_text(json.dumps(_squad(unanswerable=True)))
     reader = Reader(tiny_models["reader"])
-    benchmark = load_benchmark("squad-json", path=path, gold=True)
+    benchmark = load_question_set("squad-json", path=path, gold=True)
     assert benchmark.gold and benchmark.squad_v2
-    never = evaluate(benchmark, reader, no_answer_threshold=None).cells[0]
-    always = evaluate(benchmark, reader, no_answer_threshold=float("inf")).cells[0]
+    never = evaluate(benchmark, reader, no_answer_threshold=None).results[0]
+    always = evaluate(benchmark, reader, no_answer_threshold=float("inf")).results[0]
     assert never.metrics["HasAns_total"] == 12 and never.metrics["NoAns_total"] == 3
     assert never.metrics["NoAns_exact"] == 0.0  # always answers
     assert all(p == "" for p in always.predictions.values())
@@ -138,18 +141,18 @@ def test_gold_evaluation_and_squad2_abstention(tmp_path, tiny_models):
 
 def test_index_is_cached_and_a_stale_user_index_is_refused(squad_file, tiny_models, tiny_embedder, tmp_path):
     from qa.eval.runner import prepare_index
-    from qa.indexer import build_index
+    from qa.indexer import EmbeddingOptions, build_index
 
-    benchmark = load_benchmark("squad-json", path=squad_file)
-    first = prepare_index(benchmark)
+    benchmark = load_question_set("squad-json", path=squad_file)
+    first = prepare_index(benchmark, embedding_model=tiny_embedder)
     created = json.loads((first / "manifest.json").read_text())["created"]
-    assert prepare_index(benchmark) == first
+    assert prepare_index(benchmark, embedding_model=tiny_embedder) == first
     assert json.loads((first / "manifest.json").read_text())["created"] == created  # reused, not rebuilt
 
     other = tmp_path / "other-index"
-    build_index(benchmark.corpus[:1], other, embedding_model=str(tiny_models["encoder"]))
+    build_index(benchmark.corpus[:1], other, embedding=EmbeddingOptions(str(tiny_models["encoder"])))
     with pytest.raises(QAError, match="was not built for squad-json"):
-        prepare_index(benchmark, other)
+        prepare_index(benchmark, other, embedding_model=tiny_embedder)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +162,7 @@ def test_index_is_cached_and_a_stale_user_index_is_refused(squad_file, tiny_mode
         (["evaluate", "squad-json"], "a PATH is given with squad-json"),
         (["evaluate", "squad-json", "{file}", "--retriever", "bm25,fuzzy"], "unknown retriever 'fuzzy'"),
         (["evaluate", "squad-json", "{file}", "--top-k", "1,x"], "--top-k takes whole numbers"),
-        (["evaluate", "squad-json", "{file}", "--top-k", "0"], "--top-k values must be at least 1"),
+        (["evaluate", "squad-json", "{file}", "--top-k", "0"], "top-k values must be at least 1"),
         (["evaluate", "squad-json", "{bad}"], "cannot read"),
         (["evaluate", "open-squad", "--data", "{tmp}"], "not found"),
     ],
@@ -185,11 +188,11 @@ def test_evaluate_without_a_reader_says_how_to_get_one(squad_file, monkeypatch):
 @pytest.mark.parametrize("gold", [False, True])
 def test_reading_many_questions_per_batch_gives_the_answers_of_one_at_a_time(gold, squad_file, tiny_models, tiny_embedder, monkeypatch):
     reader = Reader(tiny_models["reader"], precision="fp32")  # exact in float32
-    benchmark = load_benchmark("squad-json", path=squad_file, gold=gold)
-    one = evaluate(benchmark, reader, top_ks=[3], question_batch=1)
-    many = evaluate(benchmark, reader, top_ks=[3], question_batch=5)
+    benchmark = load_question_set("squad-json", path=squad_file, gold=gold)
+    one = evaluate(benchmark, reader, top_ks=[3], question_batch=1, embedding_model=tiny_embedder)
+    many = evaluate(benchmark, reader, top_ks=[3], question_batch=5, embedding_model=tiny_embedder)
     assert many.config["question_batch"] == 5
     if not gold:
         assert many.config["fusion"]["hybrid"] == {"rrf_k": RRF_K, "bm25_weight": HYBRID_WEIGHTS[0], "dense_weight": HYBRID_WEIGHTS[1]}
-    assert many.cells[0].predictions == one.cells[0].predictions
-    assert len(many.cells[0].predictions) == len(benchmark.examples)
+    assert many.results[0].predictions == one.results[0].predictions
+    assert len(many.results[0].predictions) == len(benchmark.examples)

@@ -16,8 +16,9 @@ import time
 import pytest
 from conftest import SMALL_CORPUS
 
-from qa.indexer import build_index, layout
-from qa.indexer.check import check_index
+from qa.indexer import EmbeddingOptions, build_index
+from qa.index import layout
+from qa.index.check import check_index
 from qa.retriever import Index
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -56,7 +57,7 @@ def test_kill_9_at_random_points_of_index_and_add(tiny_models, big_corpus, tmp_p
     out = tmp_path / "idx"
     encoder = tiny_models["encoder"]
     t0 = time.perf_counter()
-    build_index(big_corpus, out, embedding_model=str(encoder))
+    build_index(big_corpus, out, embedding=EmbeddingOptions(str(encoder)))
     duration = min(6.0, 2.0 + 1.5 * (time.perf_counter() - t0))  # process start and imports included
     rng = random.Random(15)
     extra = tmp_path / "extra"
@@ -230,12 +231,12 @@ def test_concurrent_writers_one_wins_the_other_is_told(tiny_models, big_corpus, 
     stall = textwrap.dedent(
         """
         import sys, time
-        from qa.indexer import build
+        from qa.indexer import EmbeddingOptions, build
         def stall(self, texts):
             print("embedding", flush=True)
             time.sleep(60)
         build.EmbeddingQueue.encode = stall
-        build.build_index(sys.argv[1], sys.argv[2], embedding_model=sys.argv[3])
+        build.build_index(sys.argv[1], sys.argv[2], embedding=EmbeddingOptions(sys.argv[3]))
         """
     )
     first = subprocess.Popen([sys.executable, "-c", stall, str(big_corpus), str(fresh_index), str(tiny_models["encoder"])],

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from qa.errors import QAError
-from qa.indexer import build_index, layout
+from qa.indexer import EmbeddingOptions, build_index
+from qa.index import layout
 from qa.retriever import Index
 
 from conftest import SMALL_CORPUS
@@ -43,7 +44,7 @@ def test_store_returns_passages_in_the_order_asked(tiny_index):
 def test_rebuilding_replaces_the_index_only_when_complete(tiny_models, write_files, tmp_path, monkeypatch):
     corpus = write_files(SMALL_CORPUS)
     out = tmp_path / "idx"
-    build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
+    build_index(corpus, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])))
     before = (out / "manifest.json").read_text()
 
     def fail(*args, **kwargs):
@@ -51,14 +52,14 @@ def test_rebuilding_replaces_the_index_only_when_complete(tiny_models, write_fil
 
     monkeypatch.setattr("qa.indexer.build.EmbeddingQueue.encode", fail)
     with pytest.raises(RuntimeError):
-        build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
+        build_index(corpus, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])))
     assert (out / "manifest.json").read_text() == before
     Index(out)  # still opens
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "idx"]  # no leftovers, not even the lock file
 
     monkeypatch.undo()
     (corpus / "new.txt").write_text("A new document about rivers.")
-    build_index(corpus, out, embedding_model=str(tiny_models["encoder"]))
+    build_index(corpus, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])))
     assert json.loads((out / "manifest.json").read_text())["counts"]["documents"] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "idx"]
 
@@ -69,7 +70,7 @@ def test_refuses_to_overwrite_a_folder_that_is_not_an_index(tiny_models, write_f
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
     with pytest.raises(QAError, match="is not empty and is not a qa index"):
-        build_index(corpus, precious, embedding_model=str(tiny_models["encoder"]))
+        build_index(corpus, precious, embedding=EmbeddingOptions(str(tiny_models["encoder"])))
     assert (precious / "thesis.tex").read_text() == "years of work"
 
 
@@ -83,7 +84,7 @@ def test_empty_corpus_is_a_clear_error(write_files, tmp_path):
 def test_a_corpus_of_stop_words_only_is_a_clear_error(tiny_models, write_files, tmp_path):
     corpus = write_files({"a.txt": "The of and, to it!", "b.md": "-- and the --"})
     with pytest.raises(QAError, match="no searchable words"):
-        build_index(corpus, tmp_path / "idx", embedding_model=str(tiny_models["encoder"]))
+        build_index(corpus, tmp_path / "idx", embedding=EmbeddingOptions(str(tiny_models["encoder"])))
     assert not (tmp_path / "idx").exists()
 
 

@@ -13,17 +13,19 @@ from conftest import SMALL_CORPUS
 
 from qa.errors import QAError
 from qa.fsutil import directory_lock
-from qa.indexer import build_index, layout
+from qa.index.analysis import analyze
+from qa.indexer import EmbeddingOptions, PassageOptions, ReadOptions, build_index
+from qa.index import layout
 from qa.retriever import Index
 
 
 def _build(corpus, out, tiny_models, **kw):
-    return build_index(corpus, out, embedding_model=str(tiny_models["encoder"]), **kw)
+    return build_index(corpus, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])), **kw)
 
 
 def test_add_embeds_only_new_documents_and_skips_those_already_there(tiny_models, write_files, tmp_path, monkeypatch):
     out = tmp_path / "idx"
-    _build(write_files(SMALL_CORPUS), out, tiny_models, max_words=12, overlap_words=4)
+    _build(write_files(SMALL_CORPUS), out, tiny_models, passages=PassageOptions(max_words=12, overlap_words=4))
     before = np.load(out / layout.VECTORS)
     n_before = len(before)
 
@@ -53,7 +55,7 @@ def test_add_embeds_only_new_documents_and_skips_those_already_there(tiny_models
     assert index.store.document("cat-1").text == "The cat sat on the mat."
     hits = index.store.get([n_before])
     assert hits[0].doc_id == "rivers.txt"
-    assert len(index.bm25_scores("Nile river")) == n_before + 1
+    assert len(index.bm25_scores(analyze("Nile river"))) == n_before + 1
 
 
 def test_add_refuses_another_model_and_needs_an_index(tiny_models, write_files, tmp_path):
@@ -62,7 +64,7 @@ def test_add_refuses_another_model_and_needs_an_index(tiny_models, write_files, 
         build_index(corpus, tmp_path / "none", add=True)
     _build(corpus, tmp_path / "idx", tiny_models)
     with pytest.raises(QAError, match="was embedded with"):
-        build_index(corpus, tmp_path / "idx", add=True, embedding_model="sentence-transformers/all-mpnet-base-v2")
+        build_index(corpus, tmp_path / "idx", add=True, embedding=EmbeddingOptions("sentence-transformers/all-mpnet-base-v2"))
 
 
 def test_a_second_writer_is_stopped_by_the_lock(tiny_models, write_files, tmp_path):
@@ -75,14 +77,14 @@ def test_a_second_writer_is_stopped_by_the_lock(tiny_models, write_files, tmp_pa
 KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
-    from qa.indexer import build
+    from qa.indexer import EmbeddingOptions, build
 
     def stall(*args):
         print("embedding", flush=True)
         time.sleep(120)
 
     build.EmbeddingQueue.encode = stall
-    build.build_index(sys.argv[1], sys.argv[2], embedding_model=sys.argv[3])
+    build.build_index(sys.argv[1], sys.argv[2], embedding=EmbeddingOptions(sys.argv[3]))
     """
 )
 
@@ -131,7 +133,7 @@ def test_rebuilding_an_index_reached_by_a_symlink_replaces_the_link_not_its_fold
     (tmp_path / "cache").mkdir()
     link = tmp_path / "cache" / "idx"
     link.symlink_to(elsewhere)
-    build_index(write_files({"a.txt": "A lake is still water."}), link, embedding_model=str(tiny_models["encoder"]))
+    build_index(write_files({"a.txt": "A lake is still water."}), link, embedding=EmbeddingOptions(str(tiny_models["encoder"])))
     assert not link.is_symlink() and Index(link).manifest["counts"]["documents"] == 1
     assert Index(elsewhere).manifest["counts"]["documents"] == 4  # the folder the link pointed to is kept
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["idx"]  # no leftover link
@@ -155,7 +157,7 @@ def test_a_malformed_corpus_is_indexed_with_counts_and_never_half_written(tiny_m
         "image.png": b"\x89PNG\r\n",
     })
     out = tmp_path / "idx"
-    result = _build(corpus, out, tiny_models, max_file_mb=1)
+    result = _build(corpus, out, tiny_models, reading=ReadOptions(max_file_mb=1))
     report = result.report
     assert report.documents == 4 and result.manifest["counts"] == {"documents": 4, "passages": 4}
     assert report.files_read == 5  # good.txt, good.pdf, page.html, records.jsonl, empty.txt
@@ -180,7 +182,7 @@ def test_token_windows_fit_the_embedding_model_and_add_keeps_them(tiny_models, w
 
     corpus = write_files({"long.txt": "The river runs to the sea. " * 40, "short.md": "# S\n\nA lake."})
     out = tmp_path / "idx"
-    build_index(corpus, out, embedding_model=str(tiny_models["encoder"]), max_tokens=24, overlap_tokens=6)
+    build_index(corpus, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_tokens=24, overlap_tokens=6))
     index = Index(out)
     assert index.manifest["passages"] == {
         "unit": "tokens", "tokenizer": str(tiny_models["encoder"]), "max_tokens": 24, "overlap_tokens": 6, "sentence_aware": True,
@@ -202,13 +204,11 @@ def test_token_windows_fit_the_embedding_model_and_add_keeps_them(tiny_models, w
 
 
 def test_default_passages_are_token_windows_of_the_embedding_model(tiny_models, write_files, tmp_path):
-    from qa.indexer.build import passage_settings
-
     out = tmp_path / "idx"
-    build_index(write_files({"a.txt": "One sentence here. " * 120}), out, embedding_model=str(tiny_models["encoder"]))
-    assert Index(out).manifest["passages"] == passage_settings(str(tiny_models["encoder"])) == {
+    build_index(write_files({"a.txt": "One sentence here. " * 120}), out, embedding=EmbeddingOptions(str(tiny_models["encoder"])))
+    assert Index(out).manifest["passages"] == PassageOptions().settings(str(tiny_models["encoder"])) == {
         "unit": "tokens", "tokenizer": str(tiny_models["encoder"]), "max_tokens": 200, "overlap_tokens": 40, "sentence_aware": True,
     }
-    assert passage_settings(max_words=50)["unit"] == "words"
+    assert PassageOptions(max_words=50).settings()["unit"] == "words"
     with pytest.raises(QAError, match="not both"):
-        passage_settings(max_words=50, max_tokens=50)
+        PassageOptions(max_words=50, max_tokens=50).settings()

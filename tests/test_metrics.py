@@ -1,6 +1,6 @@
 import pytest
 
-from qa.eval import exact_match, f1_score, max_over_answers, normalize_answer
+from qa.metrics import exact_match, f1_score, max_over_answers, normalize_answer
 
 
 def test_normalisation_matches_the_official_squad_rules():

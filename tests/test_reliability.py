@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from qa.cli import app
 from qa.corpora import ReadReport, read_corpus
 from qa.errors import QAError
-from qa.indexer import build_index, layout
+from qa.indexer import EmbeddingOptions, PassageOptions, build_index
+from qa.index import layout
 from qa.pipeline import Pipeline
 from qa.retriever import Index
 
@@ -35,7 +36,7 @@ def one_line_error(result, code=1):
 
 
 def _build(corpus, out, tiny_models, **kw):
-    return build_index(corpus, out, embedding_model=str(tiny_models["encoder"]), max_words=12, overlap_words=4, **kw)
+    return build_index(corpus, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=12, overlap_words=4), **kw)
 
 
 # 1. qa index replaces only folders it wrote ------------------------------------------------
@@ -181,9 +182,9 @@ def test_a_question_longer_than_the_reader_takes_is_cut_with_a_warning(tiny_inde
     ],
 )
 def test_bad_index_options_fail_before_reading(args, message, write_files, tmp_path, monkeypatch):
-    from qa.indexer import build
+    from qa.indexer import options
 
-    monkeypatch.setattr(build, "read_corpus", lambda *a, **k: pytest.fail("read the corpus"))
+    monkeypatch.setattr(options, "read_corpus", lambda *a, **k: pytest.fail("read the corpus"))
     line = one_line_error(qa("index", write_files(SMALL_CORPUS), "--index", tmp_path / "idx", *args))
     assert message in line
 
@@ -205,7 +206,7 @@ def test_a_reader_folder_that_is_not_a_model_is_named_as_such(tiny_index, tmp_pa
 def test_a_relative_embedding_model_is_recorded_absolute(tiny_models, write_files, tmp_path, monkeypatch):
     corpus = write_files(SMALL_CORPUS)
     monkeypatch.chdir(tiny_models["encoder"].parent)
-    build_index(corpus, tmp_path / "idx", embedding_model="./encoder", max_words=12, overlap_words=4)
+    build_index(corpus, tmp_path / "idx", embedding=EmbeddingOptions("./encoder"), passages=PassageOptions(max_words=12, overlap_words=4))
     monkeypatch.chdir(tmp_path)
     index = Index(tmp_path / "idx")
     assert index.manifest["dense"]["model"] == str(tiny_models["encoder"].resolve())
@@ -271,7 +272,7 @@ def test_add_skips_the_same_files_reached_by_another_path(tiny_models, write_fil
 
 def test_answers_with_newlines_stay_on_one_line(monkeypatch):
     from qa import cli
-    from qa.indexer.store import Passage
+    from qa.index.store import Passage
     from qa.pipeline import Answer, Prediction
 
     passage = Passage(0, "Built by\nGustave\nEiffel in 1889.", 0, 30, "doc\nid", "Title\nTwo", "src")
@@ -299,8 +300,8 @@ def test_bm25_written_in_blocks_equals_bm25s(monkeypatch, tmp_path):
     """The streaming BM25 writer gives bm25s's own arrays, whatever its block size."""
     import bm25s
 
-    from qa.indexer import bm25 as bm25_module
-    from qa.indexer.analysis import analyze_corpus
+    from qa.index import bm25 as bm25_module
+    from qa.index.analysis import analyze_corpus
 
     rng = np.random.default_rng(0)
     words = "river city tower paris engineer built light energy plant oxygen cat dog mat the of".split()

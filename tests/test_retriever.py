@@ -1,7 +1,7 @@
 import pytest
 
 from qa.errors import QAError
-from qa.indexer.analysis import analyze, analyze_corpus
+from qa.index.analysis import analyze, analyze_corpus
 from qa.retriever import HybridRetriever, Index, make_retriever, reciprocal_rank_fusion
 from qa.retriever.retrievers import HYBRID_WEIGHTS
 
@@ -66,13 +66,17 @@ def test_k_larger_than_the_index_is_clamped(index):
     assert len(make_retriever(index, "hybrid").search("cat", 1000)) == len(index)
 
 
+def _ranking(hits):
+    return [(h.passage.idx, h.score) for h in hits]
+
+
 def test_hybrid_ranks_a_bm25_and_dense_agreement_first(index):
     hybrid = make_retriever(index, "hybrid")
-    bm25 = make_retriever(index, "bm25").search_ids("cat mat", 50)
-    dense = make_retriever(index, "dense").search_ids("cat mat", 50)
-    assert hybrid.search_ids("cat mat", 50) == reciprocal_rank_fusion([bm25, dense], weights=HYBRID_WEIGHTS)
+    bm25 = _ranking(make_retriever(index, "bm25").search("cat mat", 50))
+    dense = _ranking(make_retriever(index, "dense").search("cat mat", 50))
+    assert _ranking(hybrid.search("cat mat", 50)) == reciprocal_rank_fusion([bm25, dense], weights=HYBRID_WEIGHTS)
     plain = HybridRetriever(index, rrf_k=60, weights=(1.0, 1.0))
-    assert plain.search_ids("cat mat", 50) == reciprocal_rank_fusion([bm25, dense], k=60)
+    assert _ranking(plain.search("cat mat", 50)) == reciprocal_rank_fusion([bm25, dense], k=60)
 
 
 def test_unknown_retriever_is_a_clear_error(index):
@@ -80,17 +84,29 @@ def test_unknown_retriever_is_a_clear_error(index):
         make_retriever(index, "fuzzy")
 
 
-def test_passage_scores_after_bm25_retrieval_reuse_its_score_pass(tiny_index, monkeypatch):
+@pytest.mark.parametrize("kind", ["bm25", "dense", "hybrid"])
+def test_every_hit_carries_its_bm25_score_and_cosine_from_one_pass_per_question(tiny_index, kind, monkeypatch):
     index = Index(tiny_index)
-    question = "Who was the engineer of the Eiffel Tower?"
-    calls = []
+    questions = ["Who was the engineer of the Eiffel Tower?", "What do plants release?"]
+    calls, encoded = [], []
     score_all = index.bm25.get_scores_from_ids
     monkeypatch.setattr(index.bm25, "get_scores_from_ids", lambda ids: calls.append(ids) or score_all(ids))
-    hits = make_retriever(index, "bm25").search(question, 3)
-    bm25, _ = index.passage_scores(question, [h.passage.idx for h in hits])
-    assert len(calls) == 1
-    assert bm25.tolist() == pytest.approx([h.score for h in hits])
-    index.passage_scores("Where is the Eiffel Tower?", [0])
-    assert len(calls) == 2
-    with pytest.raises(ValueError):
-        index.bm25_scores(question)[0] = 0.0  # the cached scores cannot be changed by a caller
+    encode = index.embedder.encode
+    monkeypatch.setattr(index.embedder, "encode", lambda texts: encoded.append(list(texts)) or encode(texts))
+    results = make_retriever(index, kind).search_batch(questions, 4)
+    assert len(calls) == 2 and encoded == [questions]  # one BM25 pass per question, one encoder call
+    for question, hits in zip(questions, results):
+        every = score_all(index.bm25.get_tokens_ids(analyze(question)))
+        vector = encode([question])[0]
+        for hit in hits:
+            assert hit.bm25 == pytest.approx(float(every[hit.passage.idx]))
+            assert hit.cosine == pytest.approx(float(index.vectors[hit.passage.idx].astype("float32") @ vector), abs=1e-6)
+            if kind == "bm25":
+                assert hit.bm25 == pytest.approx(hit.score)
+
+
+def test_a_bm25_search_without_evidence_needs_no_encoder(tiny_index, monkeypatch):
+    index = Index(tiny_index)
+    monkeypatch.setattr(Index, "embedder", property(lambda self: pytest.fail("the encoder was loaded")))
+    hits = make_retriever(index, "bm25").search("Eiffel Tower", 2, evidence=False)
+    assert hits and all(h.cosine is None and h.bm25 is None for h in hits)

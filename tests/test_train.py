@@ -110,12 +110,12 @@ def test_training_writes_model_metrics_and_model_card(tmp_path, tiny_models):
     card = (out / "README.md").read_text()
     assert config.command() in card and "exact match" in card and "--lr 0.003" in config.command()
     # the six facts, seen 6 times each, are learnt (100 on this machine); the untrained reader is far off
-    from qa.eval.benchmarks import load_benchmark
+    from qa.eval.question_sets import load_question_set
     from qa.eval.runner import evaluate
     from qa.reader import Reader
 
-    untrained = evaluate(load_benchmark("squad-json", path=config.eval, gold=True), Reader(tiny_models["reader"], device="cpu"))
-    assert metrics["exact_match"] >= 75 > untrained.cells[0].metrics["exact_match"]
+    untrained = evaluate(load_question_set("squad-json", path=config.eval, gold=True), Reader(tiny_models["reader"], device="cpu"))
+    assert metrics["exact_match"] >= 75 > untrained.results[0].metrics["exact_match"]
 
 
 def test_a_reader_trained_from_a_qa_trained_base_carries_the_base_card(tmp_path, tiny_models):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +106,12 @@ def load_squad(path: str | Path, name: str | None = None, id_prefix: str = "") -
     if len(set(ids)) != len(ids):
         raise QAError(f"{str(path)!r} has duplicate question ids")
     return QASet(name or path.name, path, sha256, examples, documents)
+
+
+def sample_examples(examples: Sequence[Example], limit: int | None, seed: int) -> list[Example]:
+    """``limit`` questions drawn with ``seed`` (all, in file order, without a limit)."""
+    chosen = list(examples)
+    if limit is not None and limit < len(chosen):
+        random.Random(seed).shuffle(chosen)
+        chosen = chosen[:limit]
+    return chosen

@@ -39,10 +39,10 @@ def versions() -> dict[str, str | None]:
 
 def table_rows(evaluation: Evaluation) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the results table (one row per retriever and top-k)."""
-    present = [(key, label) for key, label in COLUMNS if any(key in c.metrics for c in evaluation.cells)]
+    present = [(key, label) for key, label in COLUMNS if any(key in c.metrics for c in evaluation.results)]
     header = ["retriever", "top-k"] + [label for _, label in present]
     rows = []
-    for cell in evaluation.cells:
+    for cell in evaluation.results:
         values = [cell.retriever, str(cell.top_k)]
         for key, _ in present:
             value = cell.metrics.get(key)
@@ -52,13 +52,13 @@ def table_rows(evaluation: Evaluation) -> tuple[list[str], list[list[str]]]:
 
 
 def prediction_file(evaluation: Evaluation, cell) -> str:
-    return "predictions.json" if len(evaluation.cells) == 1 else f"predictions-{cell.retriever}-k{cell.top_k}.json"
+    return "predictions.json" if len(evaluation.results) == 1 else f"predictions-{cell.retriever}-k{cell.top_k}.json"
 
 
 def write_report(evaluation: Evaluation, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for cell in evaluation.cells:
+    for cell in evaluation.results:
         (out / prediction_file(evaluation, cell)).write_text(json.dumps(cell.predictions, ensure_ascii=False, indent=1))
     (out / "questions.json").write_text(json.dumps(_squad_subset(evaluation), ensure_ascii=False))
     report: dict[str, Any] = {
@@ -69,7 +69,7 @@ def write_report(evaluation: Evaluation, out: str | Path) -> Path:
         "seconds": evaluation.seconds,
         "results": [
             {"retriever": c.retriever, "top_k": c.top_k, "predictions_file": prediction_file(evaluation, c), **c.metrics}
-            for c in evaluation.cells
+            for c in evaluation.results
         ],
         "recall_curves": {
             run.name: {"answer": run.recall_answer.tolist(), "gold": run.recall_gold.tolist()} for run in evaluation.runs
@@ -80,7 +80,7 @@ def write_report(evaluation: Evaluation, out: str | Path) -> Path:
                 "question": e.question,
                 "answers": list(e.answers),
                 "gold_document": e.doc_id,
-                "predictions": {f"{c.retriever}@{c.top_k}": c.predictions[e.id] for c in evaluation.cells},
+                "predictions": {f"{c.retriever}@{c.top_k}": c.predictions[e.id] for c in evaluation.results},
                 "retrieved": {
                     run.name: run.retrieved[e.id][: max(evaluation.config.get("top_k", [10]))] for run in evaluation.runs
                 },
@@ -102,7 +102,7 @@ def _squad_subset(evaluation: Evaluation) -> dict:
             {"id": e.id, "question": e.question, "answers": [{"text": a} for a in e.answers]}
         )
     return {
-        "version": evaluation.benchmark.name,
+        "version": evaluation.question_set.name,
         "data": [{"title": doc_id, "paragraphs": [{"qas": qas}]} for doc_id, qas in by_doc.items()],
     }
 

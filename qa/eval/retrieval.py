@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qa.eval.squad_metrics import normalize_answer
+from qa.metrics import normalize_answer
 
 
 def contains_answer(text: str, answers: Sequence[str]) -> bool:

@@ -1,39 +1,45 @@
-"""Run an evaluation end to end: index the benchmark's corpus (cached), retrieve, read, score."""
+"""Run an evaluation end to end: choose and prepare the index of the question set's corpus
+(cached), answer every question with :meth:`Pipeline.ask_batch`, and score.
+
+:func:`evaluate` is the one entry point: ``qa evaluate`` parses its options and calls it, and so
+can a Python user."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qa.corpora.squad import Example
+from qa.corpora.squad import Example, sample_examples
+from qa.embedding import DEFAULT_EMBEDDING_MODEL
 from qa.errors import QAError
 from qa.eval import datasets
-from qa.eval.benchmarks import Benchmark
+from qa.eval.question_sets import QuestionSet, load_question_set
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve
-from qa.eval.squad_metrics import exact_match, f1_score, max_over_answers, normalize_answer
-from qa.indexer import build_index, layout
-from qa.indexer.build import passage_settings
-from qa.models import DEFAULT_EMBEDDING_MODEL
-from qa.pipeline import Pipeline
-from qa.reader import Reader, Reading
-from qa.retriever import HybridRetriever, Index
+from qa.index import Index, layout, read_manifest
+from qa.indexer import EmbeddingOptions, PassageOptions, build_index
+from qa.metrics import squad_scores
+from qa.pipeline import DEFAULT_TOP_K, QUESTION_BATCH, Pipeline
+from qa.progress import progress_bar
+from qa.reader import Reader, resolve_reader
+from qa.retriever import DEFAULT_RETRIEVER, RETRIEVERS, HybridRetriever
 
 RECALL_DEPTH = 100
-QUESTION_BATCH = 16
+"""Passages retrieved per question for recall@k and MRR (at least the largest top-k)."""
 
 
 @dataclass
-class Cell:
-    """Scores of one (retriever, top-k) setting; ``retriever`` is ``gold`` for gold passages."""
+class SettingResult:
+    """Predictions and scores of one (retriever, top-k) setting; ``retriever`` is ``gold`` when
+    each question was read on its gold passage."""
 
     retriever: str
     top_k: int
@@ -56,37 +62,19 @@ class RetrieverRun:
 
 @dataclass
 class Evaluation:
-    benchmark: Benchmark
+    question_set: QuestionSet
     examples: list[Example]
-    cells: list[Cell]
+    results: list[SettingResult]
     runs: list[RetrieverRun]
     config: dict[str, Any]
     seconds: float
 
 
-def sample(examples: Sequence[Example], limit: int | None, seed: int) -> list[Example]:
-    """``limit`` questions drawn with ``seed`` (all, in file order, without a limit)."""
-    chosen = list(examples)
-    if limit is not None and limit < len(chosen):
-        random.Random(seed).shuffle(chosen)
-        chosen = chosen[:limit]
-    return chosen
-
-
-def score(prediction: str, answers: Sequence[str]) -> tuple[float, float]:
-    """(EM, F1) as the official scorers compute them; an unanswerable question (no answers) is
-    right only when the prediction is empty (SQuAD 2.0)."""
-    if not answers:
-        right = float(normalize_answer(prediction) == "")
-        return right, right
-    return max_over_answers(exact_match, prediction, answers), max_over_answers(f1_score, prediction, answers)
-
-
-def corpus_key(benchmark: Benchmark, embedding_model: str) -> str:
-    """What an index of this benchmark depends on: the data files' contents, not their paths."""
+def corpus_key(question_set: QuestionSet, embedding_model: str) -> str:
+    """What an index of this question set depends on: the data files' contents, not their paths."""
     payload = {
-        "corpus": sorted(benchmark.sources.values()),
-        "benchmark": benchmark.name,
+        "corpus": sorted(question_set.sources.values()),
+        "benchmark": question_set.name,
         "embedding_model": embedding_model,
         "format_version": layout.FORMAT_VERSION,
     }
@@ -94,182 +82,211 @@ def corpus_key(benchmark: Benchmark, embedding_model: str) -> str:
 
 
 def prepare_index(
-    benchmark: Benchmark,
+    question_set: QuestionSet,
     index_dir: str | Path | None = None,
     embedding_model: str = DEFAULT_EMBEDDING_MODEL,
     show_progress: bool = False,
 ) -> Path:
-    """The index of the benchmark's corpus: reused when it was built for this corpus and model
-    with the default passage settings, built when missing. A cached index that is stale is
-    rebuilt; a stale ``index_dir`` given by the user is an error, never silently used."""
-    key = corpus_key(benchmark, embedding_model)
-    path = Path(index_dir) if index_dir else datasets.cache_dir() / "indexes" / f"{benchmark.name}-{key}"
+    """The index of the question set's corpus: reused when it was built for this corpus and
+    model with the default passage settings, built when missing. A cached index that is stale
+    is rebuilt; a stale ``index_dir`` given by the user is an error, never silently used."""
+    key = corpus_key(question_set, embedding_model)
+    path = Path(index_dir) if index_dir else datasets.cache_dir() / "indexes" / f"{question_set.name}-{key}"
     if (path / layout.MANIFEST).is_file():
-        manifest = layout.read_manifest(path)
+        manifest = read_manifest(path)
         passages = manifest["passages"]
-        if manifest.get("metadata", {}).get("eval_key") == key and passages == passage_settings(embedding_model):
+        if manifest.get("metadata", {}).get("eval_key") == key and passages == PassageOptions().settings(embedding_model):
             return path
         if index_dir:
             raise QAError(
-                f"index {str(path)!r} was not built for {benchmark.name} with {embedding_model}: "
+                f"index {str(path)!r} was not built for {question_set.name} with {embedding_model}: "
                 "remove it or choose another --index"
             )
     build_index(
-        benchmark.corpus,
+        question_set.corpus,
         path,
-        embedding_model=embedding_model,
+        embedding=EmbeddingOptions(model=embedding_model),
         show_progress=show_progress,
-        metadata={"eval_key": key, "benchmark": benchmark.name, "sources": benchmark.sources},
+        metadata={"eval_key": key, "benchmark": question_set.name, "sources": question_set.sources},
     )
     return path
 
 
 def evaluate(
-    benchmark: Benchmark,
-    reader: Reader,
+    question_set: QuestionSet | str,
+    reader: Reader | str | os.PathLike | None = None,
     *,
-    retrievers: Sequence[str] = ("hybrid",),
-    top_ks: Sequence[int] = (10,),
+    path: str | Path | None = None,
+    data: str | Path | None = None,
+    gold: bool = False,
+    retrievers: Sequence[str] = (DEFAULT_RETRIEVER,),
+    top_ks: Sequence[int] = (DEFAULT_TOP_K,),
     limit: int | None = None,
     seed: int = 0,
     index_dir: str | Path | None = None,
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
     no_answer_threshold: float | None = None,
     question_batch: int = QUESTION_BATCH,
+    precision: str = "auto",
+    device: str | None = None,
     show_progress: bool = False,
     on_question: Callable[[], None] | None = None,
 ) -> Evaluation:
-    """Evaluate ``reader`` (with each retriever and top-k in an open benchmark) on ``benchmark``.
+    """Evaluate ``reader`` (a :class:`Reader`, a model folder or hub id; None: ``$QA_READER``,
+    else the packaged reader) on ``question_set`` (a :class:`QuestionSet`, or its name loaded
+    with ``path``, ``data`` and ``gold``, see :func:`load_question_set`), with each retriever
+    and top-k in an open question set.
 
-    Every retriever retrieves ``max(100, max(top_ks))`` passages once per question (for the
-    recall curve) and the reader reads the top ``max(top_ks)`` of them once; each smaller top-k
-    is scored from that same reading. That equals reading fewer passages up to bf16 rounding,
-    which depends on how passages are batched and padded.
+    The corpus index is prepared once (:func:`prepare_index`, with ``embedding_model``; or
+    ``index_dir``). Every retriever retrieves ``max(100, max(top_ks))`` passages per question
+    (for the recall curve) and the reader reads the top ``max(top_ks)`` of them once; each
+    smaller top-k is scored from that same reading. That equals reading fewer passages up to
+    bf16 rounding, which depends on how passages are batched and padded.
 
-    The reader reads the passages of ``question_batch`` questions in one batch (fewer, fuller
-    forward passes); a question's read time is then its share of its group's time. With
+    Questions are answered ``question_batch`` at a time (:meth:`Pipeline.ask_batch`: fewer,
+    fuller forward passes); a question's time is then its share of its batch's time. With
     ``question_batch=1`` every latency is that of one question alone, as in ``qa ask``.
     """
     if question_batch < 1:
         raise QAError(f"question batch must be at least 1, got {question_batch}")
+    unknown = [r for r in retrievers if r not in RETRIEVERS]
+    if unknown or not retrievers:
+        raise QAError(f"unknown retriever {', '.join(map(repr, unknown)) or '(none)'}: choose from {', '.join(RETRIEVERS)}")
+    top_ks = sorted(set(top_ks))
+    if not top_ks or top_ks[0] < 1:
+        raise QAError("top-k values must be at least 1")
+    resolved = reader if isinstance(reader, Reader) else resolve_reader(reader)
+    if resolved is None:
+        raise QAError("qa evaluate needs a reader: pass --reader PATH_OR_HUB_ID or set QA_READER")
+    if isinstance(question_set, str):
+        question_set = load_question_set(question_set, path=path, data=data, gold=gold)
+    reader = resolved if isinstance(resolved, Reader) else Reader(resolved, device=device, precision=precision)
     started = time.perf_counter()
-    examples = sample(benchmark.examples, limit, seed)
+    examples = sample_examples(question_set.examples, limit, seed)
     if not examples:
-        raise QAError(f"{benchmark.name} has no questions to evaluate")
+        raise QAError(f"{question_set.name} has no questions to evaluate")
     config: dict[str, Any] = {
-        "benchmark": benchmark.name,
+        "benchmark": question_set.name,
         "questions": len(examples),
         "limit": limit,
         "seed": seed,
         "reader": reader.name,
-        "sources": benchmark.sources,
+        "sources": question_set.sources,
         "no_answer_threshold": no_answer_threshold,
         "question_batch": question_batch,
     }
-    if benchmark.gold:
-        cell = _evaluate_gold(benchmark, examples, reader, no_answer_threshold, question_batch, on_question)
-        return Evaluation(benchmark, examples, [cell], [], config, time.perf_counter() - started)
+    if question_set.gold:
+        with _progress(f"Evaluating {question_set.name}", len(examples), show_progress, on_question) as advance:
+            result = _evaluate_gold(question_set, examples, reader, no_answer_threshold, question_batch, advance)
+        return Evaluation(question_set, examples, [result], [], config, time.perf_counter() - started)
 
-    path = prepare_index(benchmark, index_dir, show_progress=show_progress)
-    index = Index(path)
-    config.update(index=str(path), embedding_model=index.manifest["dense"]["model"], retrievers=list(retrievers), top_k=list(top_ks))
-    cells: list[Cell] = []
+    embedding_model = EmbeddingOptions(model=embedding_model).model_id or DEFAULT_EMBEDDING_MODEL
+    index_path = prepare_index(question_set, index_dir, embedding_model, show_progress=show_progress)
+    index = Index(index_path, device=device, precision=precision)
+    config.update(index=str(index_path), embedding_model=index.manifest["dense"]["model"], retrievers=list(retrievers), top_k=list(top_ks))
+    results: list[SettingResult] = []
     runs: list[RetrieverRun] = []
+    with _progress(f"Evaluating {question_set.name}", len(examples) * len(retrievers), show_progress, on_question) as advance:
+        for name in retrievers:
+            pipe = Pipeline(index, reader=reader, retriever=name, no_answer_threshold=no_answer_threshold, question_batch=question_batch)
+            fusion = config.setdefault("fusion", {"answers": {"bm25_weight": pipe.bm25_weight, "dense_weight": pipe.dense_weight}})
+            if isinstance(pipe.retriever, HybridRetriever):
+                bm25_weight, dense_weight = pipe.retriever.weights
+                fusion["hybrid"] = {"rrf_k": pipe.retriever.rrf_k, "bm25_weight": bm25_weight, "dense_weight": dense_weight}
+            run, predictions = _evaluate_open(pipe, examples, top_ks, advance)
+            runs.append(run)
+            for k in top_ks:
+                metrics = _answer_metrics(examples, predictions[k], question_set.squad_v2)
+                metrics.update(
+                    {
+                        "recall_answer": 100 * float(run.recall_answer[k - 1]),
+                        "recall_gold": 100 * float(run.recall_gold[k - 1]),
+                        "mrr_answer": run.mrr_answer,
+                        "mrr_gold": run.mrr_gold,
+                        **_timing(run.seconds),
+                    }
+                )
+                results.append(SettingResult(name, k, predictions[k], metrics))
+    return Evaluation(question_set, examples, results, runs, config, time.perf_counter() - started)
+
+
+def _evaluate_open(
+    pipe: Pipeline, examples: list[Example], top_ks: list[int], advance: Callable[[int], None]
+) -> tuple[RetrieverRun, dict[int, dict[str, str]]]:
+    """Answer every question with ``pipe`` at the largest top-k, rank again for the smaller ones,
+    and measure retrieval at :data:`RECALL_DEPTH`."""
     max_k = max(top_ks)
     depth = max(RECALL_DEPTH, max_k)
-    for name in retrievers:
-        pipe = Pipeline(index, reader=reader, retriever=name, no_answer_threshold=no_answer_threshold)
-        fusion = config.setdefault("fusion", {"answers": {"bm25_weight": pipe.bm25_weight, "dense_weight": pipe.dense_weight}})
-        if isinstance(pipe.retriever, HybridRetriever):
-            bm25_weight, dense_weight = pipe.retriever.weights
-            fusion["hybrid"] = {"rrf_k": pipe.retriever.rrf_k, "bm25_weight": bm25_weight, "dense_weight": dense_weight}
-        predictions: dict[int, dict[str, str]] = {k: {} for k in top_ks}
-        first_answer, first_gold, retrieved = [], [], {}
-        seconds: dict[str, list[float]] = {"retrieve": [], "read": [], "total": []}
-        for first in range(0, len(examples), question_batch):
-            group = examples[first : first + question_batch]
-            tops, seconds_retrieve = [], []
-            for example in group:
-                t0 = time.perf_counter()
-                hits = pipe.retriever.search(example.question, depth)
-                seconds_retrieve.append(time.perf_counter() - t0)
-                tops.append(hits[:max_k])
-                retrieved[example.id] = [h.passage.doc_id for h in hits]
-                if example.answerable:
-                    first_answer.append(first_relevant([contains_answer(h.passage.text, example.answers) for h in hits]))
-                    first_gold.append(first_relevant([h.passage.doc_id == example.doc_id for h in hits]))
-            t1 = time.perf_counter()
-            questions = [e.question for e, top in zip(group, tops) for _ in top]
-            texts = [h.passage.text for top in tops for h in top]
-            reading = reader.read_batch(questions, texts, n_best=1)
-            lo = 0
-            for example, top in zip(group, tops):
-                part = reading_part(reading, lo, lo + len(top))
-                lo += len(top)
-                for k in top_ks:
-                    answers = pipe.rank_answers(example.question, top[:k], part, 1) if top else []
-                    predictions[k][example.id] = answers[0].text if answers else ""
-            read_share = (time.perf_counter() - t1) / len(group)
-            for t in seconds_retrieve:
-                seconds["retrieve"].append(t)
-                seconds["read"].append(read_share)
-                seconds["total"].append(t + read_share)
-                if on_question:
-                    on_question()
-        run = RetrieverRun(
-            name,
-            recall_curve(first_answer, depth),
-            recall_curve(first_gold, depth),
-            mean_reciprocal_rank(first_answer),
-            mean_reciprocal_rank(first_gold),
-            seconds,
-            retrieved,
-        )
-        runs.append(run)
-        for k in top_ks:
-            metrics = _answer_metrics(examples, predictions[k], benchmark.squad_v2)
-            metrics.update(
-                {
-                    "recall_answer": 100 * float(run.recall_answer[k - 1]),
-                    "recall_gold": 100 * float(run.recall_gold[k - 1]),
-                    "mrr_answer": run.mrr_answer,
-                    "mrr_gold": run.mrr_gold,
-                    **_timing(seconds),
-                }
-            )
-            cells.append(Cell(name, k, predictions[k], metrics))
-    return Evaluation(benchmark, examples, cells, runs, config, time.perf_counter() - started)
+    predictions: dict[int, dict[str, str]] = {k: {} for k in top_ks}
+    first_answer, first_gold, retrieved = [], [], {}
+    seconds: dict[str, list[float]] = {"retrieve": [], "read": [], "total": []}
+    for first in range(0, len(examples), pipe.question_batch):
+        group = examples[first : first + pipe.question_batch]
+        for example, prediction in zip(group, pipe.ask_batch([e.question for e in group], max_k, 1, depth=depth)):
+            hits = prediction.hits
+            retrieved[example.id] = [h.passage.doc_id for h in hits]
+            if example.answerable:
+                first_answer.append(first_relevant([contains_answer(h.passage.text, example.answers) for h in hits]))
+                first_gold.append(first_relevant([h.passage.doc_id == example.doc_id for h in hits]))
+            for k in top_ks:
+                answers = prediction.answers if k == max_k else pipe.rank_answers(hits[:k], prediction.reading, 1) if hits else []
+                predictions[k][example.id] = answers[0].text if answers else ""
+            for stage in seconds:
+                seconds[stage].append(prediction.seconds[stage])
+        advance(len(group))
+    run = RetrieverRun(
+        pipe.retriever.name,
+        recall_curve(first_answer, depth),
+        recall_curve(first_gold, depth),
+        mean_reciprocal_rank(first_answer),
+        mean_reciprocal_rank(first_gold),
+        seconds,
+        retrieved,
+    )
+    return run, predictions
 
 
-def reading_part(reading: Reading, lo: int, hi: int) -> Reading:
-    """The part of ``reading`` for pairs ``lo`` to ``hi - 1``, numbered from 0 again."""
-    spans = [replace(s, passage=s.passage - lo) for s in reading.spans if lo <= s.passage < hi]
-    return Reading(spans, reading.null_scores[lo:hi])
-
-
-def _evaluate_gold(benchmark, examples, reader, no_answer_threshold, question_batch, on_question) -> Cell:
-    documents = {d.id: d for d in benchmark.documents}
+def _evaluate_gold(question_set, examples, reader, no_answer_threshold, question_batch, advance) -> SettingResult:
+    documents = {d.id: d for d in question_set.documents}
     predictions: dict[str, str] = {}
     latencies: list[float] = []
     for first in range(0, len(examples), question_batch):
         group = examples[first : first + question_batch]
         t0 = time.perf_counter()
-        reading = reader.read_batch([e.question for e in group], [documents[e.doc_id].text for e in group], n_best=1)
-        for i, example in enumerate(group):
-            part = reading_part(reading, i, i + 1)
-            best = part.spans[0] if part.spans else None
-            abstain = best is None or part.abstains(best, no_answer_threshold)
-            predictions[example.id] = "" if abstain else best.text
+        answers = reader.best_answers([e.question for e in group], [documents[e.doc_id].text for e in group], no_answer_threshold)
+        predictions.update((e.id, a) for e, a in zip(group, answers))
         latencies += [(time.perf_counter() - t0) / len(group)] * len(group)
-        if on_question:
-            for _ in group:
-                on_question()
-    metrics = _answer_metrics(examples, predictions, benchmark.squad_v2)
+        advance(len(group))
+    metrics = _answer_metrics(examples, predictions, question_set.squad_v2)
     metrics.update(_timing({"read": latencies, "total": latencies}))
-    return Cell("gold", 1, predictions, metrics)
+    return SettingResult("gold", 1, predictions, metrics)
+
+
+class _progress:
+    """A progress bar (when shown) and ``on_question`` calls, advanced a batch at a time."""
+
+    def __init__(self, title: str, total: int, show: bool, on_question: Callable[[], None] | None):
+        self.bar = progress_bar("questions", disable=not show)
+        self.title, self.total, self.on_question = title, total, on_question
+
+    def __enter__(self) -> Callable[[int], None]:
+        self.bar.__enter__()
+        task = self.bar.add_task(self.title, total=self.total)
+
+        def advance(n: int) -> None:
+            self.bar.advance(task, n)
+            if self.on_question:
+                for _ in range(n):
+                    self.on_question()
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
 
 
 def _answer_metrics(examples: Sequence[Example], predictions: dict[str, str], squad_v2: bool) -> dict[str, float]:
-    scores = {e.id: score(predictions[e.id], e.answers) for e in examples}
+    scores = {e.id: squad_scores(predictions[e.id], e.answers) for e in examples}
     metrics = {
         "exact_match": 100 * statistics.fmean(s[0] for s in scores.values()),
         "f1": 100 * statistics.fmean(s[1] for s in scores.values()),

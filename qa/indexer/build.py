@@ -1,54 +1,42 @@
-"""Build an index directory from a corpus: passage store, BM25 index, dense vectors, manifest.
+"""Build an index from a corpus, in stages: read documents, store and split them, analyse and
+embed their passages as they stream by, then write the BM25 and dense parts and the manifest.
 
-The index is written to a temporary sibling directory and moved into place only when
-complete, so a failed or interrupted build leaves any previous index as it was.
+Everything is written through :class:`qa.index.IndexWriter`: into a staging folder that replaces
+the index only once complete, so a failed or interrupted build leaves any previous index as it was.
 """
 
 from __future__ import annotations
 
-import errno
-import json
+import logging
 import os
-import sqlite3
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import bm25s
 import numpy as np
 
-import qa
-from qa.corpora import SUPPORTED_SUFFIXES, Document, ReadReport, read_corpus
-from qa.corpora.readers import DEFAULT_MAX_FILE_MB
-from qa.errors import QAError
+from qa.corpora import SUPPORTED_SUFFIXES, Document, ReadReport
 from qa.device import pick_device
-from qa.fsutil import absolute, directory_lock, recover_directory, replace_directory, staging_dir
-from qa.indexer import layout
-from qa.indexer.analysis import ANALYZER_NAME
-from qa.indexer.bm25 import BM25Writer
-from qa.indexer.dense import build_faiss, check_kind, choose_kind
-from qa.indexer.embed import Embedder
-from qa.indexer.passages import (
-    DEFAULT_MAX_TOKENS,
-    DEFAULT_OVERLAP_TOKENS,
-    DEFAULT_OVERLAP_WORDS,
-    Span,
-    split_passages,
-    split_token_windows,
-    tokenizer_counter,
-)
-from qa.indexer.store import PassageStore, PassageWriter
-from qa.indexer.vectors import VectorFile, VectorWriter
-from qa.models import DEFAULT_EMBEDDING_MODEL
+from qa.embedding import DEFAULT_EMBEDDING_MODEL, Embedder
+from qa.errors import QAError
+from qa.fsutil import absolute
+from qa.index import IndexWriter, PassageStore, PassageWriter, layout
+from qa.index.write import utc_now
+from qa.index.analysis import ANALYZER_NAME
+from qa.index.bm25 import BM25Writer
+from qa.index.dense import build_faiss, choose_kind
+from qa.index.vectors import VectorFile, VectorWriter
+from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, ReadOptions
+from qa.indexer.passages import Window, retrieval_text, split_passages, split_token_windows, tokenizer_counter
 from qa.progress import progress_bar
 
 BM25_K1 = 1.2
 BM25_B = 0.75
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,55 +50,23 @@ class BuildResult:
     new_passages: int = 0
 
 
-def passage_settings(
-    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
-    max_words: int | None = None,
-    overlap_words: int = DEFAULT_OVERLAP_WORDS,
-    max_tokens: int | None = None,
-    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-) -> dict[str, Any]:
-    """How documents are split, as the manifest records it: windows of ``max_words`` words when
-    given, else of ``max_tokens`` (default 200) tokens of the embedding model's tokenizer."""
-    if max_words is not None and max_tokens is not None:
-        raise QAError("--max-words and --max-tokens choose different windows: give one of them, not both")
-    if max_words is not None:
-        if overlap_words >= max_words:
-            raise QAError(f"--overlap-words must be less than --max-words (got {overlap_words} and {max_words})")
-        return {"unit": "words", "max_words": max_words, "overlap_words": overlap_words}
-    max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-    if overlap_tokens >= max_tokens:
-        raise QAError(f"--overlap-tokens must be less than --max-tokens (got {overlap_tokens} and {max_tokens})")
-    return {"unit": "tokens", "tokenizer": embedding_model, "max_tokens": max_tokens,
-            "overlap_tokens": overlap_tokens, "sentence_aware": True}
-
-
 def build_index(
     corpus: str | Path | Iterable[Document],
     index_dir: str | Path | None = None,
     *,
     add: bool = False,
-    embedding_model: str | None = None,
-    max_words: int | None = None,
-    overlap_words: int = DEFAULT_OVERLAP_WORDS,
-    max_tokens: int | None = None,
-    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-    device: str | None = None,
-    batch_size: int | None = None,
-    id_field: str = "id",
-    title_field: str = "title",
-    text_field: str = "text",
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    max_file_mb: float = DEFAULT_MAX_FILE_MB,
-    dense_index: str = "auto",
+    reading: ReadOptions = ReadOptions(),
+    passages: PassageOptions = PassageOptions(),
+    embedding: EmbeddingOptions = EmbeddingOptions(),
+    layout_options: LayoutOptions = LayoutOptions(),
     show_progress: bool = False,
     metadata: dict[str, Any] | None = None,
 ) -> BuildResult:
-    """Index ``corpus`` (a file or folder read with :func:`read_corpus`, or documents) into
+    """Index ``corpus`` (a file or folder read as ``reading`` says, or documents) into
     ``index_dir`` (default: ``$QA_INDEX`` or ``./.qa-index``), replacing the index there, if any,
-    only once the new one is complete. ``metadata`` is stored as is in the manifest. Documents are
-    split into windows of the embedding model's tokens (``max_tokens``, default 200, sharing
-    ``overlap_tokens``), or of words when ``max_words`` is given (see :func:`passage_settings`).
+    only once the new one is complete. ``metadata`` is stored as is in the manifest. Documents
+    are split as ``passages`` says (default: windows of 200 embedding-model tokens sharing 40)
+    and embedded as ``embedding`` says (default: all-MiniLM-L6-v2).
 
     Only a folder that ``qa index`` wrote (or an empty or new one) is replaced; anything else
     is refused with :class:`QAError`. Documents stream through: each is stored, split, analysed
@@ -123,10 +79,8 @@ def build_index(
     second writer out.
     """
     started = time.perf_counter()
-    check_kind(dense_index)
-    pick_device(device)  # a device that cannot be used fails now, not after reading the corpus
-    embedding_model = model_id(embedding_model) if embedding_model else None
-    requested = passage_settings(embedding_model or DEFAULT_EMBEDDING_MODEL, max_words, overlap_words, max_tokens, overlap_tokens)
+    pick_device(embedding.device)  # a device that cannot be used fails now, not after reading the corpus
+    requested = passages.settings(embedding.model_id or DEFAULT_EMBEDDING_MODEL)
     target = absolute(index_dir if index_dir is not None else layout.default_index_dir())
     if isinstance(corpus, (str, os.PathLike)):
         corpus_root = absolute(corpus)
@@ -134,125 +88,54 @@ def build_index(
             raise QAError(f"corpus path {str(corpus)!r} does not exist")
         if target == corpus_root or target in corpus_root.parents:
             raise QAError(f"the index {str(target)!r} would contain the corpus {str(corpus)!r}: choose another --index")
-    try:
-        return _build(corpus, target, add, embedding_model, requested, device, batch_size, include, exclude,
-                      max_file_mb, dense_index, show_progress, metadata, started,
-                      {"id_field": id_field, "title_field": title_field, "text_field": text_field})
-    except sqlite3.Error as err:
-        raise QAError(_write_failure(target, err)) from None
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM):
-            raise QAError(_write_failure(target, err)) from None
-        raise
 
-
-def _write_failure(target: Path, err: Exception) -> str:
-    what = getattr(err, "strerror", None) or str(err)
-    return (
-        f"cannot write the index at {str(target)!r} ({what}): free space or choose a writable --index; "
-        "any previous index there is unchanged"
-    )
-
-
-def _build(corpus, target, add, embedding_model, requested, device, batch_size, include, exclude,
-           max_file_mb, dense_index, show_progress, metadata, started, fields) -> BuildResult:
-    with directory_lock(target):
-        recover_directory(target)
-        previous = layout.read_manifest(target) if add else None
-        if previous is None:
-            layout.check_replaceable(target)
-            embedding_model = embedding_model or DEFAULT_EMBEDDING_MODEL
-            passages_config = requested
-        else:
-            if embedding_model and embedding_model != previous["dense"]["model"]:
-                raise QAError(
-                    f"the index at {str(target)!r} was embedded with {previous['dense']['model']!r}, not "
-                    f"{embedding_model!r}: add with its model, or build a new index"
-                )
-            embedding_model = previous["dense"]["model"]
-            passages_config = previous["passages"]
+    with IndexWriter(target, add=add) as writer:
+        previous = writer.previous
+        model, passage_config = _model_and_passages(writer, embedding.model_id, requested)
         report = ReadReport()
         if isinstance(corpus, (str, os.PathLike)):
-            docs: Iterable[Document] = read_corpus(corpus, report, include=include, exclude=exclude, max_file_mb=max_file_mb, **fields)
+            docs: Iterable[Document] = reading.read(corpus, report)
             corpus_path = str(Path(corpus).resolve())
         else:
             docs = _counted(corpus, report)
             corpus_path = None
-        embedder = Embedder(embedding_model, device=device, batch_size=batch_size)
-
-        with staging_dir(target) as staging, progress_bar("files", disable=not show_progress) as progress:
+        embedder = Embedder(model, device=embedding.device, batch_size=embedding.batch_size)
+        staging = writer.staging
+        with progress_bar("files", disable=not show_progress) as progress:
             task = progress.add_task(f"Indexing ({embedder.device})", total=None)
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
+            parts = _Parts(staging, embedder, append=previous is not None, writer=writer)
             if previous is not None:
-                shutil.copyfile(target / layout.STORE, staging / layout.STORE)
-            writer = PassageWriter(staging / layout.STORE, append=previous is not None)
-            first_new = writer.passages
-            bm25 = BM25Writer(staging / "bm25-scratch", BM25_K1, BM25_B)
-            vectors = VectorWriter(staging / layout.VECTORS, embedder.dim)
-            if previous is not None:  # the stored passages: BM25 counts them again, vectors are copied
                 progress.update(task, description="Reading the index")
-                store = PassageStore(staging / layout.STORE)
-                for title, text in store.texts():
-                    bm25.add(retrieval_text(title, text))
-                store.close()
-                old = _open_vectors(target, previous)
-                for first in range(0, len(old), 100_000):
-                    vectors.add(old[first : first + 100_000])
-            queue = EmbeddingQueue(embedder, vectors)
-            split = _splitter(passages_config, embedder)
-            documents_read = 0
-            for doc in docs:
-                documents_read += 1
-                if previous is not None and _already_stored(writer, doc, report):
-                    continue
-                try:
-                    doc_idx = writer.add_document(doc)
-                except ValueError as err:
-                    report.documents -= 1
-                    report.skip(f"{doc.source} ({doc.id})", str(err))
-                    continue
-                spans = []
-                for span in split(doc.text):
-                    spans.append((span.start, span.end))
-                    text = retrieval_text(doc.title, doc.text[span.start : span.end])
-                    bm25.add(text)
-                    queue.add(text)
-                    if len(spans) == 1024:
-                        writer.add_passages(doc_idx, spans)
-                        spans = []
-                writer.add_passages(doc_idx, spans)
-                progress.update(task, description=f"Indexing ({embedder.device}): {writer.passages - first_new} passages")
-            queue.flush()
-            vectors.close()
-            writer.close()
+                _carry_over(parts, staging, writer.target, previous)
+            stage = time.perf_counter()
+            documents_read = _ingest(docs, parts, _splitter(passage_config, embedder), report, check_stored=previous is not None,
+                                     on_document=lambda n: progress.update(task, description=f"Indexing ({embedder.device}): {n} passages"))
+            logger.info("read, split and embedded %d documents into %d passages in %.1f s",
+                        report.documents, parts.store.passages - parts.first_new, time.perf_counter() - stage)
             if documents_read == 0:
-                raise _nothing_found(corpus, corpus_path, report, include)
-            if writer.passages == 0:
+                raise _nothing_found(corpus, corpus_path, report, reading.include)
+            if parts.store.passages == 0:
                 raise QAError("the documents contain no words to index")
-            if not bm25.vocab:
+            if not parts.bm25.vocab:
                 raise QAError("the documents hold no searchable words (only stop words or symbols): nothing to index")
             progress.update(task, description="Writing the BM25 index")
-            bm25.write(staging / layout.BM25_DIR)
+            stage = time.perf_counter()
+            parts.bm25.write(staging / layout.BM25_DIR)
+            logger.info("wrote the BM25 index (%d terms) in %.1f s", len(parts.bm25.vocab), time.perf_counter() - stage)
             progress.update(task, description="Writing the dense index")
-            faiss_description = build_faiss(
-                VectorFile(staging / layout.VECTORS),  # read, not mapped: RSS stays what faiss holds
-                choose_kind(dense_index, writer.passages),
-                staging / layout.FAISS_FILE,
-            )
+            stage = time.perf_counter()
+            kind = choose_kind(layout_options.dense_index, parts.store.passages)
+            faiss_description = build_faiss(VectorFile(staging / layout.VECTORS), kind, staging / layout.FAISS_FILE)
+            logger.info("built the dense index (%s) in %.1f s", faiss_description["faiss_index"], time.perf_counter() - stage)
 
-            read = {"path": corpus_path, **report.as_dict()}
-            manifest = {
-                "format": layout.FORMAT_NAME,
-                "format_version": layout.FORMAT_VERSION,
-                "created": previous["created"] if previous else _now(),
-                **({"updated": _now()} if previous else {}),
-                "generation": _generation(target, previous) + 1,
-                "build_id": uuid.uuid4().hex,
-                "qa_version": qa.__version__,
+        read = {"path": corpus_path, **report.as_dict()}
+        manifest = writer.commit(
+            {
                 "corpus": previous["corpus"] if previous else read,
-                "additions": [*previous.get("additions", []), {"added": _now(), **read}] if previous else [],
-                "counts": {"documents": writer.documents, "passages": writer.passages},
-                "passages": passages_config,
+                "additions": [*previous.get("additions", []), {"added": utc_now(), **read}] if previous else [],
+                "counts": {"documents": parts.store.documents, "passages": parts.store.passages},
+                "passages": passage_config,
                 "bm25": {
                     "engine": "bm25s",
                     "engine_version": bm25s.__version__,
@@ -262,7 +145,7 @@ def _build(corpus, target, add, embedding_model, requested, device, batch_size, 
                     "fields": "title+text",
                 },
                 "dense": {
-                    "model": embedding_model,
+                    "model": model,
                     "dim": embedder.dim,
                     "dtype": "float16",
                     "normalized": True,
@@ -271,13 +154,93 @@ def _build(corpus, target, add, embedding_model, requested, device, batch_size, 
                     "fields": "title+text",
                 },
                 "metadata": {**(previous or {}).get("metadata", {}), **(metadata or {})},
-                "files": {name: layout.file_record(staging / name) for name in layout.data_files(staging)},
             }
-            (staging / layout.MARKER).write_text(layout.marker_text())
-            (staging / layout.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            _sync_tree(staging)
-            replace_directory(staging, target)
-    return BuildResult(target, manifest, report, time.perf_counter() - started, writer.passages - first_new)
+        )
+    seconds = time.perf_counter() - started
+    logger.info("indexed into %s (generation %d) in %.1f s", target, manifest["generation"], seconds)
+    return BuildResult(target, manifest, report, seconds, parts.store.passages - parts.first_new)
+
+
+def _model_and_passages(writer: IndexWriter, model: str | None, requested: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The embedding model and passage settings of this build: as asked for a new index, the
+    index's own when adding to one."""
+    previous = writer.previous
+    if previous is None:
+        return model or DEFAULT_EMBEDDING_MODEL, requested
+    if model and model != previous["dense"]["model"]:
+        raise QAError(
+            f"the index at {str(writer.target)!r} was embedded with {previous['dense']['model']!r}, not "
+            f"{model!r}: add with its model, or build a new index"
+        )
+    return previous["dense"]["model"], previous["passages"]
+
+
+class _Parts:
+    """The parts a build streams into: the passage store, the BM25 postings and the vectors."""
+
+    def __init__(self, staging: Path, embedder: Embedder, *, append: bool, writer: IndexWriter):
+        if append:
+            writer.copy_previous(layout.STORE)
+        self.store = PassageWriter(staging / layout.STORE, append=append)
+        self.first_new = self.store.passages
+        self.bm25 = BM25Writer(staging / "bm25-scratch", BM25_K1, BM25_B)
+        self.vectors = VectorWriter(staging / layout.VECTORS, embedder.dim)
+        self.queue = EmbeddingQueue(embedder, self.vectors)
+
+    def add_passage(self, text: str) -> None:
+        self.bm25.add(text)
+        self.queue.add(text)
+
+    def close(self) -> None:
+        self.queue.flush()
+        self.vectors.close()
+        self.store.close()
+
+
+def _carry_over(parts: _Parts, staging: Path, index_dir: Path, previous: dict[str, Any]) -> None:
+    """Adding to an index: its stored passages are counted for BM25 again, its vectors copied."""
+    store = PassageStore(staging / layout.STORE)
+    for title, text in store.texts():
+        parts.bm25.add(retrieval_text(title, text))
+    store.close()
+    old = _open_vectors(index_dir, previous)
+    for first in range(0, len(old), 100_000):
+        parts.vectors.add(old[first : first + 100_000])
+
+
+def _ingest(
+    docs: Iterable[Document],
+    parts: _Parts,
+    split: Callable[[str], Iterable[Window]],
+    report: ReadReport,
+    *,
+    check_stored: bool,
+    on_document: Callable[[int], None],
+) -> int:
+    """Store, split, analyse and embed each document as it is read; returns the documents read."""
+    documents_read = 0
+    store = parts.store
+    for doc in docs:
+        documents_read += 1
+        if check_stored and _already_stored(store, doc, report):
+            continue
+        try:
+            doc_idx = store.add_document(doc)
+        except ValueError as err:
+            report.documents -= 1
+            report.skip(f"{doc.source} ({doc.id})", str(err))
+            continue
+        windows = []
+        for window in split(doc.text):
+            windows.append((window.start, window.end))
+            parts.add_passage(retrieval_text(doc.title, doc.text[window.start : window.end]))
+            if len(windows) == 1024:
+                store.add_passages(doc_idx, windows)
+                windows = []
+        store.add_passages(doc_idx, windows)
+        on_document(store.passages - parts.first_new)
+    parts.close()
+    return documents_read
 
 
 class EmbeddingQueue:
@@ -303,13 +266,6 @@ class EmbeddingQueue:
         return self.embedder.encode(texts)
 
 
-def model_id(name: str) -> str:
-    """How the manifest names an embedding model: a local folder by its absolute path (so that
-    the index opens from any directory), anything else (a hub id) as given."""
-    path = Path(name).expanduser()
-    return str(path.resolve()) if path.is_dir() else name
-
-
 def _already_stored(writer: PassageWriter, doc: Document, report: ReadReport) -> bool:
     held = writer.holds(doc)
     same_content = writer.holds_content(doc) if held is None else None
@@ -332,11 +288,6 @@ def _counted(documents: Iterable[Document], report: ReadReport) -> Iterator[Docu
         yield doc
 
 
-def retrieval_text(title: str, text: str) -> str:
-    """What BM25 and the embedding model see of a passage: its document's title, then its text."""
-    return f"{title}\n{text}" if title else text
-
-
 def _open_vectors(index_dir: Path, manifest: dict[str, Any]) -> VectorFile:
     try:
         vectors = VectorFile(index_dir / layout.VECTORS)
@@ -345,26 +296,6 @@ def _open_vectors(index_dir: Path, manifest: dict[str, Any]) -> VectorFile:
     if len(vectors) != manifest["counts"]["passages"]:
         raise QAError(f"the index at {str(index_dir)!r} is damaged ({layout.VECTORS} does not match its manifest): rebuild it")
     return vectors
-
-
-def _generation(target: Path, previous: dict[str, Any] | None) -> int:
-    """The generation of the index being replaced (0 when there is none or it is unreadable)."""
-    if previous is None:
-        try:
-            previous = json.loads((target / layout.MANIFEST).read_text())
-        except (OSError, ValueError):
-            return 0
-    generation = previous.get("generation", 1) if isinstance(previous, dict) else 0
-    return generation if isinstance(generation, int) else 0
-
-
-def _sync_tree(folder: Path) -> None:
-    """Flush every file of ``folder`` to disk before it is renamed into place, so that a power
-    cut cannot leave a complete-looking index with empty files."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
 
 
 def _nothing_found(corpus, corpus_path, report: ReadReport, include: Sequence[str]) -> QAError:
@@ -380,7 +311,7 @@ def _nothing_found(corpus, corpus_path, report: ReadReport, include: Sequence[st
     return QAError(f"no documents found in {str(corpus)!r} ({found}); supported file types: {', '.join(SUPPORTED_SUFFIXES)}")
 
 
-def _splitter(config: dict[str, Any], embedder: Embedder) -> Callable[[str], Iterable[Span]]:
+def _splitter(config: dict[str, Any], embedder: Embedder) -> Callable[[str], Iterable[Window]]:
     """The passage splitter a manifest's ``passages`` entry describes."""
     if config["unit"] == "words":
         return lambda text: split_passages(text, config["max_words"], config["overlap_words"])
@@ -388,7 +319,3 @@ def _splitter(config: dict[str, Any], embedder: Embedder) -> Callable[[str], Ite
     return lambda text: split_token_windows(
         text, count, config["max_tokens"], config["overlap_tokens"], config.get("sentence_aware", True)
     )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -19,7 +19,7 @@ _WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
-class Span:
+class Window:
     """A passage's place in its document: ``document.text[start:end]`` is the passage text."""
 
     start: int
@@ -28,7 +28,7 @@ class Span:
 
 def split_passages(
     text: str, max_words: int = DEFAULT_MAX_WORDS, overlap_words: int = DEFAULT_OVERLAP_WORDS
-) -> Iterator[Span]:
+) -> Iterator[Window]:
     """Yield windows of at most ``max_words`` whitespace-separated words, consecutive windows
     sharing ``overlap_words`` words. A window starts at a word's first character and ends at a
     word's last one; the last window ends at the last word. Text with no words yields nothing.
@@ -41,7 +41,7 @@ def split_passages(
     step = max_words - overlap_words
     for first in range(0, len(words), step):
         last = min(first + max_words, len(words)) - 1
-        yield Span(words[first][0], words[last][1])
+        yield Window(words[first][0], words[last][1])
         if last == len(words) - 1:
             return
 
@@ -57,7 +57,7 @@ def split_token_windows(
     sentence_aware: bool = True,
     min_fill: float = 0.6,
     block_words: int = 8192,
-) -> Iterator[Span]:
+) -> Iterator[Window]:
     """Yield windows of whole words holding at most ``max_tokens`` model tokens (a single longer
     word makes a window of its own), consecutive windows sharing about ``overlap_tokens``.
 
@@ -91,7 +91,7 @@ def split_token_windows(
                 if words.ends_sentence(k) and filled >= min_fill * max_tokens:
                     cut = k + 1
             last = cut or last
-        yield Span(words.start(first), words.end(last - 1))
+        yield Window(words.start(first), words.end(last - 1))
         if not words.has(last):
             return
         back, shared = last, 0
@@ -166,3 +166,8 @@ def tokenizer_counter(tokenizer) -> Callable[[str, list[tuple[int, int]]], list[
         return (np.searchsorted(starts, word_ends, "left") - np.searchsorted(starts, word_starts, "left")).tolist()
 
     return count
+
+
+def retrieval_text(title: str, text: str) -> str:
+    """What BM25 and the embedding model see of a passage: its document's title, then its text."""
+    return f"{title}\n{text}" if title else text

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from qa.device import autocast, default_precision, pick_device
+from qa.device import autocast, choose_precision, pick_device
 from qa.errors import QAError
-from qa.models import load_error, quiet_transformers, resolve_model
+from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.reader.decode import best_spans
 
 READER_ENV = "QA_READER"
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Span:
+class AnswerSpan:
     """An answer candidate in passage ``passage``: ``text == passages[passage][start:end]``.
 
     ``score`` is the sum of the start and end logits (comparable across passages of one question).
@@ -38,18 +38,23 @@ class Span:
 
 
 @dataclass(frozen=True)
-class Reading:
+class ReaderOutput:
     """Spans for a batch of (question, passage) pairs, and each pair's no-answer score: the
     [CLS] start + end logits, lowest over the pair's windows (meaningful for readers trained
     on SQuAD 2.0)."""
 
-    spans: list[Span]
+    spans: list[AnswerSpan]
     null_scores: np.ndarray
 
-    def abstains(self, span: Span, threshold: float | None) -> bool:
+    def abstains(self, span: AnswerSpan, threshold: float | None) -> bool:
         """True when ``threshold`` is set and ``span`` does not beat its pair's no-answer score
         by that much."""
         return threshold is not None and span.score - self.null_scores[span.passage] < threshold
+
+    def part(self, lo: int, hi: int) -> ReaderOutput:
+        """The output for pairs ``lo`` to ``hi - 1`` of the batch, numbered from 0 again."""
+        spans = [replace(s, passage=s.passage - lo) for s in self.spans if lo <= s.passage < hi]
+        return ReaderOutput(spans, self.null_scores[lo:hi])
 
 
 def default_reader_path() -> Path | None:
@@ -69,21 +74,7 @@ def resolve_reader(reader: str | os.PathLike | None = None) -> str | None:
     return str(default) if default else None
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 MAX_QUESTION_TOKENS = 128
-
-
-def _precision(precision: str, device: str) -> str:
-    """The arithmetic to run in: ``auto`` is fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
-    if precision not in PRECISIONS:
-        raise QAError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return default_precision(device)
-    if precision == "fp16" and not device.startswith("cuda"):
-        raise QAError("fp16 needs a CUDA device; on a CPU use bf16, int8 or fp32")
-    if precision == "int8" and device != "cpu":
-        raise QAError("int8 (dynamic quantisation) runs on the CPU only: pass --device cpu")
-    return precision
 
 
 def _quantize_int8(model):
@@ -93,6 +84,7 @@ def _quantize_int8(model):
     -4.8 against fp32, at the same speed)."""
     import warnings
 
+    import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():
@@ -121,8 +113,10 @@ class Reader:
         batch_size: int | None = None,
         precision: str = "auto",
     ):
+        import torch
         from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
+        started = time.perf_counter()
         quiet_transformers()
         self.name = str(model)
         self.device = pick_device(device)
@@ -152,9 +146,10 @@ class Reader:
         if not self.tokenizer.is_fast:
             raise QAError(f"reader {self.name!r} has no fast tokenizer; character offsets need one")
         self.model.to(self.device).eval()
-        self.precision = _precision(precision, self.device)
+        self.precision = choose_precision(precision, self.device, "the reader")
         if self.precision == "int8":
             self.model = _quantize_int8(self.model)
+        logger.info("loaded the reader %s on %s in %s in %.1f s", self.name, self.device, self.precision, time.perf_counter() - started)
 
     def fit_question(self, question: str) -> str:
         """``question`` cut to the first :attr:`max_question_tokens` tokens, if it is longer."""
@@ -171,18 +166,18 @@ class Reader:
                 fitted[question] = question
             else:
                 fitted[question] = question[: offsets[limit - 1][1]]
-                logger.warning("question of %d tokens cut to the reader's %d: %r", len(offsets), limit, fitted[question])
+                logger.info("question of %d tokens cut to the reader's %d: %r", len(offsets), limit, fitted[question])
         return [fitted[q] for q in questions]
 
-    def read(self, question: str, passages: Sequence[str], n_best: int = 5) -> list[Span]:
+    def read(self, question: str, passages: Sequence[str], n_best: int = 5) -> list[AnswerSpan]:
         """The best spans over all ``passages`` for one question, best first (at most ``n_best``
         per passage)."""
         return self.read_pairs([question] * len(passages), passages, n_best)
 
     def read_pairs(
         self, questions: Sequence[str], passages: Sequence[str], n_best: int = 5
-    ) -> list[Span]:
-        """Spans for the pairs ``(questions[i], passages[i])``; ``Span.passage`` is ``i``.
+    ) -> list[AnswerSpan]:
+        """Spans for the pairs ``(questions[i], passages[i])``; ``AnswerSpan.passage`` is ``i``.
 
         Sorted by score, best first; at most ``n_best`` distinct spans per pair.
         """
@@ -190,13 +185,13 @@ class Reader:
 
     def read_batch(
         self, questions: Sequence[str], passages: Sequence[str], n_best: int = 5
-    ) -> Reading:
+    ) -> ReaderOutput:
         """Like :meth:`read_pairs`, with each pair's no-answer score as well."""
         if len(questions) != len(passages):
             raise ValueError("questions and passages must have the same length")
         null_scores = np.full(len(passages), np.inf, dtype=np.float32)
         if not passages:
-            return Reading([], null_scores)
+            return ReaderOutput([], null_scores)
         enc = self.tokenizer(
             self.fit_questions(questions),
             list(passages),
@@ -230,19 +225,34 @@ class Reader:
                     if score > best.get(key, -np.inf):
                         best[key] = float(score)
         spans = [
-            Span(pair, start, end, passages[pair][start:end], score)
+            AnswerSpan(pair, start, end, passages[pair][start:end], score)
             for (pair, start, end), score in best.items()
         ]
         spans.sort(key=lambda s: -s.score)
-        kept: list[Span] = []
+        kept: list[AnswerSpan] = []
         per_pair: dict[int, int] = {}
         for span in spans:
             if per_pair.get(span.passage, 0) < n_best:
                 per_pair[span.passage] = per_pair.get(span.passage, 0) + 1
                 kept.append(span)
-        return Reading(kept, null_scores)
+        return ReaderOutput(kept, null_scores)
+
+    def best_answers(
+        self, questions: Sequence[str], passages: Sequence[str], no_answer_threshold: float | None = None
+    ) -> list[str]:
+        """The best span of each pair ``(questions[i], passages[i])``, read in one batch; "" where
+        the reader finds none or abstains (``no_answer_threshold``, see :meth:`ReaderOutput.abstains`)."""
+        output = self.read_batch(questions, passages, n_best=1)
+        answers = []
+        for i in range(len(passages)):
+            part = output.part(i, i + 1)
+            best = part.spans[0] if part.spans else None
+            answers.append("" if best is None or part.abstains(best, no_answer_threshold) else best.text)
+        return answers
 
     def _forward(self, enc, features: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         length = max(len(enc["input_ids"][f]) for f in features)
         pad = self.tokenizer.pad_token_id or 0
         names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in enc]

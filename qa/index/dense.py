@@ -14,6 +14,7 @@ On a machine whose faiss has GPU support, flat and IVF indexes are searched on t
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from qa.errors import QAError
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("auto", "flat", "ivf", "hnsw")
 APPROXIMATE_FROM = 200_000
@@ -104,6 +107,8 @@ def open_faiss(vectors: np.ndarray, description: dict[str, Any], folder: Path, d
             resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(resources, gpu, index)
             _GPU_RESOURCES.append(resources)
-        except (RuntimeError, AttributeError):  # no usable GPU in this faiss: stay on the CPU
-            pass
+        except (RuntimeError, AttributeError) as err:  # no usable GPU in this faiss: stay on the CPU
+            logger.info("the dense index stays on the CPU: faiss could not use %s (%s)", device, err)
+        else:
+            logger.info("the dense index is searched on %s", device)
     return index

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.errors import QAError, first_line
-from qa.indexer import layout
+from qa.index import layout
 
 
 @dataclass

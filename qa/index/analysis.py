@@ -7,12 +7,17 @@ import re
 from collections.abc import Iterable
 
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
 
 ANALYZER_NAME = "lower+words+stop-en+snowball-en"
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b|\b\d\b")
-_STOP = frozenset(STOPWORDS_EN)
+
+
+@functools.cache
+def _stop_words() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN  # imports bm25s and scipy: only when text is analysed
+
+    return frozenset(STOPWORDS_EN)
 
 
 @functools.cache
@@ -22,7 +27,8 @@ def _stemmer() -> Stemmer.Stemmer:
 
 def analyze(text: str) -> list[str]:
     """The BM25 terms of ``text``: the same function serves indexing and querying."""
-    words = [w for w in _TOKEN.findall(text.lower()) if w not in _STOP]
+    stop = _stop_words()
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in stop]
     return _stemmer().stemWords(words)
 
 

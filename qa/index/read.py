@@ -1,23 +1,24 @@
 """An index opened for search: manifest, passage store, and the BM25 and dense parts loaded
-on first use."""
+on first use. Scoring a question against them is the retriever's job (``qa.retriever``)."""
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qa.device import pick_device
+from qa.embedding import Embedder
 from qa.errors import QAError, first_line
-from qa.indexer import layout
-from qa.indexer.analysis import analyze
-from qa.indexer.dense import open_faiss
-from qa.indexer.embed import Embedder
-from qa.indexer.store import PassageStore
+from qa.index import layout
+from qa.index.dense import open_faiss
+from qa.index.store import PassageStore
+
+logger = logging.getLogger(__name__)
 
 
 class Index:
@@ -29,11 +30,12 @@ class Index:
     was opened; parts not loaded yet are then refused rather than mixed with the old ones.
     """
 
-    def __init__(self, path: str | Path | None = None, *, device: str | None = None):
+    def __init__(self, path: str | Path | None = None, *, device: str | None = None, precision: str = "auto"):
         self.path = Path(path) if path is not None else layout.default_index_dir()
         self._stamp = layout.manifest_stamp(self.path)
         self.manifest: dict[str, Any] = layout.read_manifest(self.path)
         self.device = device
+        self.precision = precision  # of the question encoder (see Embedder)
         self.generation = int(self.manifest.get("generation", 1))
         self.build_id = self.manifest.get("build_id")
         missing = [
@@ -52,10 +54,12 @@ class Index:
         stored = self.store.count()
         if stored != len(self):
             raise self._damaged(f"{layout.STORE} holds {stored} passages, the manifest {len(self)}")
-        self.question_vector = functools.lru_cache(maxsize=1024)(self._question_vector)
-        # One entry: `Pipeline.ask` scores the question's passages right after BM25 retrieval
-        # scored every passage for it (a full pass over the index, about 5 ms at 1M passages).
-        self.bm25_scores = functools.lru_cache(maxsize=1)(self._bm25_scores)
+        dense = self.manifest["dense"]
+        logger.info(
+            "opened the index at %s: %d documents, %d passages, generation %d, dense %s (%s, %d dims)",
+            self.path, self.manifest["counts"]["documents"], len(self), self.generation,
+            dense.get("faiss_index", "IndexFlatIP"), dense["model"], dense["dim"],
+        )
 
     def __len__(self) -> int:
         return int(self.manifest["counts"]["passages"])
@@ -136,7 +140,7 @@ class Index:
                 f"the index at {str(self.path)!r} was embedded with the model folder {model!r}, which no longer "
                 "exists: restore that folder, or rebuild the index with an available --embedding-model"
             )
-        embedder = Embedder(model, device=self.device)
+        embedder = Embedder(model, device=self.device, precision=self.precision)
         if embedder.dim != int(self.manifest["dense"]["dim"]):
             raise QAError(
                 f"the embedding model {model!r} gives vectors of {embedder.dim} values, but the index at "
@@ -144,33 +148,17 @@ class Index:
             )
         return embedder
 
-    def _question_vector(self, question: str) -> np.ndarray:
-        vector = self.embedder.encode([question])[0]
-        vector.setflags(write=False)
-        return vector
-
-    def _bm25_scores(self, question: str) -> np.ndarray | None:
-        """BM25 scores of every passage for ``question`` (read-only); None when no question term
-        is indexed."""
+    def bm25_scores(self, terms: list[str]) -> np.ndarray | None:
+        """BM25 scores of every passage for a query of analysed ``terms`` (a full pass over the
+        index's postings of those terms); None when no term is in the index."""
         bm25 = self.bm25
-        ids = bm25.get_tokens_ids(analyze(question))
+        ids = bm25.get_tokens_ids(terms)
         if not ids:
             return None
         try:
-            scores = bm25.get_scores_from_ids(ids)
+            return bm25.get_scores_from_ids(ids)
         except (IndexError, ValueError) as err:
             raise self._damaged(f"{layout.BM25_DIR}: {first_line(err)}") from None
-        scores.setflags(write=False)
-        return scores
-
-    def passage_scores(self, question: str, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Exact BM25 scores and embedding cosines of the passages at ``indices`` for ``question``,
-        whichever retriever found them."""
-        indices = np.asarray(indices, dtype=np.int64)
-        bm25 = self.bm25_scores(question)
-        lexical = bm25[indices] if bm25 is not None else np.zeros(len(indices), np.float32)
-        dense = self.vectors[indices].astype(np.float32) @ self.question_vector(question)
-        return lexical.astype(np.float32), dense
 
     def close(self) -> None:
         self.store.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from qa.indexer.analysis import analyze
+from qa.index.analysis import analyze
 
 DATA = "data.csc.index.npy"
 INDICES = "indices.csc.index.npy"

@@ -1,0 +1,91 @@
+"""What a build can be told, grouped by stage: reading the corpus, splitting it into passages,
+embedding them, and laying out the dense index. Each group checks its own values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qa.corpora import Document, ReadReport, read_corpus
+from qa.corpora.readers import DEFAULT_MAX_FILE_MB
+from qa.embedding import DEFAULT_EMBEDDING_MODEL
+from qa.errors import QAError
+from qa.index.dense import KINDS
+from qa.indexer.passages import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, DEFAULT_OVERLAP_WORDS
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Which files of a corpus folder are read, and the fields of JSON/JSONL records."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_file_mb: float = DEFAULT_MAX_FILE_MB
+    id_field: str = "id"
+    title_field: str = "title"
+    text_field: str = "text"
+
+    def read(self, path: str | Path, report: ReadReport) -> Iterator[Document]:
+        return read_corpus(
+            path, report, include=self.include, exclude=self.exclude, max_file_mb=self.max_file_mb,
+            id_field=self.id_field, title_field=self.title_field, text_field=self.text_field,
+        )
+
+
+@dataclass(frozen=True)
+class PassageOptions:
+    """How documents are split: windows of ``max_words`` words when given, else of
+    ``max_tokens`` (default 200) tokens of the embedding model's tokenizer, ending at a sentence
+    end where cheap."""
+
+    max_tokens: int | None = None
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
+    max_words: int | None = None
+    overlap_words: int = DEFAULT_OVERLAP_WORDS
+
+    def settings(self, embedding_model: str = DEFAULT_EMBEDDING_MODEL) -> dict[str, Any]:
+        """The manifest's ``passages`` entry for these options with ``embedding_model``'s tokenizer."""
+        if self.max_words is not None and self.max_tokens is not None:
+            raise QAError("--max-words and --max-tokens choose different windows: give one of them, not both")
+        if self.max_words is not None:
+            if self.overlap_words >= self.max_words:
+                raise QAError(f"--overlap-words must be less than --max-words (got {self.overlap_words} and {self.max_words})")
+            return {"unit": "words", "max_words": self.max_words, "overlap_words": self.overlap_words}
+        max_tokens = DEFAULT_MAX_TOKENS if self.max_tokens is None else self.max_tokens
+        if self.overlap_tokens >= max_tokens:
+            raise QAError(f"--overlap-tokens must be less than --max-tokens (got {self.overlap_tokens} and {max_tokens})")
+        return {"unit": "tokens", "tokenizer": embedding_model, "max_tokens": max_tokens,
+                "overlap_tokens": self.overlap_tokens, "sentence_aware": True}
+
+
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """The sentence-transformers model (a local folder or hub id; None: all-MiniLM-L6-v2, or
+    with ``add`` the index's own) and where and how many passages at a time it embeds."""
+
+    model: str | None = None
+    device: str | None = None
+    batch_size: int | None = None
+
+    @property
+    def model_id(self) -> str | None:
+        """How the manifest names the model: a local folder by its absolute path (so that the
+        index opens from any directory), a hub id as given."""
+        if not self.model:
+            return None
+        path = Path(self.model).expanduser()
+        return str(path.resolve()) if path.is_dir() else self.model
+
+
+@dataclass(frozen=True)
+class LayoutOptions:
+    """The dense index's kind: ``auto`` (exact below 200,000 passages, else IVF), ``flat``,
+    ``ivf`` or ``hnsw`` (see :mod:`qa.index.dense`)."""
+
+    dense_index: str = "auto"
+
+    def __post_init__(self):
+        if self.dense_index not in KINDS:
+            raise QAError(f"unknown dense index {self.dense_index!r}: choose from {', '.join(KINDS)}")
