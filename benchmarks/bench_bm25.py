@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from bench_query_memory import status_mb  # benchmarks/ is on the path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 K1, B = 1.2, 0.75
 
 

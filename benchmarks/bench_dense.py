@@ -27,7 +27,7 @@ from qa.index.dense import build_faiss, open_faiss  # noqa: E402
 from qa.embedding import Embedder  # noqa: E402
 from qa.retriever import Index  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 
 
 def grow(vectors: np.ndarray, n: int, noise: float, seed: int) -> np.ndarray:

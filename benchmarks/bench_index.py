@@ -30,7 +30,7 @@ from qa.device import cpu_info, cpu_name
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 
 
 def encoder_flops(config, tokens: int) -> float:

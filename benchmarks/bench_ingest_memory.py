@@ -39,7 +39,7 @@ from pathlib import Path
 from qa.device import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("QA_DATA_DIR") or ROOT.parent / "shared" / "data")
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 
 
 def sentences() -> list[str]:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 _WORD = re.compile(r"\w+")
 
 

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from qa.device import cpu_name  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 
 
 def status_mb(field: str) -> float:

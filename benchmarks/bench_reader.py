@@ -43,7 +43,7 @@ from qa.device import cpu_has_bf16  # noqa: E402
 from qa.metrics import squad_scores  # noqa: E402
 from qa.reader import Reader, default_reader_path  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 
 
 def naive_answers(reader: Reader, pairs: list[tuple[str, str]], n_best: int = 20, max_answer: int = 30) -> list[str]:

@@ -28,7 +28,7 @@ from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_r
 from qa.corpora.squad import sample_examples
 from qa.indexer.passages import split_passages
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 TOKEN = re.compile(r"(?u)\b\w\w+\b|\b\d\b")
 STOP = frozenset(STOPWORDS_EN)
 KS = (1, 5, 10, 20, 100)

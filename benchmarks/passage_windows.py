@@ -38,7 +38,7 @@ from qa.pipeline import Pipeline  # noqa: E402
 from qa.reader import Reader, resolve_reader  # noqa: E402
 from qa.retriever import Index, make_retriever  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 KS = (1, 5, 10, 20, 100)
 WINDOWS = {"words": {"max_words": 160, "overlap_words": 40}, "tokens": {"max_tokens": 200, "overlap_tokens": 40}}
 

@@ -33,7 +33,7 @@ from qa.pipeline import BM25_WEIGHT, DENSE_WEIGHT  # noqa: E402
 from qa.reader import Reader  # noqa: E402
 from qa.retriever import Index, make_retriever  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 BM25_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 DENSE_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 60.0, 80.0)
 

@@ -42,7 +42,7 @@ from qa.eval.runner import prepare_index  # noqa: E402
 from qa.retriever import Index, reciprocal_rank_fusion  # noqa: E402
 from qa.retriever.retrievers import HYBRID_WEIGHTS, RRF_K, BM25Retriever, DenseRetriever  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 RRF_KS = (5, 10, 20, 30, 60)
 DENSE_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 KS = (1, 5, 10, 20)

@@ -21,11 +21,15 @@ _EXPORTS = {
     "QAError": "qa.errors",
     "BuildResult": "qa.indexer",
     "build_index": "qa.indexer",
+    "EmbeddingOptions": "qa.indexer",
+    "LayoutOptions": "qa.indexer",
+    "PassageOptions": "qa.indexer",
+    "ReadOptions": "qa.indexer",
     "Answer": "qa.pipeline",
     "Pipeline": "qa.pipeline",
     "Prediction": "qa.pipeline",
     "Reader": "qa.reader",
-    "Index": "qa.retriever",
+    "Index": "qa.index",
     "make_retriever": "qa.retriever",
 }
 

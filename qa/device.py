@@ -25,7 +25,7 @@ def pick_device(device: str | None = None) -> str:
 
     if not device:
         chosen = "cuda" if torch.cuda.is_available() else "cpu"
-        _log_once("device %s chosen (%s)", chosen, "a CUDA GPU is visible" if chosen == "cuda" else "no CUDA GPU is visible")
+        logger.debug("device %s chosen: %s", chosen, "a CUDA GPU is visible" if chosen == "cuda" else "no CUDA GPU is visible")
         return chosen
     try:
         parsed = torch.device(device)
@@ -116,11 +116,6 @@ def choose_precision(precision: str, device: str, model: str = "model") -> str:
         why = "this CPU has no native bf16 (no avx512_bf16 or amx_bf16), where bf16 autocast is slower"
     logger.info("%s runs in %s on %s: %s", model, chosen, device, why)
     return chosen
-
-
-@functools.cache
-def _log_once(message: str, *args) -> None:
-    logger.info(message, *args)  # once per process: devices are picked by every model load
 
 
 def autocast(device: str, precision: str | None = None):

@@ -225,32 +225,53 @@ class Pipeline:
         return True
 
     def rank_answers(self, hits: Sequence[Hit], reading: ReaderOutput, answers: int = DEFAULT_ANSWERS) -> list[Answer]:
-        """Rank the spans read from ``hits`` by reader score plus retrieval evidence (each hit's
-        BM25 score and cosine); drop spans that repeat or overlap a better one; abstain (no
-        answers) as ``no_answer_threshold`` says. Spans of passages beyond ``len(hits)`` are
-        ignored, so one reading of the top passages serves every smaller ``top_k``."""
-        if any(h.bm25 is None or h.cosine is None for h in hits):
-            raise QAError("ranking answers needs hits searched with evidence (their BM25 score and cosine)")
-        bm25 = np.array([h.bm25 for h in hits], dtype=np.float32)
-        dense = np.array([h.cosine for h in hits], dtype=np.float32)
-        evidence = self.bm25_weight * bm25 + self.dense_weight * dense
-        spans = [s for s in reading.spans if s.passage < len(hits)]
-        ranked = sorted(spans, key=lambda s: -(s.score + evidence[s.passage]))
-        if ranked and reading.abstains(ranked[0], self.no_answer_threshold):
-            return []
-        found: list[Answer] = []
-        seen: set[str] = set()
-        for span in ranked:
-            key = " ".join(span.text.lower().split())
-            hit = hits[span.passage]
-            if not key or key in seen or any(_overlap(span, hit, a) for a in found):
-                continue
-            seen.add(key)
-            score = float(span.score + evidence[span.passage])
-            found.append(Answer(span.text, score, span.score, hit.passage, span.start, span.end, hit.rank))
-            if len(found) == answers:
-                break
-        return found
+        """:func:`rank_answers` with this pipeline's evidence weights and no-answer threshold."""
+        return rank_answers(
+            hits, reading, answers,
+            bm25_weight=self.bm25_weight, dense_weight=self.dense_weight, no_answer_threshold=self.no_answer_threshold,
+        )
+
+
+def rank_answers(
+    hits: Sequence[Hit],
+    reading: ReaderOutput,
+    answers: int = DEFAULT_ANSWERS,
+    *,
+    bm25_weight: float = BM25_WEIGHT,
+    dense_weight: float = DENSE_WEIGHT,
+    no_answer_threshold: float | None = None,
+) -> list[Answer]:
+    """At most ``answers`` answers from the spans read in ``hits``, best first.
+
+    A span scores its reader score plus ``bm25_weight`` times its passage's BM25 score plus
+    ``dense_weight`` times its passage's cosine (both carried by the hit). A span whose text
+    (lower-cased, spaces collapsed) repeats a better answer's, or that overlaps a better answer
+    in the same passage, is dropped. With ``no_answer_threshold`` set, there are no answers when
+    the best span does not beat its passage's no-answer score by that much. Spans of passages
+    beyond ``len(hits)`` are ignored, so one reading of the top passages serves every smaller top-k.
+    """
+    if any(h.bm25 is None or h.cosine is None for h in hits):
+        raise QAError("ranking answers needs hits searched with evidence (their BM25 score and cosine)")
+    bm25 = np.array([h.bm25 for h in hits], dtype=np.float32)
+    dense = np.array([h.cosine for h in hits], dtype=np.float32)
+    evidence = bm25_weight * bm25 + dense_weight * dense
+    spans = [s for s in reading.spans if s.passage < len(hits)]
+    ranked = sorted(spans, key=lambda s: -(s.score + evidence[s.passage]))
+    if ranked and reading.abstains(ranked[0], no_answer_threshold):
+        return []
+    found: list[Answer] = []
+    seen: set[str] = set()
+    for span in ranked:
+        key = " ".join(span.text.lower().split())
+        hit = hits[span.passage]
+        if not key or key in seen or any(_overlap(span, hit, a) for a in found):
+            continue
+        seen.add(key)
+        score = float(span.score + evidence[span.passage])
+        found.append(Answer(span.text, score, span.score, hit.passage, span.start, span.end, hit.rank))
+        if len(found) == answers:
+            break
+    return found
 
 
 def _overlap(span: AnswerSpan, hit: Hit, answer: Answer) -> bool:

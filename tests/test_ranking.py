@@ -1,0 +1,87 @@
+"""`rank_answers` on hand-made hits and spans: evidence fusion order, repeated and overlapping
+spans, the number of answers, abstention and the hits it may use."""
+
+import numpy as np
+import pytest
+
+from qa.errors import QAError
+from qa.index import Passage
+from qa.pipeline import rank_answers
+from qa.reader import AnswerSpan, ReaderOutput
+from qa.retriever import Hit
+
+TEXTS = [
+    "Gustave Eiffel built the tower in Paris in 1889.",
+    "The tower was designed by Maurice Koechlin, an engineer of Eiffel's company.",
+    "Paris is the capital of France.",
+]
+
+
+def hit(i: int, bm25: float, cosine: float) -> Hit:
+    passage = Passage(i, TEXTS[i], 0, len(TEXTS[i]), f"doc{i}", f"Doc {i}", f"doc{i}.txt")
+    return Hit(passage, score=1.0 / (i + 1), rank=i + 1, bm25=bm25, cosine=cosine)
+
+
+def span(passage: int, text: str, score: float, occurrence: int = 0) -> AnswerSpan:
+    start = -1
+    for _ in range(occurrence + 1):
+        start = TEXTS[passage].index(text, start + 1)
+    return AnswerSpan(passage, start, start + len(text), text, score)
+
+
+def output(*spans: AnswerSpan, null: float = -100.0) -> ReaderOutput:
+    return ReaderOutput(sorted(spans, key=lambda s: -s.score), np.full(len(TEXTS), null, np.float32))
+
+
+def texts(answers) -> list[str]:
+    return [a.text for a in answers]
+
+
+def test_retrieval_evidence_can_overturn_the_reader_and_the_score_is_the_sum():
+    hits = [hit(0, bm25=0.0, cosine=0.0), hit(1, bm25=2.0, cosine=0.5)]
+    reading = output(span(0, "Gustave Eiffel", 5.0), span(1, "Maurice Koechlin", 4.0))
+    assert texts(rank_answers(hits, reading, 2, bm25_weight=0.0, dense_weight=0.0)) == ["Gustave Eiffel", "Maurice Koechlin"]
+    ranked = rank_answers(hits, reading, 2, bm25_weight=1.5, dense_weight=20.0)
+    assert texts(ranked) == ["Maurice Koechlin", "Gustave Eiffel"]
+    assert ranked[0].score == pytest.approx(4.0 + 1.5 * 2.0 + 20.0 * 0.5) and ranked[0].reader_score == 4.0
+    assert ranked[0].passage.doc_id == "doc1" and ranked[0].retriever_rank == 2
+    assert TEXTS[1][ranked[0].start : ranked[0].end] == "Maurice Koechlin"
+
+
+def test_a_repeated_answer_counts_once_and_an_overlapping_span_is_dropped():
+    hits = [hit(0, 0.0, 0.0), hit(1, 0.0, 0.0), hit(2, 0.0, 0.0)]
+    reading = output(
+        span(0, "Paris", 9.0),
+        span(2, "Paris", 8.0),  # the same text in another passage: a repeat
+        span(0, "Paris in 1889", 7.0),  # overlaps the better "Paris" in passage 0
+        span(0, "1889", 6.0),  # overlaps only the dropped span: kept
+        span(2, "capital of France", 5.0),
+    )
+    assert texts(rank_answers(hits, reading, 5)) == ["Paris", "1889", "capital of France"]
+    assert texts(rank_answers(hits, reading, 2)) == ["Paris", "1889"]  # at most `answers`
+
+
+def test_text_that_differs_only_in_case_and_spacing_is_a_repeat():
+    hits = [hit(0, 0.0, 0.0), hit(1, 0.0, 0.0)]
+    reading = output(span(0, "the tower", 3.0), span(1, "tower", 2.5), AnswerSpan(1, 4, 9, "Tower", 2.0))
+    assert texts(rank_answers(hits, reading, 3)) == ["the tower", "tower"]
+
+
+def test_spans_of_passages_beyond_the_hits_are_ignored():
+    reading = output(span(2, "France", 9.0), span(0, "1889", 1.0))
+    assert texts(rank_answers([hit(0, 0.0, 0.0), hit(1, 0.0, 0.0)], reading, 3)) == ["1889"]
+
+
+def test_abstention_compares_the_best_span_with_its_no_answer_score():
+    hits = [hit(0, 0.0, 0.0)]
+    reading = output(span(0, "1889", 4.0), null=1.0)  # margin 3
+    assert texts(rank_answers(hits, reading, 1, no_answer_threshold=2.5)) == ["1889"]
+    assert rank_answers(hits, reading, 1, no_answer_threshold=3.5) == []
+    assert texts(rank_answers(hits, reading, 1, no_answer_threshold=None)) == ["1889"]
+    assert rank_answers(hits, output(), 1) == []  # nothing read, nothing answered
+
+
+def test_hits_without_evidence_are_refused():
+    reading = output(span(0, "1889", 1.0))
+    with pytest.raises(QAError, match="evidence"):
+        rank_answers([Hit(hit(0, 0, 0).passage, 1.0, 1)], reading, 1)
