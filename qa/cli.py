@@ -17,11 +17,15 @@ from rich.markup import escape
 from rich.text import Text
 
 import qa
+from qa.corpora.readers import DEFAULT_MAX_FILE_MB
 from qa.device import PRECISIONS
-from qa.embedding import DEFAULT_EMBEDDING_MODEL
+from qa.embedding import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEFAULT_EMBEDDING_MODEL
 from qa.errors import QAError
 from qa.index.dense import KINDS as DENSE_KINDS
+from qa.indexer.options import LayoutOptions
+from qa.indexer.passages import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, DEFAULT_OVERLAP_WORDS
 from qa.pipeline import DEFAULT_ANSWERS, DEFAULT_TOP_K, QUESTION_BATCH
+from qa.reader.train_config import TrainConfig
 from qa.retriever import DEFAULT_RETRIEVER, RETRIEVERS
 
 app = typer.Typer(
@@ -159,15 +163,15 @@ def index(
     ] = None,
     max_tokens: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Embedding-model tokens per passage, ending at a sentence end where cheap. Default: 200."),
+        typer.Option(min=1, help=f"Embedding-model tokens per passage, ending at a sentence end where cheap. Default: {DEFAULT_MAX_TOKENS}."),
     ] = None,
-    overlap_tokens: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive passages.")] = 40,
+    overlap_tokens: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive passages.")] = DEFAULT_OVERLAP_TOKENS,
     max_words: Annotated[
         Optional[int], typer.Option(min=1, help="Split into windows of this many words instead of tokens.")
     ] = None,
-    overlap_words: Annotated[int, typer.Option(min=0, help="Words shared by consecutive --max-words windows.")] = 40,
+    overlap_words: Annotated[int, typer.Option(min=0, help="Words shared by consecutive --max-words windows.")] = DEFAULT_OVERLAP_WORDS,
     batch_size: Annotated[
-        Optional[int], typer.Option(min=1, help="Embedding batch size. Default: 16 on CPU, 64 on CUDA.")
+        Optional[int], typer.Option(min=1, help=f"Embedding batch size. Default: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA.")
     ] = None,
     id_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the document id.")] = "id",
     title_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the title.")] = "title",
@@ -183,10 +187,10 @@ def index(
             help="Skip files larger than this (JSON Lines are streamed and exempt). A file is read whole: "
             "budget about 9 MB of memory per MB of a text file (benchmarks/bench_ingest_memory.py: 64 MB took 1.1 GB).",
         ),
-    ] = 256.0,
+    ] = DEFAULT_MAX_FILE_MB,
     dense_index: Annotated[
         str, typer.Option(help=f"FAISS index: {', '.join(DENSE_KINDS)} (auto: exact below 200,000 passages, else IVF).")
-    ] = "auto",
+    ] = LayoutOptions.dense_index,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -370,6 +374,7 @@ def evaluate(
 
 
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+TRAIN_DEFAULTS = TrainConfig(train="", base="", output="")
 app.add_typer(train_app, name="train")
 
 
@@ -380,25 +385,25 @@ def train_reader(
     base: Annotated[Optional[str], typer.Option(help="Model to start from: a folder or hub id.")] = None,
     output: Annotated[Path, typer.Option(help="Where the model, model card and checkpoints go.")] = Path("reader"),
     eval_file: Annotated[Optional[str], typer.Option("--eval", help="SQuAD-format file for EM/F1 on gold paragraphs at the end.")] = None,
-    max_length: Annotated[int, typer.Option(min=32, help="Tokens per feature (question + passage window).")] = 384,
-    stride: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive windows of a long passage.")] = 128,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = 1,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
-    epochs: Annotated[float, typer.Option(help="Passes over the training features.")] = 2.0,
-    warmup: Annotated[float, typer.Option(help="Fraction of steps with linear warmup.")] = 0.1,
-    weight_decay: Annotated[float, typer.Option()] = 0.01,
-    seed: Annotated[int, typer.Option()] = 0,
+    max_length: Annotated[int, typer.Option(min=32, help="Tokens per feature (question + passage window).")] = TRAIN_DEFAULTS.max_length,
+    stride: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive windows of a long passage.")] = TRAIN_DEFAULTS.stride,
+    batch_size: Annotated[int, typer.Option(min=1)] = TRAIN_DEFAULTS.batch_size,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = TRAIN_DEFAULTS.grad_accum,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = TRAIN_DEFAULTS.lr,
+    epochs: Annotated[float, typer.Option(help="Passes over the training features.")] = TRAIN_DEFAULTS.epochs,
+    warmup: Annotated[float, typer.Option(help="Fraction of steps with linear warmup.")] = TRAIN_DEFAULTS.warmup,
+    weight_decay: Annotated[float, typer.Option()] = TRAIN_DEFAULTS.weight_decay,
+    seed: Annotated[int, typer.Option()] = TRAIN_DEFAULTS.seed,
     freeze_embeddings: Annotated[bool, typer.Option(help="Keep the word embeddings fixed.")] = False,
     negative_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Keep this fraction of the windows without an answer (long documents).")
-    ] = 1.0,
-    checkpoint_every: Annotated[int, typer.Option(min=1, help="Optimizer steps between checkpoints.")] = 500,
+    ] = TRAIN_DEFAULTS.negative_fraction,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Optimizer steps between checkpoints.")] = TRAIN_DEFAULTS.checkpoint_every,
     max_minutes: Annotated[Optional[float], typer.Option(help="Fit the schedule into this many minutes of training.")] = None,
     stop_after_minutes: Annotated[Optional[float], typer.Option(help="Checkpoint and stop after this many minutes; continue with --resume.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Train on the first N questions only.")] = None,
     eval_limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate on N questions (seed 1).")] = None,
-    save_dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 for the saved weights.")] = "float32",
+    save_dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 for the saved weights.")] = TRAIN_DEFAULTS.save_dtype,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty --output that is not a qa training output (its model files are replaced).")

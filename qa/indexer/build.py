@@ -119,46 +119,55 @@ def build_index(
                 raise QAError("the documents contain no words to index")
             if not parts.bm25.vocab:
                 raise QAError("the documents hold no searchable words (only stop words or symbols): nothing to index")
-            progress.update(task, description="Writing the BM25 index")
-            stage = time.perf_counter()
-            parts.bm25.write(staging / layout.BM25_DIR)
-            logger.info("wrote the BM25 index (%d terms) in %.1f s", len(parts.bm25.vocab), time.perf_counter() - stage)
-            progress.update(task, description="Writing the dense index")
-            stage = time.perf_counter()
-            kind = choose_kind(layout_options.dense_index, parts.store.passages)
-            faiss_description = build_faiss(VectorFile(staging / layout.VECTORS), kind, staging / layout.FAISS_FILE)
-            logger.info("built the dense index (%s) in %.1f s", faiss_description["faiss_index"], time.perf_counter() - stage)
-
-        read = {"path": corpus_path, **report.as_dict()}
-        manifest = writer.commit(
-            {
-                "corpus": previous["corpus"] if previous else read,
-                "additions": [*previous.get("additions", []), {"added": utc_now(), **read}] if previous else [],
-                "counts": {"documents": parts.store.documents, "passages": parts.store.passages},
-                "passages": passage_config,
-                "bm25": {
-                    "engine": "bm25s",
-                    "engine_version": bm25s.__version__,
-                    "k1": BM25_K1,
-                    "b": BM25_B,
-                    "analyzer": ANALYZER_NAME,
-                    "fields": "title+text",
-                },
-                "dense": {
-                    "model": model,
-                    "dim": embedder.dim,
-                    "dtype": "float16",
-                    "normalized": True,
-                    "metric": "inner_product",
-                    **faiss_description,
-                    "fields": "title+text",
-                },
-                "metadata": {**(previous or {}).get("metadata", {}), **(metadata or {})},
-            }
-        )
+            faiss_description = _write_search_parts(parts, staging, layout_options, lambda what: progress.update(task, description=what))
+        content = _manifest_content(previous, {"path": corpus_path, **report.as_dict()}, parts, passage_config, model, embedder.dim, faiss_description)
+        content["metadata"] = {**(previous or {}).get("metadata", {}), **(metadata or {})}
+        manifest = writer.commit(content)
     seconds = time.perf_counter() - started
     logger.info("indexed into %s (generation %d) in %.1f s", target, manifest["generation"], seconds)
     return BuildResult(target, manifest, report, seconds, parts.store.passages - parts.first_new)
+
+
+def _write_search_parts(parts: _Parts, staging: Path, options: LayoutOptions, say: Callable[[str], None]) -> dict[str, Any]:
+    """Write the BM25 index and the dense index from what the build streamed; returns the dense
+    index's description for the manifest."""
+    say("Writing the BM25 index")
+    stage = time.perf_counter()
+    parts.bm25.write(staging / layout.BM25_DIR)
+    logger.info("wrote the BM25 index (%d terms) in %.1f s", len(parts.bm25.vocab), time.perf_counter() - stage)
+    say("Writing the dense index")
+    stage = time.perf_counter()
+    kind = choose_kind(options.dense_index, parts.store.passages)
+    description = build_faiss(VectorFile(staging / layout.VECTORS), kind, staging / layout.FAISS_FILE)  # read, not mapped
+    logger.info("built the dense index (%s) in %.1f s", description["faiss_index"], time.perf_counter() - stage)
+    return description
+
+
+def _manifest_content(previous, read, parts: _Parts, passage_config, model: str, dim: int, faiss_description) -> dict[str, Any]:
+    """What the manifest says of this build (``IndexWriter.commit`` adds format, dates, generation and files)."""
+    return {
+        "corpus": previous["corpus"] if previous else read,
+        "additions": [*previous.get("additions", []), {"added": utc_now(), **read}] if previous else [],
+        "counts": {"documents": parts.store.documents, "passages": parts.store.passages},
+        "passages": passage_config,
+        "bm25": {
+            "engine": "bm25s",
+            "engine_version": bm25s.__version__,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "analyzer": ANALYZER_NAME,
+            "fields": "title+text",
+        },
+        "dense": {
+            "model": model,
+            "dim": dim,
+            "dtype": "float16",
+            "normalized": True,
+            "metric": "inner_product",
+            **faiss_description,
+            "fields": "title+text",
+        },
+    }
 
 
 def _model_and_passages(writer: IndexWriter, model: str | None, requested: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 import shutil
 import statistics
 import time
@@ -31,51 +30,13 @@ from qa.fsutil import replace_directory, share_like_create, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.progress import progress_bar
 from qa.reader.features import Features, featurize
+from qa.reader.train_config import TrainConfig
 
 STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"
 CALIBRATION_STEPS = 20
 PLAN_WINDOW = 50  # steps whose speed sets the plan
 EVAL_QUESTION_BATCH = 16  # questions read in one reader call at the end-of-training evaluation
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved with every checkpoint and the model card."""
-
-    train: str
-    base: str
-    output: str
-    eval: str | None = None
-    max_length: int = 384
-    stride: int = 128
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 5e-5
-    epochs: float = 2.0
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    clip: float = 1.0
-    seed: int = 0
-    freeze_embeddings: bool = False
-    negative_fraction: float = 1.0
-    checkpoint_every: int = 500
-    max_minutes: float | None = None
-    limit: int | None = None
-    eval_limit: int | None = None
-    save_dtype: str = "float32"
-    device: str | None = None
-
-    def command(self) -> str:
-        """The `qa train reader` command line that runs this configuration."""
-        defaults = TrainConfig(self.train, self.base, self.output)
-        args = ["qa", "train", "reader", "--train", self.train, "--base", self.base, "--output", self.output]
-        for key, value in asdict(self).items():
-            if key in ("train", "base", "output") or value == getattr(defaults, key):
-                continue
-            flag = "--" + key.replace("_", "-")
-            args += [flag] if value is True else [flag, str(value)]
-        return shlex.join(args)
 
 
 @dataclass

@@ -1,0 +1,46 @@
+"""What defines a training run of `qa train reader`: the one place its defaults live (the
+command line reads them from here without importing torch)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved with every checkpoint and the model card."""
+
+    train: str
+    base: str
+    output: str
+    eval: str | None = None
+    max_length: int = 384
+    stride: int = 128
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-5
+    epochs: float = 2.0
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    seed: int = 0
+    freeze_embeddings: bool = False
+    negative_fraction: float = 1.0
+    checkpoint_every: int = 500
+    max_minutes: float | None = None
+    limit: int | None = None
+    eval_limit: int | None = None
+    save_dtype: str = "float32"
+    device: str | None = None
+
+    def command(self) -> str:
+        """The `qa train reader` command line that runs this configuration."""
+        defaults = TrainConfig(self.train, self.base, self.output)
+        args = ["qa", "train", "reader", "--train", self.train, "--base", self.base, "--output", self.output]
+        for key, value in asdict(self).items():
+            if key in ("train", "base", "output") or value == getattr(defaults, key):
+                continue
+            flag = "--" + key.replace("_", "-")
+            args += [flag] if value is True else [flag, str(value)]
+        return shlex.join(args)

@@ -1,0 +1,54 @@
+"""`Pipeline.ask_batch`, the one question path: hits at a depth, passages read at top-k, one
+encoder and one reader call per batch, warnings per question."""
+
+import pytest
+
+from qa.errors import QAError
+from qa.pipeline import Pipeline
+
+QUESTIONS = ["Who built the tower in Paris?", "What do plants release?", "Where did the cat sit?"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_index, tiny_models):
+    return Pipeline(tiny_index, reader=str(tiny_models["reader"]), precision="fp32", question_batch=2)
+
+
+def test_hits_go_to_the_depth_and_only_the_top_k_are_read(pipeline):
+    predictions = pipeline.ask_batch(QUESTIONS, top_k=2, answers=2, depth=5)
+    assert [p.question for p in predictions] == QUESTIONS
+    for prediction in predictions:
+        assert len(prediction.hits) == 5 and [h.rank for h in prediction.hits] == [1, 2, 3, 4, 5]
+        assert all(h.bm25 is not None and h.cosine is not None for h in prediction.hits)
+        read = {h.passage.idx for h in prediction.hits[:2]}
+        assert 1 <= len(prediction.answers) <= 2 and all(a.passage.idx in read for a in prediction.answers)
+        assert all(s.passage < 2 for s in prediction.reading.spans)
+        assert set(prediction.seconds) == {"retrieve", "read", "total"}
+
+
+def test_a_batch_makes_one_encoder_call_and_one_reader_call(pipeline, monkeypatch):
+    encoded, read = [], []
+    encode, read_batch = pipeline.index.embedder.encode, pipeline.reader.read_batch
+    monkeypatch.setattr(pipeline.index.embedder, "encode", lambda texts: encoded.append(list(texts)) or encode(texts))
+    monkeypatch.setattr(pipeline.reader, "read_batch", lambda q, p, n_best: read.append(len(p)) or read_batch(q, p, n_best))
+    pipeline.ask_batch(QUESTIONS, top_k=3)  # question_batch=2: two batches
+    assert encoded == [QUESTIONS[:2], QUESTIONS[2:]] and read == [6, 3]
+
+
+def test_ask_is_a_batch_of_one(pipeline):
+    one = pipeline.ask(QUESTIONS[1], top_k=3, answers=2)
+    batch = pipeline.ask_batch([QUESTIONS[1]], top_k=3, answers=2)[0]
+    assert [(a.text, a.score) for a in one.answers] == [(a.text, a.score) for a in batch.answers]
+    assert [h.passage.idx for h in one.hits] == [h.passage.idx for h in batch.hits]
+
+
+def test_only_the_long_question_is_warned_about(pipeline):
+    long = "tower " * 300 + "?"
+    predictions = pipeline.ask_batch([QUESTIONS[0], long], top_k=2)
+    assert predictions[0].warnings == [] and "longer than the reader takes" in predictions[1].warnings[0]
+
+
+@pytest.mark.parametrize("questions, top_k, message", [([" "], 3, "the question is empty"), (QUESTIONS, 0, "top-k must be at least 1")])
+def test_bad_questions_and_top_k_are_errors(pipeline, questions, top_k, message):
+    with pytest.raises(QAError, match=message):
+        pipeline.ask_batch(questions, top_k=top_k)
