@@ -100,7 +100,9 @@ class Prediction:
             "reader": self.reader,
             "retriever": self.retriever,
             "answers": [a.as_dict() for a in self.answers],
-            "passages": [{"rank": h.rank, "score": h.score, **h.passage.as_dict()} for h in self.hits],
+            "passages": [
+                {"rank": h.rank, "score": h.score, "bm25": h.bm25, "cosine": h.cosine, **h.passage.as_dict()} for h in self.hits
+            ],
             "seconds": self.seconds,
         }
 

@@ -67,6 +67,7 @@ def test_ask_json_with_a_reader(cli_index, tiny_models):
     data = json.loads(result.stdout)
     assert data["question"] == "Who built the Eiffel Tower?" and data["retriever"] == "hybrid"
     assert len(data["passages"]) == 3 and 1 <= len(data["answers"]) <= 3
+    assert all(isinstance(p["bm25"], float) and -1.0 <= p["cosine"] <= 1.0 for p in data["passages"])  # the evidence ranked on
     for answer in data["answers"]:
         assert answer["context"][answer["start"] : answer["end"]] == answer["answer"]
         assert answer["end"] - answer["start"] == answer["document_end"] - answer["document_start"]
