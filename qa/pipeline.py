@@ -23,6 +23,8 @@ DEFAULT_TOP_K = 10
 """Passages read per question."""
 DEFAULT_ANSWERS = 3
 """Distinct answers returned per question."""
+AGGREGATIONS = ("none", "sum")
+"""How spans of the same text combine in :func:`rank_answers`."""
 QUESTION_BATCH = 16
 """Questions whose passages :meth:`Pipeline.ask_batch` reads in one reader call (fewer, fuller
 forward passes; memory bounded by this many questions' passages)."""
@@ -117,7 +119,8 @@ class Pipeline:
     ``no_answer_threshold`` set (for readers trained on SQuAD 2.0), the pipeline abstains when
     the best answer's reader score does not beat its passage's no-answer score by that much.
     ``precision`` is the reader's and the question encoder's (see :class:`Reader`).
-    ``question_batch`` bounds how many questions' passages :meth:`ask_batch` reads at once.
+    ``question_batch`` bounds how many questions' passages :meth:`ask_batch` reads at once;
+    ``aggregate`` is how spans of the same text combine (see :func:`rank_answers`).
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class Pipeline:
         no_answer_threshold: float | None = None,
         precision: str = "auto",
         question_batch: int = QUESTION_BATCH,
+        aggregate: str = "none",
     ):
         if question_batch < 1:
             raise QAError(f"question batch must be at least 1, got {question_batch}")
@@ -139,6 +143,7 @@ class Pipeline:
         self.dense_weight = dense_weight
         self.no_answer_threshold = no_answer_threshold
         self.question_batch = question_batch
+        self.aggregate = aggregate
         self.index = index if isinstance(index, Index) else Index(index, device=device, precision=precision)
         self.retriever = make_retriever(self.index, retriever)
         if isinstance(reader, Reader):
@@ -231,6 +236,7 @@ class Pipeline:
         return rank_answers(
             hits, reading, answers,
             bm25_weight=self.bm25_weight, dense_weight=self.dense_weight, no_answer_threshold=self.no_answer_threshold,
+            aggregate=self.aggregate,
         )
 
 
@@ -242,6 +248,7 @@ def rank_answers(
     bm25_weight: float = BM25_WEIGHT,
     dense_weight: float = DENSE_WEIGHT,
     no_answer_threshold: float | None = None,
+    aggregate: str = "none",
 ) -> list[Answer]:
     """At most ``answers`` answers from the spans read in ``hits``, best first.
 
@@ -251,7 +258,13 @@ def rank_answers(
     in the same passage, is dropped. With ``no_answer_threshold`` set, there are no answers when
     the best span does not beat its passage's no-answer score by that much. Spans of passages
     beyond ``len(hits)`` are ignored, so one reading of the top passages serves every smaller top-k.
+
+    With ``aggregate="sum"``, spans with the same text are evidence for each other: an answer
+    scores the log of the sum of ``exp(score)`` over its spans (in any passage), and is shown
+    where its best span is. One span alone scores as without aggregation.
     """
+    if aggregate not in AGGREGATIONS:
+        raise QAError(f"unknown answer aggregation {aggregate!r}: choose from {', '.join(AGGREGATIONS)}")
     if any(h.bm25 is None or h.cosine is None for h in hits):
         raise QAError("ranking answers needs hits searched with evidence (their BM25 score and cosine)")
     bm25 = np.array([h.bm25 for h in hits], dtype=np.float32)
@@ -259,21 +272,32 @@ def rank_answers(
     evidence = bm25_weight * bm25 + dense_weight * dense
     spans = [s for s in reading.spans if s.passage < len(hits)]
     ranked = sorted(spans, key=lambda s: -(s.score + evidence[s.passage]))
+    totals: dict[str, float] = {}
+    if aggregate == "sum":
+        for span in ranked:
+            key = _answer_key(span.text)
+            totals[key] = float(np.logaddexp(totals.get(key, -np.inf), span.score + evidence[span.passage]))
+        ranked.sort(key=lambda s: -totals[_answer_key(s.text)])  # stable: a text's best span stays first
     if ranked and reading.abstains(ranked[0], no_answer_threshold):
         return []
     found: list[Answer] = []
     seen: set[str] = set()
     for span in ranked:
-        key = " ".join(span.text.lower().split())
+        key = _answer_key(span.text)
         hit = hits[span.passage]
         if not key or key in seen or any(_overlap(span, hit, a) for a in found):
             continue
         seen.add(key)
-        score = float(span.score + evidence[span.passage])
+        score = totals[key] if aggregate == "sum" else float(span.score + evidence[span.passage])
         found.append(Answer(span.text, score, span.score, hit.passage, span.start, span.end, hit.rank))
         if len(found) == answers:
             break
     return found
+
+
+def _answer_key(text: str) -> str:
+    """What makes two answers the same: their text lower-cased, spaces collapsed."""
+    return " ".join(text.lower().split())
 
 
 def _overlap(span: AnswerSpan, hit: Hit, answer: Answer) -> bool:

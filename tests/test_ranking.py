@@ -85,3 +85,15 @@ def test_hits_without_evidence_are_refused():
     reading = output(span(0, "1889", 1.0))
     with pytest.raises(QAError, match="evidence"):
         rank_answers([Hit(hit(0, 0, 0).passage, 1.0, 1)], reading, 1)
+
+
+def test_summing_lets_an_answer_found_in_several_passages_overtake_a_single_better_span():
+    hits = [hit(0, 0.0, 0.0), hit(1, 0.0, 0.0), hit(2, 0.0, 0.0)]
+    reading = output(span(2, "France", 5.0), span(0, "Paris", 4.5), span(2, "Paris", 4.2))
+    assert texts(rank_answers(hits, reading, 2)) == ["France", "Paris"]
+    summed = rank_answers(hits, reading, 2, aggregate="sum")
+    assert texts(summed) == ["Paris", "France"]
+    assert summed[0].score == pytest.approx(np.logaddexp(4.5, 4.2)) and summed[0].passage.doc_id == "doc0"  # its best span
+    assert summed[1].score == pytest.approx(5.0)  # alone: as without aggregation
+    with pytest.raises(QAError, match="unknown answer aggregation"):
+        rank_answers(hits, reading, 1, aggregate="mean")
