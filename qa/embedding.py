@@ -34,12 +34,12 @@ class Embedder:
         batch_size: int | None = None,
         precision: str = "auto",
     ):
+        started = time.perf_counter()  # the import is part of what loading costs (seconds)
         from sentence_transformers import SentenceTransformer
 
-        started = time.perf_counter()
         self.name = model
         self.device = pick_device(device)
-        self.precision = choose_precision("auto" if precision == "int8" else precision, self.device, "embedding model")
+        self.precision = choose_precision("auto" if precision == "int8" else precision, self.device, "the embedding model")
         self.batch_size = batch_size or (CUDA_BATCH_SIZE if self.device.startswith("cuda") else CPU_BATCH_SIZE)
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
         quiet_transformers()

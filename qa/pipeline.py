@@ -210,8 +210,8 @@ class Pipeline:
                 lo += len(hits)
                 found[i] = self.rank_answers(hits, readings[i], answers) if hits else []
         t2 = time.perf_counter()
-        share = len(questions)
-        seconds = {"retrieve": (t1 - t0) / share, "read": (t2 - t1) / share, "total": (t2 - t0) / share}
+        n = len(questions)
+        seconds = {"retrieve": (t1 - t0) / n, "read": (t2 - t1) / n, "total": (t2 - t0) / n}
         reader_name = self.reader.name if self.reader else None
         return [
             Prediction(q, a, hits, reader_name, self.retriever.name, dict(seconds), w, r)

@@ -113,10 +113,10 @@ class Reader:
         batch_size: int | None = None,
         precision: str = "auto",
     ):
+        started = time.perf_counter()  # the imports are part of what loading costs
         import torch
         from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
-        started = time.perf_counter()
         quiet_transformers()
         self.name = str(model)
         self.device = pick_device(device)
