@@ -336,7 +336,7 @@ def evaluate(
 
     retrievers = [r.strip() for r in retriever.split(",") if r.strip()]
     try:
-        top_ks = sorted({int(k) for k in top_k.split(",") if k.strip()})
+        top_ks = [int(k) for k in top_k.split(",") if k.strip()]  # checked and sorted by evaluate
     except ValueError:
         raise QAError(f"--top-k takes whole numbers separated by commas, got {top_k!r}") from None
     evaluation = run_evaluation(

@@ -6,12 +6,13 @@ can a Python user."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,27 +263,19 @@ def _evaluate_gold(question_set, examples, reader, no_answer_threshold, question
     return SettingResult("gold", 1, predictions, metrics)
 
 
-class _progress:
+@contextlib.contextmanager
+def _progress(title: str, total: int, show: bool, on_question: Callable[[], None] | None) -> Iterator[Callable[[int], None]]:
     """A progress bar (when shown) and ``on_question`` calls, advanced a batch at a time."""
-
-    def __init__(self, title: str, total: int, show: bool, on_question: Callable[[], None] | None):
-        self.bar = progress_bar("questions", disable=not show)
-        self.title, self.total, self.on_question = title, total, on_question
-
-    def __enter__(self) -> Callable[[int], None]:
-        self.bar.__enter__()
-        task = self.bar.add_task(self.title, total=self.total)
+    with progress_bar("questions", disable=not show) as bar:
+        task = bar.add_task(title, total=total)
 
         def advance(n: int) -> None:
-            self.bar.advance(task, n)
-            if self.on_question:
+            bar.advance(task, n)
+            if on_question:
                 for _ in range(n):
-                    self.on_question()
+                    on_question()
 
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
+        yield advance
 
 
 def _answer_metrics(examples: Sequence[Example], predictions: dict[str, str], squad_v2: bool) -> dict[str, float]:

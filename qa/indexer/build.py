@@ -104,10 +104,10 @@ def build_index(
         with progress_bar("files", disable=not show_progress) as progress:
             task = progress.add_task(f"Indexing ({embedder.device})", total=None)
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
-            parts = _Parts(staging, embedder, append=previous is not None, writer=writer)
+            parts = _Parts(writer, embedder)
             if previous is not None:
                 progress.update(task, description="Reading the index")
-                _carry_over(parts, staging, writer.target, previous)
+                _carry_over(parts, writer)
             stage = time.perf_counter()
             documents_read = _ingest(docs, parts, _splitter(passage_config, embedder), report, check_stored=previous is not None,
                                      on_document=lambda n: progress.update(task, description=f"Indexing ({embedder.device}): {n} passages"))
@@ -187,7 +187,8 @@ def _model_and_passages(writer: IndexWriter, model: str | None, requested: dict[
 class _Parts:
     """The parts a build streams into: the passage store, the BM25 postings and the vectors."""
 
-    def __init__(self, staging: Path, embedder: Embedder, *, append: bool, writer: IndexWriter):
+    def __init__(self, writer: IndexWriter, embedder: Embedder):
+        staging, append = writer.staging, writer.previous is not None
         if append:
             writer.copy_previous(layout.STORE)
         self.store = PassageWriter(staging / layout.STORE, append=append)
@@ -206,13 +207,13 @@ class _Parts:
         self.store.close()
 
 
-def _carry_over(parts: _Parts, staging: Path, index_dir: Path, previous: dict[str, Any]) -> None:
+def _carry_over(parts: _Parts, writer: IndexWriter) -> None:
     """Adding to an index: its stored passages are counted for BM25 again, its vectors copied."""
-    store = PassageStore(staging / layout.STORE)
+    store = PassageStore(writer.staging / layout.STORE)
     for title, text in store.texts():
         parts.bm25.add(retrieval_text(title, text))
     store.close()
-    old = _open_vectors(index_dir, previous)
+    old = _open_vectors(writer.target, writer.previous)
     for first in range(0, len(old), 100_000):
         parts.vectors.add(old[first : first + 100_000])
 
