@@ -46,8 +46,16 @@ from qa.reader import Reader, default_reader_path  # noqa: E402
 from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 
 
-def naive_answers(reader: Reader, pairs: list[tuple[str, str]], n_best: int = 20, max_answer: int = 30) -> list[str]:
-    tokenizer, model = reader.tokenizer, reader.model
+def load_naive(path) -> tuple:
+    """The reader as a transformers user would load it: (tokenizer, model), fp32, eval mode."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path), AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def naive_answers(naive: tuple, reader: Reader, pairs: list[tuple[str, str]], n_best: int = 20, max_answer: int = 30) -> list[str]:
+    """One pair at a time through transformers, every start/end pair of the n-best tried in Python."""
+    tokenizer, model = naive
     answers = []
     for question, context in pairs:
         enc = tokenizer(
@@ -119,7 +127,7 @@ def main() -> None:
     speed_pairs = pairs[: args.speed_questions]
     torch.set_num_threads(torch.get_num_threads())
     fp32 = Reader(args.reader, precision="fp32", device="cpu")
-    naive_reader = fp32
+    naive = load_naive(fp32.name)
     precisions = {"fp32": fp32}
     if args.bf16 == "yes" or (args.bf16 == "auto" and cpu_has_bf16()):
         precisions["bf16"] = Reader(args.reader, precision="bf16", device="cpu")
@@ -132,7 +140,7 @@ def main() -> None:
         per_pair = []
         for pair in speed_pairs:
             t0 = time.perf_counter()
-            naive_answers(naive_reader, [pair])
+            naive_answers(naive, fp32, [pair])
             per_pair.append(time.perf_counter() - t0)
         return per_pair
 
@@ -146,11 +154,11 @@ def main() -> None:
     ]
     # The arithmetic's ceiling: matrix-product FLOPs of every feature of the speed pairs at its
     # real length, against the fp32 rate of 1024^3 matrix products timed after each round.
-    enc = fp32.tokenizer([q for q, _ in speed_pairs], [c for _, c in speed_pairs], truncation="only_second",
+    enc = naive[0]([q for q, _ in speed_pairs], [c for _, c in speed_pairs], truncation="only_second",
                          max_length=fp32.max_length, stride=fp32.stride, return_overflowing_tokens=True)
-    flops_per_pair = sum(encoder_flops(fp32.model.config, len(ids)) for ids in enc["input_ids"]) / len(speed_pairs)
+    flops_per_pair = sum(encoder_flops(naive[1].config, len(ids)) for ids in enc["input_ids"]) / len(speed_pairs)
     peaks = []
-    naive_answers(naive_reader, speed_pairs[:4])  # warm-up
+    naive_answers(naive, fp32, speed_pairs[:4])  # warm-up
     for reader in precisions.values():
         qa_answers(reader, speed_pairs[:16], 8)
     runs: dict[tuple, list[dict]] = {c[:3]: [] for c in configs}
@@ -179,7 +187,7 @@ def main() -> None:
     acc_pairs, acc_golds = pairs[: args.accuracy_questions], golds[: args.accuracy_questions]
     accuracy_rows = []
     if args.naive_accuracy:
-        em, f1 = accuracy(naive_answers(naive_reader, acc_pairs), acc_golds)
+        em, f1 = accuracy(naive_answers(naive, fp32, acc_pairs), acc_golds)
         accuracy_rows.append({"method": "naive", "precision": "fp32", "exact_match": round(em, 2), "f1": round(f1, 2)})
     for precision, reader in precisions.items():
         answers, _ = qa_answers(reader, acc_pairs, 8)

@@ -32,6 +32,7 @@ from qa.eval.question_sets import load_question_set  # noqa: E402
 from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_rank, recall_curve  # noqa: E402
 from qa.corpora.squad import sample_examples  # noqa: E402
 from qa.metrics import squad_scores  # noqa: E402
+from qa.embedding import Embedder  # noqa: E402
 from qa.indexer import build_index  # noqa: E402
 from qa.indexer.build import retrieval_text  # noqa: E402
 from qa.pipeline import Pipeline  # noqa: E402
@@ -74,10 +75,11 @@ def main() -> None:
     for windows, path in (("words", args.word_index), ("tokens", args.token_index)):
         index, build_seconds = open_or_build(path, benchmark.corpus, windows)
         texts = [retrieval_text(title, text) for title, text in index.store.texts()]  # as embedded
-        lengths = np.array([len(t) for t in index.embedder.tokenizer(texts, add_special_tokens=True)["input_ids"]])
+        embedder = Embedder(index.manifest["dense"]["model"])  # the passages' tokenizer and length limit
+        lengths = np.array([len(t) for t in embedder.tokenizer(texts, add_special_tokens=True)["input_ids"]])
         row = {"windows": windows, "passages": index.manifest["passages"], "count": len(index),
                "mean_tokens": round(float(lengths.mean()), 1),
-               "truncated_pct": round(100 * float((lengths > index.embedder._model.max_seq_length).mean()), 2),
+               "truncated_pct": round(100 * float((lengths > embedder._model.max_seq_length).mean()), 2),
                "build_seconds": None if build_seconds is None else round(build_seconds, 1)}
         for kind in ("bm25", "dense", "hybrid"):
             retriever = make_retriever(index, kind)

@@ -120,7 +120,10 @@ class Pipeline:
     the best answer's reader score does not beat its passage's no-answer score by that much.
     ``precision`` is the reader's and the question encoder's (see :class:`Reader`).
     ``question_batch`` bounds how many questions' passages :meth:`ask_batch` reads at once;
-    ``aggregate`` is how spans of the same text combine (see :func:`rank_answers`).
+    ``aggregate`` is how spans of the same text combine (see :func:`rank_answers`). With
+    ``reopen_replaced`` (the default), questions are answered from the index as it is on disk:
+    one that ``qa index`` has replaced is opened again first (``qa serve`` turns this off and swaps
+    a replaced index in itself, loaded off the question path).
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class Pipeline:
         precision: str = "auto",
         question_batch: int = QUESTION_BATCH,
         aggregate: str = "none",
+        reopen_replaced: bool = True,
     ):
         if question_batch < 1:
             raise QAError(f"question batch must be at least 1, got {question_batch}")
@@ -144,6 +148,7 @@ class Pipeline:
         self.no_answer_threshold = no_answer_threshold
         self.question_batch = question_batch
         self.aggregate = aggregate
+        self.reopen_replaced = reopen_replaced
         self.index = index if isinstance(index, Index) else Index(index, device=device, precision=precision)
         self.retriever = make_retriever(self.index, retriever)
         if isinstance(reader, Reader):
@@ -152,7 +157,7 @@ class Pipeline:
             resolved = resolve_reader(reader)
             self.reader = Reader(resolved, device=device, precision=precision) if resolved else None
         if self.reader is not None or self.retriever.uses_vectors:
-            _ = self.index.embedder  # load the question encoder now, not in the first question
+            _ = self.index.question_encoder  # load the question encoder now, not in the first question
 
     def ask(
         self, question: str, top_k: int = DEFAULT_TOP_K, answers: int = DEFAULT_ANSWERS
@@ -179,7 +184,8 @@ class Pipeline:
         if top_k < 1:
             raise QAError(f"top-k must be at least 1, got {top_k}")
         depth = max(depth or top_k, top_k)
-        self.reopen_if_replaced()
+        if self.reopen_replaced:
+            self.reopen_if_replaced()
         predictions: list[Prediction] = []
         for first in range(0, len(questions), self.question_batch):
             predictions += self._ask_group(questions[first : first + self.question_batch], top_k, answers, depth)
@@ -224,7 +230,7 @@ class Pipeline:
         if self.index.is_current():
             return False
         old = self.index
-        self.index = Index(old.path, device=old.device, precision=old.precision)
+        self.index = old.reopen()
         self.retriever = make_retriever(self.index, self.retriever.name)
         logger.warning(
             "the index at %s was replaced (generation %s -> %s): reopened it", old.path, old.generation, self.index.generation

@@ -77,4 +77,4 @@ def test_precision_reaches_the_question_encoder(precision, tiny_index, tiny_mode
     encoder = "auto" if precision == "int8" else precision  # int8 is the reader's alone
     expected = default_precision("cpu") if encoder == "auto" else encoder
     assert pipeline.reader.precision == precision
-    assert pipeline.index.embedder.precision == expected and used and set(used) == {expected}
+    assert pipeline.index.question_encoder.precision == expected and used and set(used) == {expected}

@@ -28,8 +28,8 @@ def test_hits_go_to_the_depth_and_only_the_top_k_are_read(pipeline):
 
 def test_a_batch_makes_one_encoder_call_and_one_reader_call(pipeline, monkeypatch):
     encoded, read = [], []
-    encode, read_batch = pipeline.index.embedder.encode, pipeline.reader.read_batch
-    monkeypatch.setattr(pipeline.index.embedder, "encode", lambda texts: encoded.append(list(texts)) or encode(texts))
+    encode, read_batch = pipeline.index.question_encoder.encode, pipeline.reader.read_batch
+    monkeypatch.setattr(pipeline.index.question_encoder, "encode", lambda texts: encoded.append(list(texts)) or encode(texts))
     monkeypatch.setattr(pipeline.reader, "read_batch", lambda q, p, n_best: read.append(len(p)) or read_batch(q, p, n_best))
     pipeline.ask_batch(QUESTIONS, top_k=3)  # question_batch=2: two batches
     assert encoded == [QUESTIONS[:2], QUESTIONS[2:]] and read == [6, 3]

@@ -210,7 +210,7 @@ def test_a_relative_embedding_model_is_recorded_absolute(tiny_models, write_file
     monkeypatch.chdir(tmp_path)
     index = Index(tmp_path / "idx")
     assert index.manifest["dense"]["model"] == str(tiny_models["encoder"].resolve())
-    assert index.embedder.dim == 32  # opens from another directory
+    assert index.question_encoder.dim == 32  # opens from another directory
 
 
 def test_include_that_matches_nothing_says_so(tiny_models, write_files, tmp_path):

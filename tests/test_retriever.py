@@ -91,8 +91,8 @@ def test_every_hit_carries_its_bm25_score_and_cosine_from_one_pass_per_question(
     calls, encoded = [], []
     score_all = index.bm25.get_scores_from_ids
     monkeypatch.setattr(index.bm25, "get_scores_from_ids", lambda ids: calls.append(ids) or score_all(ids))
-    encode = index.embedder.encode
-    monkeypatch.setattr(index.embedder, "encode", lambda texts: encoded.append(list(texts)) or encode(texts))
+    encode = index.question_encoder.encode
+    monkeypatch.setattr(index.question_encoder, "encode", lambda texts: encoded.append(list(texts)) or encode(texts))
     results = make_retriever(index, kind).search_batch(questions, 4)
     assert len(calls) == 2 and encoded == [questions]  # one BM25 pass per question, one encoder call
     for question, hits in zip(questions, results):
@@ -107,6 +107,6 @@ def test_every_hit_carries_its_bm25_score_and_cosine_from_one_pass_per_question(
 
 def test_a_bm25_search_without_evidence_needs_no_encoder(tiny_index, monkeypatch):
     index = Index(tiny_index)
-    monkeypatch.setattr(Index, "embedder", property(lambda self: pytest.fail("the encoder was loaded")))
+    monkeypatch.setattr(Index, "question_encoder", property(lambda self: pytest.fail("the encoder was loaded")))
     hits = make_retriever(index, "bm25").search("Eiffel Tower", 2, evidence=False)
     assert hits and all(h.cosine is None and h.bm25 is None for h in hits)

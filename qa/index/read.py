@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from qa.device import pick_device
-from qa.embedding import Embedder
+from qa.embedding import Embedder, QuestionEncoder, load_question_encoder
 from qa.errors import QAError, first_line
 from qa.index import layout
 from qa.index.dense import open_faiss
@@ -132,7 +132,7 @@ class Index:
         return index
 
     @functools.cached_property
-    def embedder(self) -> Embedder:
+    def question_encoder(self) -> QuestionEncoder | Embedder:
         """The model that embedded the passages, to embed questions the same way."""
         model = self.manifest["dense"]["model"]
         if model.startswith("/") and not Path(model).is_dir():
@@ -140,13 +140,28 @@ class Index:
                 f"the index at {str(self.path)!r} was embedded with the model folder {model!r}, which no longer "
                 "exists: restore that folder, or rebuild the index with an available --embedding-model"
             )
-        embedder = Embedder(model, device=self.device, precision=self.precision)
-        if embedder.dim != int(self.manifest["dense"]["dim"]):
+        encoder = load_question_encoder(model, device=self.device, precision=self.precision)
+        if encoder.dim != int(self.manifest["dense"]["dim"]):
             raise QAError(
-                f"the embedding model {model!r} gives vectors of {embedder.dim} values, but the index at "
+                f"the embedding model {model!r} gives vectors of {encoder.dim} values, but the index at "
                 f"{str(self.path)!r} holds {self.manifest['dense']['dim']}: it is not the model the index was built with; rebuild the index"
             )
-        return embedder
+        return encoder
+
+    def load(self) -> Index:
+        """Load now every part that is otherwise loaded on first use (BM25, vectors, the dense
+        index, the question encoder), so that no question pays for it; returns the index."""
+        _ = self.bm25, self.faiss, self.question_encoder
+        return self
+
+    def reopen(self) -> Index:
+        """The index as it is on disk now (after ``qa index`` replaced it), with this one's
+        question encoder when both were embedded with the same model (it is not loaded again)."""
+        fresh = Index(self.path, device=self.device, precision=self.precision)
+        same_model = fresh.manifest["dense"]["model"] == self.manifest["dense"]["model"]
+        if same_model and "question_encoder" in self.__dict__:  # where functools.cached_property keeps it
+            fresh.__dict__["question_encoder"] = self.__dict__["question_encoder"]
+        return fresh
 
     def bm25_scores(self, terms: list[str]) -> np.ndarray | None:
         """BM25 scores of every passage for a query of analysed ``terms`` (a full pass over the

@@ -1,5 +1,6 @@
 """Extractive reader: answer spans for (question, passage) pairs from any
-``AutoModelForQuestionAnswering`` checkpoint, batched and length-sorted."""
+``AutoModelForQuestionAnswering`` checkpoint, batched and length-sorted. BERT readers in a local
+folder (the packaged one) run on :mod:`qa.bert`, without the cost of importing transformers."""
 
 from __future__ import annotations
 
@@ -114,10 +115,6 @@ class Reader:
         precision: str = "auto",
     ):
         started = time.perf_counter()  # the imports are part of what loading costs
-        import torch
-        from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
-
-        quiet_transformers()
         self.name = str(model)
         self.device = pick_device(device)
         self.max_length = max_length
@@ -133,18 +130,14 @@ class Reader:
         self.batch_size = batch_size or (64 if self.device.startswith("cuda") else 8)
         source = resolve_model(model)
         try:
-            config = AutoConfig.from_pretrained(source)
-            if not any(a.endswith("ForQuestionAnswering") for a in config.architectures or []):
-                raise QAError(
-                    f"{self.name!r} is not an extractive question-answering model "
-                    f"(architectures: {config.architectures}); use a checkpoint fine-tuned on SQuAD"
-                )
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
+            tokenizer, self.model, self.pad_id = _load_bert(source) or _load_with_transformers(self.name, source)
         except (OSError, ValueError) as err:
             raise load_error("reader", self.name, err) from err
-        if not self.tokenizer.is_fast:
-            raise QAError(f"reader {self.name!r} has no fast tokenizer; character offsets need one")
+        # Pairs are cut into windows by one tokenizer, words are counted by another: each keeps its settings.
+        self._pairs = tokenizer
+        self._pairs.enable_truncation(max_length, stride=stride, strategy="only_second")
+        self._words = type(tokenizer).from_str(tokenizer.to_str())
+        self._words.no_truncation()
         self.model.to(self.device).eval()
         self.precision = choose_precision(precision, self.device, "the reader")
         if self.precision == "int8":
@@ -159,9 +152,9 @@ class Reader:
         """Each question cut to :attr:`max_question_tokens` tokens where longer (logged)."""
         limit = self.max_question_tokens
         unique = list(dict.fromkeys(questions))
-        enc = self.tokenizer(unique, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
         fitted = {}
-        for question, offsets in zip(unique, enc["offset_mapping"]):
+        for question, encoding in zip(unique, self._words.encode_batch(unique, add_special_tokens=False)):
+            offsets = encoding.offsets
             if len(offsets) <= limit:
                 fitted[question] = question
             else:
@@ -192,30 +185,20 @@ class Reader:
         null_scores = np.full(len(passages), np.inf, dtype=np.float32)
         if not passages:
             return ReaderOutput([], null_scores)
-        enc = self.tokenizer(
-            self.fit_questions(questions),
-            list(passages),
-            truncation="only_second",
-            max_length=self.max_length,
-            stride=self.stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding=False,
-        )
-        n_features = len(enc["input_ids"])
-        pair_of = enc["overflow_to_sample_mapping"]
-        order = sorted(range(n_features), key=lambda f: len(enc["input_ids"][f]))
+        encodings = self._pairs.encode_batch(list(zip(self.fit_questions(questions), passages)))
+        # A pair longer than max_length is read in windows: its first, then the overflowing ones.
+        features = [(pair, window) for pair, encoding in enumerate(encodings) for window in (encoding, *encoding.overflowing)]
+        features.sort(key=lambda feature: len(feature[1].ids))
         best: dict[tuple[int, int, int], float] = {}
-        for first in range(0, n_features, self.batch_size):
-            batch = order[first : first + self.batch_size]
-            start_logits, end_logits = self._forward(enc, batch)
-            context = self._context_mask(enc, batch, start_logits.shape[1])
+        for first in range(0, len(features), self.batch_size):
+            batch = features[first : first + self.batch_size]
+            start_logits, end_logits = self._forward([window for _, window in batch])
+            context = self._context_mask([window for _, window in batch], start_logits.shape[1])
             starts, ends, scores = best_spans(
                 start_logits, end_logits, context, self.max_answer_tokens, n_best
             )
-            for row, feature in enumerate(batch):
-                offsets = enc["offset_mapping"][feature]
-                pair = pair_of[feature]
+            for row, (pair, window) in enumerate(batch):
+                offsets = window.offsets
                 null = start_logits[row, 0] + end_logits[row, 0]
                 null_scores[pair] = min(null_scores[pair], null)
                 for s, e, score in zip(starts[row], ends[row], scores[row]):
@@ -250,25 +233,74 @@ class Reader:
             answers.append("" if best is None or part.abstains(best, no_answer_threshold) else best.text)
         return answers
 
-    def _forward(self, enc, features: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, windows: list) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits of tokenised windows (``tokenizers.Encoding``), padded to the longest."""
         import torch
 
-        length = max(len(enc["input_ids"][f]) for f in features)
-        pad = self.tokenizer.pad_token_id or 0
-        names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in enc]
-        tensors = {}
-        for name in names:
-            fill = pad if name == "input_ids" else 0
-            rows = [enc[name][f] + [fill] * (length - len(enc[name][f])) for f in features]
-            tensors[name] = torch.tensor(rows, device=self.device)
+        length = max(len(w.ids) for w in windows)
+
+        def padded(rows, fill):
+            return torch.tensor([row + [fill] * (length - len(row)) for row in rows], device=self.device)
+
+        input_ids = padded([w.ids for w in windows], self.pad_id)
+        token_type_ids = padded([w.type_ids for w in windows], 0)
+        attention_mask = padded([w.attention_mask for w in windows], 0)
         with torch.inference_mode(), autocast(self.device, self.precision):
-            out = self.model(**tensors)
-        return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            start, end = self.model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
+        return start.float().cpu().numpy(), end.float().cpu().numpy()
 
     @staticmethod
-    def _context_mask(enc, features: list[int], length: int) -> np.ndarray:
-        mask = np.zeros((len(features), length), dtype=bool)
-        for row, feature in enumerate(features):
-            seq = enc.sequence_ids(feature)
-            mask[row, : len(seq)] = [s == 1 for s in seq]
+    def _context_mask(windows: list, length: int) -> np.ndarray:
+        """True at the tokens of the passage (not the question, special tokens or padding)."""
+        mask = np.zeros((len(windows), length), dtype=bool)
+        for row, window in enumerate(windows):
+            mask[row, : len(window.ids)] = [s == 1 for s in window.sequence_ids]
         return mask
+
+
+def _load_bert(source: str):
+    """(tokenizer, model, pad id) of a local BERT reader folder, without importing transformers
+    (:mod:`qa.bert`); None when the folder is not one :mod:`qa.bert` reproduces."""
+    from qa import bert
+
+    config = bert.read_config(source, "BertForQuestionAnswering") if Path(source).is_dir() else None
+    if config is None:
+        return None
+    return bert.load_tokenizer(source), bert.load_qa(source, config), config.pad_token_id
+
+
+def _load_with_transformers(name: str, source: str):
+    """(tokenizer, model, pad id) of any ``AutoModelForQuestionAnswering`` checkpoint with a fast
+    tokenizer, folder or hub id."""
+    import torch
+    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+
+    quiet_transformers()
+    config = AutoConfig.from_pretrained(source)
+    if not any(a.endswith("ForQuestionAnswering") for a in config.architectures or []):
+        raise QAError(
+            f"{name!r} is not an extractive question-answering model "
+            f"(architectures: {config.architectures}); use a checkpoint fine-tuned on SQuAD"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if not tokenizer.is_fast:
+        raise QAError(f"reader {name!r} has no fast tokenizer; character offsets need one")
+    takes_types = "token_type_ids" in tokenizer.model_input_names  # not DistilBERT or RoBERTa
+
+    class StartEnd(torch.nn.Module):
+        """The model called as :class:`qa.bert.BertForQA` is: (start, end) logits."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, token_type_ids, attention_mask):
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if takes_types:
+                inputs["token_type_ids"] = token_type_ids
+            out = self.model(**inputs)
+            return out.start_logits, out.end_logits
+
+    model = StartEnd(AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32))
+    backend = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
+    return backend, model, tokenizer.pad_token_id or 0

@@ -71,7 +71,7 @@ class Retriever:
         the encoder. With ``evidence``, every hit carries its BM25 score and cosine."""
         queries = [Query(q) for q in questions]
         if queries and (self.uses_vectors or evidence):
-            vectors = self.index.embedder.encode([q.text for q in queries])
+            vectors = self.index.question_encoder.encode([q.text for q in queries])
             for query, vector in zip(queries, vectors):
                 query.vector = vector
         if self.uses_bm25 or evidence:

@@ -1,0 +1,121 @@
+"""qa.bert computes what transformers and sentence-transformers compute, for the models it takes,
+and refuses the others (which then load as before)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from qa import bert
+from qa.embedding import Embedder, QuestionEncoder, load_question_encoder
+from qa.reader import Reader
+
+PAIRS = [
+    ("Who built the tower?", "The tower was built by Gustave Eiffel in 1889 for the fair."),
+    ("When?", "In 1889."),
+    ("What is long?", " ".join(["the river is long and the valley is wide"] * 40)),  # read in windows
+    ("Where is the river?", "The river runs from the hills to the sea, past the old mill and the tower."),
+]
+
+
+def _transformers_inputs(folder, pairs):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return tokenizer([q for q, _ in pairs], [p for _, p in pairs], padding=True, truncation=True, max_length=128, return_tensors="pt")
+
+
+def test_qa_logits_equal_transformers(tiny_models):
+    from transformers import BertForQuestionAnswering
+
+    folder = tiny_models["reader"]
+    config = bert.read_config(folder, "BertForQuestionAnswering")
+    assert config is not None and config.hidden_size == 32
+    ours = bert.load_qa(folder, config)
+    theirs = BertForQuestionAnswering.from_pretrained(folder).eval()
+    inputs = _transformers_inputs(folder, PAIRS)  # padded: the mask must hide the padding
+    with torch.inference_mode():
+        start, end = ours(inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"])
+        out = theirs(**inputs)
+    mask = inputs["attention_mask"].bool()
+    torch.testing.assert_close(start[mask], out.start_logits[mask], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(end[mask], out.end_logits[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_the_reader_reads_the_same_spans_with_and_without_transformers(tiny_models, monkeypatch):
+    import qa.reader.reader as reader_module
+
+    questions, passages = [q for q, _ in PAIRS], [p for _, p in PAIRS]
+    ours = Reader(tiny_models["reader"], precision="fp32", max_length=64, stride=16)
+    assert isinstance(ours.model, bert.BertForQA)
+    monkeypatch.setattr(reader_module, "_load_bert", lambda source: None)
+    theirs = Reader(tiny_models["reader"], precision="fp32", max_length=64, stride=16)
+    assert not isinstance(theirs.model, bert.BertForQA)
+    a, b = ours.read_batch(questions, passages, n_best=5), theirs.read_batch(questions, passages, n_best=5)
+    assert [(s.passage, s.start, s.end, s.text) for s in a.spans] == [(s.passage, s.start, s.end, s.text) for s in b.spans]
+    np.testing.assert_allclose([s.score for s in a.spans], [s.score for s in b.spans], atol=1e-4)
+    np.testing.assert_allclose(a.null_scores, b.null_scores, atol=1e-4)
+    assert {s.passage for s in a.spans} == set(range(len(PAIRS)))
+
+
+def test_question_vectors_equal_sentence_transformers(tiny_models):
+    texts = ["Who built the tower?", "  when was the tower built  ", "the river " * 300]  # truncated like the passages
+    encoder = load_question_encoder(str(tiny_models["encoder"]), precision="fp32")
+    assert isinstance(encoder, QuestionEncoder)
+    expected = Embedder(str(tiny_models["encoder"]), precision="fp32").encode(texts)
+    np.testing.assert_allclose(encoder.encode(texts), expected, atol=1e-5)
+    assert np.allclose(np.linalg.norm(encoder.encode(texts), axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.integration
+def test_minilm_question_vectors_equal_sentence_transformers(minilm_path):
+    questions = ["Which NFL team represented the AFC at Super Bowl 50?", "What cytokines are elevated in severe COVID-19?"]
+    encoder = load_question_encoder(str(minilm_path), precision="fp32")
+    assert isinstance(encoder, QuestionEncoder)
+    expected = Embedder(str(minilm_path), precision="fp32").encode(questions)
+    cosines = (encoder.encode(questions) * expected).sum(1)
+    assert cosines.min() > 0.99999
+
+
+def test_unsupported_models_load_the_usual_way(tiny_models, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models["encoder"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert bert.read_config(folder) is not None
+    assert bert.read_config(folder, "BertForQuestionAnswering") is None  # an encoder, not a reader
+    for change in ({"position_embedding_type": "relative_key"}, {"hidden_act": "relu"}, {"model_type": "roberta"}):
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        assert bert.read_config(folder) is None, change
+    (folder / "config.json").write_text(json.dumps(config))
+    # a sentence-transformers pipeline with a Dense layer after pooling is not reproduced
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+    ]))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    assert load_question_encoder.__module__ == "qa.embedding"
+    from qa.embedding import _mean_pooled_bert
+
+    assert _mean_pooled_bert(str(folder)) is None
+    (folder / "modules.json").write_text(json.dumps(json.loads((folder / "modules.json").read_text())[:2]))
+    assert _mean_pooled_bert(str(folder)) is not None
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": True}))
+    assert _mean_pooled_bert(str(folder)) is None
+    (folder / "tokenizer.json").unlink()
+    assert bert.read_config(folder) is None
+
+
+def test_damaged_weights_are_a_clear_error(tiny_models, tmp_path):
+    from qa.errors import QAError
+
+    folder = tmp_path / "reader"
+    shutil.copytree(tiny_models["reader"], folder)
+    (folder / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(QAError, match="reader .* not a usable model"):
+        Reader(folder)
