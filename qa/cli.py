@@ -67,6 +67,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 DEBUG_ENV = "QA_DEBUG"
+SERVER_ENV = "QA_SERVER"
+TOKEN_ENV = "QA_TOKEN"
 
 
 def _friendly_errors(command):
@@ -272,23 +274,42 @@ def ask(
         typer.Option(help="Reader model: a folder or hub id. Default: $QA_READER, else the packaged reader."),
     ] = None,
     answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = DEFAULT_ANSWERS,
+    server: Annotated[
+        Optional[str],
+        typer.Option(help=f"Ask a running `qa serve` at this URL instead of loading the models here. Default: ${SERVER_ENV}.",
+                     show_default=False),
+    ] = None,
     precision: PrecisionOption = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the indexed collection."""
-    from qa.pipeline import Pipeline
-
     if not question.strip():
         raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
-    pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision)
-    prediction = pipeline.ask(question, top_k=top_k, answers=answers)
-    for warning in prediction.warnings:
+    server = server if server is not None else os.environ.get(SERVER_ENV)
+    if server:
+        local = [name for name, value in (("--index", index_dir), ("--reader", reader), ("--device", device)) if value]
+        local += ["--precision"] if precision != "auto" else []
+        if local:
+            raise QAError(
+                f"{', '.join(local)} choose a local index and models, but the question goes to the server at {server} "
+                f"(--server or ${SERVER_ENV}), which uses its own: drop them, or pass --server '' to answer here"
+            )
+        from qa.client import ask_server
+
+        result = ask_server(server, question, top_k=top_k, answers=answers, retriever=retriever.value,
+                            token=os.environ.get(TOKEN_ENV))
+    else:
+        from qa.pipeline import Pipeline
+
+        pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision)
+        result = pipeline.ask(question, top_k=top_k, answers=answers).as_dict()
+    for warning in result["warnings"]:
         err.print(f"[yellow]warning:[/] {escape(_one_line(warning))}")
     if as_json:
-        print(json.dumps(prediction.as_dict(), ensure_ascii=False))
+        print(json.dumps(result, ensure_ascii=False))
         return
-    _print_prediction(prediction)
+    _print_result(result)
 
 
 @app.command()
@@ -373,6 +394,84 @@ def evaluate(
     out.print(f"Report: {escape(str(report_dir))}/report.md  ({evaluation.seconds:.0f} s)")
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command()
+@_friendly_errors
+def serve(
+    index_dir: IndexOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on. Any other than 127.0.0.1/localhost needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port, printed).")] = 8000,
+    token: Annotated[
+        Optional[str], typer.Option(help=f"Require 'Authorization: Bearer TOKEN' on every API request. Default: ${TOKEN_ENV}.", show_default=False)
+    ] = None,
+    reader: Annotated[
+        Optional[str], typer.Option(help="Reader model: a folder or hub id. Default: $QA_READER, else the packaged reader.")
+    ] = None,
+    cors_origin: Annotated[
+        Optional[list[str]], typer.Option(help="Allow browser pages from this origin to call the API (repeatable). Default: none.")
+    ] = None,
+    max_queue: Annotated[int, typer.Option(min=1, help="Questions that may wait; beyond, 503 with Retry-After.")] = 32,
+    max_batch: Annotated[int, typer.Option(min=1, help="Questions read together in one batch.")] = QUESTION_BATCH,
+    batch_window_ms: Annotated[float, typer.Option(min=0, help="How long an idle server waits for questions to batch.")] = 5.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a question may wait and be read before a 503.")] = 30.0,
+    max_question_chars: Annotated[int, typer.Option(min=1, help="Longest question taken.")] = 1000,
+    precision: PrecisionOption = "auto",
+    device: DeviceOption = None,
+) -> None:
+    """Serve the index over HTTP: a web page at /, the API (POST /ask, GET /documents/ID, /ready,
+    /metrics) and its documentation at /docs."""
+    import uvicorn
+
+    from qa.index import default_index_dir
+    from qa.server import ServerSettings, ServiceOptions, create_app
+
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if host not in LOOPBACK and not token:
+        raise QAError(
+            f"listening on {host} lets other machines in: pass --token (or set {TOKEN_ENV}) so that only holders "
+            "of the token can ask, or keep the default --host 127.0.0.1"
+        )
+    index_path = index_dir or default_index_dir()
+    from qa.index import layout
+
+    layout.read_manifest(index_path)  # fail now, in one line, when there is no index
+    options = ServiceOptions(index=index_path, reader=reader, device=device, precision=precision, max_queue=max_queue,
+                             max_batch=max_batch, batch_window=batch_window_ms / 1000)
+    settings = ServerSettings(token=token, cors_origins=tuple(cors_origin or ()), timeout=timeout, max_question_chars=max_question_chars)
+    sock = _listen(host, port)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}/"
+
+    def ready(service) -> None:
+        if service.error:
+            err.print(f"[bold red]error:[/] cannot serve: {escape(_one_line(service.error))}")
+        else:
+            err.print(f"Ready: {service.index.manifest['counts']['passages']} passages, reader "
+                      f"{escape(str(service.reader.name if service.reader else None))}. Open {url}", highlight=False)
+
+    app_ = create_app(options, settings, on_ready=ready)
+    config = uvicorn.Config(app_, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    err.print(f"Serving {escape(str(index_path))} at {url} (loading the models; Ctrl+C stops)", highlight=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int):
+    """A listening socket on ``host``:``port`` (port 0: a free one), with a clear error when taken."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        raise QAError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 TRAIN_DEFAULTS = TrainConfig(train="", base="", output="")
 app.add_typer(train_app, name="train")
@@ -446,32 +545,33 @@ def train_reader(
     out.print(f"Trained {metrics['steps']} steps in {metrics['train_seconds'] / 60:.1f} min{scores}; model in {escape(str(output))}")
 
 
-def _print_prediction(prediction) -> None:
-    if prediction.reader is None:
+def _print_result(result: dict) -> None:
+    """Print a prediction as ``Prediction.as_dict`` (and the server) give it."""
+    if result["reader"] is None:
         err.print(
             "[yellow]No reader available[/]: pass --reader PATH_OR_HUB_ID or set QA_READER to an "
             "extractive QA model (e.g. one fine-tuned on SQuAD). Showing the top passages."
         )
-        for hit in prediction.hits:
-            out.print(f"[bold]{hit.rank}.[/] {_where(hit.passage)}  [dim]score {hit.score:.3f}[/]")
-            out.print(Text("   " + _excerpt(hit.passage.text)), "")
-        if not prediction.hits:
+        for passage in result["passages"]:
+            out.print(f"[bold]{passage['rank']}.[/] {_where(passage['document'], passage['title'])}  [dim]score {passage['score']:.3f}[/]")
+            out.print(Text("   " + _excerpt(passage["text"])), "")
+        if not result["passages"]:
             out.print("No passage in the index matches this question.")
         return
-    if not prediction.answers:
+    if not result["answers"]:
         out.print("No answer: the index holds no passage that answers this question.")
         return
-    for i, answer in enumerate(prediction.answers, start=1):
+    for i, answer in enumerate(result["answers"], start=1):
         out.print(
-            f"[bold]{i}. {escape(_flat(answer.text))}[/]  [dim]score {answer.score:.2f}[/]  "
-            f"{_where(answer.passage)}"
+            f"[bold]{i}. {escape(_flat(answer['answer']))}[/]  [dim]score {answer['score']:.2f}[/]  "
+            f"{_where(answer['document'], answer['title'])}"
         )
-        out.print(_marked(answer), "")
+        out.print(_marked(answer["context"], answer["start"], answer["end"]), "")
 
 
-def _where(passage) -> str:
-    title = f" — {escape(_flat(passage.title))}" if passage.title else ""
-    return f"[cyan]{escape(_flat(passage.doc_id))}[/]{title}"
+def _where(doc_id: str, title: str) -> str:
+    title = f" — {escape(_flat(title))}" if title else ""
+    return f"[cyan]{escape(_flat(doc_id))}[/]{title}"
 
 
 def _flat(text: str) -> str:
@@ -483,9 +583,8 @@ def _excerpt(text: str, width: int = 300) -> str:
     return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " …"
 
 
-def _marked(answer, context: int = 160) -> Text:
-    """The passage around the answer, on one line, the answer itself highlighted."""
-    text, start, end = answer.passage.text, answer.start, answer.end
+def _marked(text: str, start: int, end: int, context: int = 160) -> Text:
+    """The passage around the answer ``text[start:end]``, on one line, the answer highlighted."""
     before, after = _flat(text[:start]), _flat(text[end:])
     if len(before) > context:
         before = "… " + before[-context:].split(" ", 1)[-1]

@@ -279,7 +279,7 @@ def test_answers_with_newlines_stay_on_one_line(monkeypatch):
     answer = Answer("Gustave\nEiffel", 1.0, 1.0, passage, 9, 23, 1)
     printed = []
     monkeypatch.setattr(cli.out, "print", lambda *a, **k: printed.extend(str(x) for x in a))
-    cli._print_prediction(Prediction("q", [answer], [], "reader", "bm25"))
+    cli._print_result(Prediction("q", [answer], [], "reader", "bm25").as_dict())
     assert all("\n" not in line for line in printed)
     assert "Gustave Eiffel" in printed[0] and "Title Two" in printed[0]
 
