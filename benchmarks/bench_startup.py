@@ -3,7 +3,8 @@
 Each round runs, in turn: `python -c "import torch"` (the floor any torch program pays),
 `qa --help`, and `qa ask QUESTION --index INDEX --json` for this checkout and for every
 --compare DIR (an older checkout, e.g. `git worktree add /tmp/before <commit>`, run with its
-sources first on PYTHONPATH), so that all of them see the same host in the same run.
+sources first on PYTHONPATH), so that all of them see the same host in the same run; with
+--server URL, `qa ask --server URL` too (start `qa serve --index INDEX` first).
 
     python benchmarks/bench_startup.py --index ~/.cache/qa/indexes/open-squad-* [--compare /tmp/before]
 
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--index", required=True, help="a built index (e.g. the cached open-squad one)")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--compare", action="append", default=[], help="another checkout's folder, measured alike")
+    parser.add_argument("--server", help="also time `qa ask --server URL` against a running `qa serve` of the same index")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "startup.json"))
     args = parser.parse_args()
     python = sys.executable
@@ -52,6 +54,8 @@ def main() -> None:
         "qa --help": ([python, "-m", "qa", "--help"], ROOT),
         "qa ask (this checkout)": ([python, *ask], ROOT),
     }
+    if args.server:
+        cases["qa ask --server"] = ([python, "-m", "qa", "ask", QUESTION, "--server", args.server, "--json"], ROOT)
     for folder in args.compare:
         cases[f"qa ask ({folder})"] = ([python, *ask], Path(folder).resolve())
     for command, source in cases.values():  # warm the page cache
