@@ -12,6 +12,12 @@ vocabulary keeps growing with the corpus as real collections' does.
   way) to make the measurement affordable on 2 cores; the dense part of a real model is
   extrapolated from the 8 MB file (peak with the real model minus peak with the tiny one), and
   said so in the output.
+- ``--cord19 N``: a synthetic CORD-19 release of N papers following the published schema
+  (``metadata.csv`` with its 19 columns; ``document_parses/pdf_json`` and ``pmc_json`` files for a
+  third of the papers, some with two PDF parses (``sha`` "a; b"), a few listed parses missing, a few
+  repeated ``cord_uid`` rows, some papers without an abstract), indexed with
+  all-MiniLM-L6-v2 loaded and ``--zero-vectors`` (reading, splitting, BM25 and the store: what
+  must stay bounded). Bodies are ``--cord19-body-kb`` KB of prose in sections.
 - ``--qa PATH``: measure another checkout of qa too (e.g. the previous release), side by side.
 - ``--zero-vectors``: for the many-file corpus, replace embedding by zero vectors (the embedding
   model is still loaded, its tokenizer splits the passages, and vectors are still written): the
@@ -63,6 +69,60 @@ def prose(pool: list[str], rng: random.Random, n_bytes: int) -> str:
         parts.append(sentence)
         size += len(sentence) + 1
     return " ".join(parts)
+
+
+CORD19_COLUMNS = ("cord_uid", "sha", "source_x", "title", "doi", "pmcid", "pubmed_id", "license", "abstract", "publish_time",
+                  "authors", "journal", "mag_id", "who_covidence_id", "arxiv_id", "pdf_json_files", "pmc_json_files", "url", "s2_id")
+SECTIONS = ("Introduction", "Methods", "Results", "Discussion")
+
+
+def cord19_release(folder: Path, papers: int, pool: list[str], rng: random.Random, body_kb: int) -> None:
+    """A synthetic CORD-19 release in ``folder`` (see the module's docstring), written as it goes."""
+    import csv
+
+    (folder / "document_parses" / "pdf_json").mkdir(parents=True, exist_ok=True)
+    (folder / "document_parses" / "pmc_json").mkdir(parents=True, exist_ok=True)
+
+    def parse(paper_id: str, title: str, with_abstract: bool) -> str:
+        def paragraphs(n_bytes: int, sections: bool) -> list[dict]:
+            out, size = [], 0
+            while size < n_bytes:
+                text = prose(pool, rng, 600).replace("\n\n", " ")
+                section = SECTIONS[min(len(SECTIONS) - 1, 4 * size // max(1, n_bytes))] if sections else "Abstract"
+                out.append({"text": text, "cite_spans": [], "ref_spans": [], "section": section})
+                size += len(text)
+            return out
+
+        return json.dumps({"paper_id": paper_id, "metadata": {"title": title, "authors": []},
+                           "abstract": paragraphs(1200, False) if with_abstract else [],
+                           "body_text": paragraphs(body_kb * 1024, True), "bib_entries": {}, "ref_entries": {}, "back_matter": []})
+
+    with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(CORD19_COLUMNS)
+        uid = ""
+        for i in range(papers):
+            if not uid or rng.random() > 0.01:  # about 1 row in 100 repeats the previous paper's cord_uid
+                uid = f"{rng.randrange(16**8):08x}"
+            title = prose(pool, rng, 80).split(".")[0][:200]
+            row = dict.fromkeys(CORD19_COLUMNS, "")
+            row.update(cord_uid=uid, source_x=rng.choice(["PMC", "Medline", "WHO", "Elsevier; PMC", "MedRxiv"]), title=title,
+                       doi=f"10.{1000 + i % 9000}/synthetic.{i}", license=rng.choice(["cc-by", "els-covid", "no-cc"]),
+                       abstract="" if rng.random() < 0.1 else prose(pool, rng, 1200).replace("\n\n", " "),
+                       publish_time=f"{2000 + i % 23}-{1 + i % 12:02d}-{1 + i % 28:02d}", authors="Doe, J.; Roe, R.",
+                       journal=rng.choice(["Virology", "Lancet", "BMJ", "Nature"]), url=f"https://example.org/{uid}")
+            if rng.random() < 1 / 3:
+                shas = [f"{rng.randrange(16**40):040x}" for _ in range(2 if rng.random() < 0.1 else 1)]
+                row["sha"] = "; ".join(shas)
+                row["pdf_json_files"] = "; ".join(f"document_parses/pdf_json/{s}.json" for s in shas)
+                for sha in shas:
+                    if rng.random() > 0.03:  # a few listed parses are missing from the release
+                        (folder / "document_parses" / "pdf_json" / f"{sha}.json").write_text(parse(sha, title, True))
+                if rng.random() < 0.4:
+                    row["pmcid"] = f"PMC{7000000 + i}"
+                    row["pmc_json_files"] = f"document_parses/pmc_json/{row['pmcid']}.xml.json"
+                    (folder / row["pmc_json_files"]).write_text(parse(row["pmcid"], title, False))
+            writer.writerow([row[c] for c in CORD19_COLUMNS])
 
 
 def tiny_encoder(folder: Path) -> Path:
@@ -127,10 +187,12 @@ def main() -> None:
     parser.add_argument("--file-kb", type=int, default=100)
     parser.add_argument("--work", type=Path, required=True, help="a folder outside the repository for corpora and indexes")
     parser.add_argument("--qa", type=Path, action="append", default=[], help="another qa checkout to measure too (single files)")
-    parser.add_argument("--only", choices=["files", "corpus"], help="measure only one part")
+    parser.add_argument("--only", choices=["files", "corpus", "cord19"], help="measure only one part")
     parser.add_argument("--file-models", default="all-MiniLM-L6-v2,tiny", help="single files: the models to measure with")
     parser.add_argument("--zero-vectors", action="store_true", help="many-file corpus: zero vectors instead of embedding")
     parser.add_argument("--corpus-model", default="tiny", help="many-file corpus: 'tiny' or 'all-MiniLM-L6-v2'")
+    parser.add_argument("--cord19", type=int, default=0, help="papers of a synthetic CORD-19 release (0: skip)")
+    parser.add_argument("--cord19-body-kb", type=int, default=20, help="body text of each parse, KB")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
@@ -154,7 +216,7 @@ def main() -> None:
             raise SystemExit(proc.stderr[-3000:])
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    if args.only != "corpus":
+    if args.only not in ("corpus", "cord19"):
         for mb in [float(x) for x in args.sizes.split(",")]:
             corpus = args.work / f"text-{mb:g}mb"
             corpus.mkdir(exist_ok=True)
@@ -167,7 +229,21 @@ def main() -> None:
                     row = {"input": f"one {mb:g} MB text file", "qa": str(qa_root), "model": model, **measure(qa_root, corpus, extra)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    if args.corpus_gb:
+    if args.cord19 and args.only in (None, "cord19"):
+        release = args.work / f"cord19-{args.cord19}"
+        if not (release / ".done").is_file():
+            shutil.rmtree(release, ignore_errors=True)
+            release.mkdir(parents=True)
+            started = time.perf_counter()
+            cord19_release(release, args.cord19, pool, random.Random(19), args.cord19_body_kb)
+            (release / ".done").write_text("")
+            print(f"wrote the synthetic release in {time.perf_counter() - started:.0f} s", flush=True)
+        size_mb = sum(f.stat().st_size for f in release.rglob("*") if f.is_file()) / 2**20
+        row = {"input": f"synthetic CORD-19, {args.cord19:,} papers ({size_mb:,.0f} MB)", "qa": str(ROOT),
+               "model": "all-MiniLM-L6-v2, zero vectors", **measure(ROOT, release, [], True)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.corpus_gb and args.only in (None, "corpus"):
         corpus = args.work / f"corpus-{args.corpus_gb:g}gb"
         if not (corpus / ".done").is_file():  # hidden: not read as part of the corpus
             shutil.rmtree(corpus, ignore_errors=True)

@@ -26,6 +26,7 @@ from qa.indexer.options import LayoutOptions
 from qa.indexer.passages import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, DEFAULT_OVERLAP_WORDS
 from qa.pipeline import DEFAULT_ANSWERS, DEFAULT_TOP_K, QUESTION_BATCH
 from qa.reader.train_config import TrainConfig
+from qa.retriever.train_config import RetrieverTrainConfig
 from qa.retriever import DEFAULT_RETRIEVER, RETRIEVERS
 
 app = typer.Typer(
@@ -474,6 +475,7 @@ def _listen(host: str, port: int):
 
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 TRAIN_DEFAULTS = TrainConfig(train="", base="", output="")
+RETRIEVER_DEFAULTS = RetrieverTrainConfig(train=[], index="", output="")
 app.add_typer(train_app, name="train")
 
 
@@ -543,6 +545,65 @@ def train_reader(
         return
     scores = f", EM {metrics['exact_match']:.2f} / F1 {metrics['f1']:.2f}" if "exact_match" in metrics else ""
     out.print(f"Trained {metrics['steps']} steps in {metrics['train_seconds'] / 60:.1f} min{scores}; model in {escape(str(output))}")
+
+
+@train_app.command("retriever")
+@_friendly_errors
+def train_retriever(
+    train: Annotated[
+        Optional[list[str]], typer.Option(help="SQuAD-format training data (repeatable): SQuAD v1.1 train, COVID-QA train.")
+    ] = None,
+    index_dir: Annotated[
+        Optional[str], typer.Option("--index", help="An index holding the training questions' paragraphs: its passages are the positives and hard negatives.")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Where the sentence-transformers model, its card and checkpoints go.")] = Path("retriever"),
+    base: Annotated[str, typer.Option(help="Encoder to start from: a folder or hub id.")] = RETRIEVER_DEFAULTS.base,
+    batch_size: Annotated[int, typer.Option(min=2, help="Questions per batch: each is a negative for the others.")] = RETRIEVER_DEFAULTS.batch_size,
+    mini_batch_size: Annotated[
+        int, typer.Option(min=0, help="Cached MNRL: compute a batch in mini-batches of this many (memory); 0: plain MNRL.")
+    ] = RETRIEVER_DEFAULTS.mini_batch_size,
+    negatives: Annotated[int, typer.Option(min=0, help="BM25 hard negatives per question.")] = RETRIEVER_DEFAULTS.negatives,
+    negative_depth: Annotated[int, typer.Option(min=1, help="BM25 passages searched for hard negatives.")] = RETRIEVER_DEFAULTS.negative_depth,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = RETRIEVER_DEFAULTS.lr,
+    epochs: Annotated[float, typer.Option(help="Passes over the training questions.")] = RETRIEVER_DEFAULTS.epochs,
+    warmup: Annotated[float, typer.Option(help="Fraction of steps with linear warmup.")] = RETRIEVER_DEFAULTS.warmup,
+    seed: Annotated[int, typer.Option()] = RETRIEVER_DEFAULTS.seed,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = RETRIEVER_DEFAULTS.checkpoint_every,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Train on the first N questions of each file only.")] = None,
+    held_out: Annotated[int, typer.Option(min=0, help="Questions kept out to measure recall before and after.")] = RETRIEVER_DEFAULTS.held_out,
+    stop_after_minutes: Annotated[Optional[float], typer.Option(help="Checkpoint and stop after this many minutes; continue with --resume.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a non-empty --output that is not a qa training output.")
+    ] = False,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fine-tune the retriever's encoder on questions and the passages that answer them, with BM25 hard negatives."""
+    from qa.retriever.train import RetrieverTrainConfig, train_retriever as run
+
+    if not resume and not (train and index_dir):
+        raise QAError("--train and --index are required (or --resume to continue a checkpoint)")
+    config = RetrieverTrainConfig(
+        train=list(train or []), index=index_dir or "", output=str(output), base=base, batch_size=batch_size,
+        mini_batch_size=mini_batch_size, negatives=negatives, negative_depth=negative_depth, lr=lr, epochs=epochs,
+        warmup=warmup, seed=seed, checkpoint_every=checkpoint_every, limit=limit, held_out=held_out, device=device,
+    )
+    metrics = run(config, resume=resume, overwrite=overwrite, show_progress=not as_json and err.is_terminal,
+                  stop_after_minutes=stop_after_minutes, log=lambda line: err.print(escape(line), highlight=False))
+    if metrics is None:
+        if as_json:
+            print(json.dumps({"stopped": True, "checkpoint": str(output / "checkpoints")}))
+        else:
+            out.print(escape(f"Stopped with a checkpoint in {output / 'checkpoints'}: continue with `qa train retriever --output {output} --resume`"))
+        return
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    after = metrics["recall_after"]
+    scores = f"; held-out recall@10 {metrics['recall_before']['recall@10']} -> {after['recall@10']}" if after else ""
+    out.print(f"Trained {metrics['steps']} steps in {metrics['train_seconds'] / 60:.1f} min{scores}; model in {escape(str(output))} "
+              f"(build an index with it: qa index CORPUS --embedding-model {escape(str(output))})")
 
 
 def _print_result(result: dict) -> None:

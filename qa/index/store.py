@@ -35,6 +35,11 @@ CREATE TABLE passages (
 """
 
 
+def retrieval_text(title: str, text: str) -> str:
+    """What BM25 and the embedding model see of a passage: its document's title, then its text."""
+    return f"{title}\n{text}" if title else text
+
+
 @dataclass(frozen=True)
 class Passage:
     """A retrievable unit: ``text`` is ``document.text[start:end]``."""
@@ -46,6 +51,11 @@ class Passage:
     doc_id: str
     title: str
     source: str
+
+    @property
+    def retrieval_text(self) -> str:
+        """The text this passage was embedded and BM25-indexed as (:func:`retrieval_text`)."""
+        return retrieval_text(self.title, self.text)
 
     def as_dict(self) -> dict:
         return {
@@ -163,6 +173,21 @@ class PassageStore:
             while doc_idx != passage_doc:  # passages are stored document after document
                 doc_idx, title, text = next(documents)
             yield title, text[start:end]
+
+    def passages_with_content(self, sha256: str) -> list[Passage]:
+        """The passages, in order, of the stored document whose title and text hash to ``sha256``
+        (:attr:`Document.sha256`); [] when there is none. Finds a document by what it says, under
+        whatever id an index gave it."""
+        with self._damage_is_an_error():
+            row = self._db.execute("SELECT idx FROM documents WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone()
+            if row is None:
+                return []
+            rows = self._db.execute(
+                "SELECT p.idx, substr(d.text, p.start + 1, p.end - p.start), p.start, p.end, d.id, d.title, d.source "
+                "FROM passages p JOIN documents d ON d.idx = p.doc_idx WHERE p.doc_idx = ? ORDER BY p.idx",
+                (row[0],),
+            ).fetchall()
+        return [Passage(*r) for r in rows]
 
     def document(self, doc_id: str) -> Document | None:
         with self._damage_is_an_error():

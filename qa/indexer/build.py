@@ -30,7 +30,8 @@ from qa.index.bm25 import BM25Writer
 from qa.index.dense import build_faiss, choose_kind
 from qa.index.vectors import VectorFile, VectorWriter
 from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, ReadOptions
-from qa.indexer.passages import Window, retrieval_text, split_passages, split_token_windows, tokenizer_counter
+from qa.index.store import retrieval_text
+from qa.indexer.passages import Window, split_passages, split_token_windows, tokenizer_counter
 from qa.progress import progress_bar
 
 BM25_K1 = 1.2

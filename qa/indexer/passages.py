@@ -166,8 +166,3 @@ def tokenizer_counter(tokenizer) -> Callable[[str, list[tuple[int, int]]], list[
         return (np.searchsorted(starts, word_ends, "left") - np.searchsorted(starts, word_starts, "left")).tolist()
 
     return count
-
-
-def retrieval_text(title: str, text: str) -> str:
-    """What BM25 and the embedding model see of a passage: its document's title, then its text."""
-    return f"{title}\n{text}" if title else text

@@ -24,7 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qa.corpora.squad import load_squad
-from qa.device import cpu_has_bf16, cpu_name, pick_device
+from qa import training
+from qa.device import cpu_has_bf16, pick_device
 from qa.errors import QAError
 from qa.fsutil import replace_directory, share_like_create, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
@@ -195,7 +196,7 @@ def train_reader(
         "train_seconds": round(state.seconds, 1),
         "featurize_seconds": round(featurize_seconds, 1),
         "final_loss": float(np.mean(state.losses[-50:])) if state.losses else None,
-        "device": _hardware(device),
+        "device": training.hardware(device),
     }
     _save_model(output, model, tokenizer, config)
     if config.eval:
@@ -207,27 +208,13 @@ def train_reader(
 
 
 def is_training_output(folder: Path) -> bool:
-    """True for a folder ``qa train reader`` wrote: a model whose card carries :data:`CARD_MARK`,
-    or a checkpoint, or only the hidden leftovers of an interrupted checkpoint."""
-    if (folder / "checkpoint" / STATE).is_file():
-        return True
-    try:
-        if CARD_MARK in (folder / "README.md").read_text(encoding="utf-8", errors="replace"):
-            return True
-    except OSError:
-        pass
-    return all(p.name.startswith((".checkpoint.", "checkpoint")) for p in folder.iterdir())
+    """True for a folder ``qa train reader`` wrote (see :func:`qa.training.is_training_output`)."""
+    return training.is_training_output(folder, "reader", f"checkpoint/{STATE}")
 
 
 def check_output(output: Path) -> None:
     """Raise unless training may write to ``output`` (see :func:`train_reader`)."""
-    if output.is_file():
-        raise QAError(f"--output {str(output)!r} is a file: choose a folder")
-    if output.is_dir() and any(output.iterdir()) and not is_training_output(output):
-        raise QAError(
-            f"--output {str(output)!r} is not empty and was not written by qa train reader; its files "
-            "(README.md, config.json, ...) would be overwritten: choose a new folder, or pass --overwrite"
-        )
+    training.check_output(output, "reader", f"checkpoint/{STATE}")
 
 
 def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
@@ -342,13 +329,7 @@ def _evaluate(output: Path, config: TrainConfig, device: str) -> dict[str, Any]:
     }
 
 
-def _hardware(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    return f"{cpu_name()}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_has_bf16() else "")
-
-
-CARD_MARK = "Trained with `qa train reader`."
+CARD_MARK = training.card_mark("reader")
 
 
 def _qa_card(base: str) -> str | None:

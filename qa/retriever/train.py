@@ -1,0 +1,281 @@
+"""Fine-tune the question and passage encoder: ``qa train retriever``.
+
+sentence-transformers' own trainer and loss do the training: (Cached)MultipleNegativesRankingLoss
+on (question, passage that answers it, hard negative) triples, so every other passage of a batch
+is a negative too. The passages are an index's, as the index embedded them (title, then text):
+a question's positive is the passage of its gold paragraph (found in the index by its content,
+whatever id the index gave it) that holds the first gold answer, and its hard negatives are the
+passages BM25 ranks highest for it that hold none of its gold answers. Checkpoints are the
+trainer's; ``--stop-after-minutes`` saves one and stops, ``--resume`` continues it.
+
+A slice of the questions (``held_out``) is kept out of training; the model card reports their
+recall@1/5/10 and MRR@10 among all held-out passages (positives and hard negatives) before and
+after training. End-to-end retrieval on benchmark corpora is ``qa evaluate``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa import training
+from qa.corpora.squad import load_squad
+from qa.device import cpu_has_bf16, pick_device
+from qa.errors import QAError
+from qa.hub import load_error, resolve_model
+from qa.index import Index
+from qa.progress import progress_bar
+from qa.retriever.retrievers import make_retriever
+from qa.retriever.train_config import RetrieverTrainConfig
+
+COMMAND = "retriever"
+CHECKPOINTS = "checkpoints"
+CONFIG = "qa_train_config.json"
+CHECKPOINT_STATE = f"{CHECKPOINTS}/checkpoint-*/trainer_state.json"
+CARD_MARK = training.card_mark(COMMAND)
+SEARCH_BATCH = 256  # questions per BM25 search call while mining
+
+
+@dataclass
+class Triples:
+    """Training rows: ``anchor`` (question), ``positive`` and ``negative_1..n`` (passage texts)."""
+
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    skipped: Counter = field(default_factory=Counter)
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.columns.get("anchor", []))
+
+    def rows(self, indices) -> dict[str, list[str]]:
+        return {name: [values[i] for i in indices] for name, values in self.columns.items()}
+
+
+def mine_triples(config: RetrieverTrainConfig, index: Index, show_progress: bool = False) -> Triples:
+    """The (question, positive, hard negatives) rows of ``config.train`` over ``index``."""
+    triples = Triples(columns={"anchor": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(config.negatives)}})
+    bm25 = make_retriever(index, "bm25")
+    for path in config.train:
+        data = load_squad(path)
+        triples.sha256[path] = data.sha256
+        documents = {d.id: d for d in data.documents}
+        examples = [e for e in data.examples if e.answerable][: config.limit]
+        found: list[tuple[Any, Any]] = []  # (example, positive passage)
+        passages_of: dict[str, list] = {}
+        for e in examples:
+            doc = documents[e.doc_id]
+            if doc.sha256 not in passages_of:
+                passages_of[doc.sha256] = index.store.passages_with_content(doc.sha256)
+            passages = passages_of[doc.sha256]
+            if not passages:
+                triples.skipped["its paragraph is not in the index"] += 1
+                continue
+            start = e.answer_starts[0] if e.answer_starts else -1
+            end = start + len(e.answers[0])
+            positive = next((p for p in passages if p.start <= start and end <= p.end), None)
+            if positive is None:
+                triples.skipped["its answer is not inside one passage"] += 1
+                continue
+            found.append((e, positive))
+        with progress_bar("questions", disable=not show_progress) as progress:
+            task = progress.add_task(f"Mining hard negatives ({Path(path).name})", total=len(found))
+            for first in range(0, len(found), SEARCH_BATCH):
+                group = found[first : first + SEARCH_BATCH]
+                hit_lists = bm25.search_batch([e.question for e, _ in group], config.negative_depth, evidence=False)
+                for (e, positive), hits in zip(group, hit_lists):
+                    answers = [a.lower() for a in e.answers]
+                    negatives = [
+                        h.passage for h in hits
+                        if h.passage.idx != positive.idx and not any(a in h.passage.text.lower() for a in answers)
+                    ][: config.negatives]
+                    if len(negatives) < config.negatives:
+                        triples.skipped["too few hard negatives in BM25's top passages"] += 1
+                        continue
+                    triples.columns["anchor"].append(e.question)
+                    triples.columns["positive"].append(positive.retrieval_text)
+                    for i, negative in enumerate(negatives):
+                        triples.columns[f"negative_{i + 1}"].append(negative.retrieval_text)
+                progress.update(task, advance=len(group))
+    return triples
+
+
+def recall(model, rows: dict[str, list[str]], batch_size: int = 64) -> dict[str, float]:
+    """Recall@1/5/10 and MRR@10 of each question's positive among all the passages of ``rows``
+    (positives and negatives, duplicates merged), by cosine of the model's embeddings."""
+    passages = list(dict.fromkeys(p for name, values in rows.items() if name != "anchor" for p in values))
+    where = {p: i for i, p in enumerate(passages)}
+    q = model.encode(rows["anchor"], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    p = model.encode(passages, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    scores = q @ p.T
+    gold = np.array([where[x] for x in rows["positive"]])
+    ranks = (scores > scores[np.arange(len(gold)), gold][:, None]).sum(1) + 1  # 1 = first
+    out = {f"recall@{k}": round(100 * float((ranks <= k).mean()), 2) for k in (1, 5, 10)}
+    out["mrr@10"] = round(float(np.where(ranks <= 10, 1 / ranks, 0).mean()), 4)
+    out["questions"], out["passages"] = len(gold), len(passages)
+    return out
+
+
+def train_retriever(
+    config: RetrieverTrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = False,
+    stop_after_minutes: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any] | None:
+    """Train, save the sentence-transformers model and its model card to ``config.output``, and
+    return the metrics; None when ``stop_after_minutes`` stopped the run at a checkpoint."""
+    try:
+        from datasets import Dataset
+        from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+        from sentence_transformers.base.sampler import BatchSamplers
+        from sentence_transformers.sentence_transformer.losses import (
+            CachedMultipleNegativesRankingLoss,
+            MultipleNegativesRankingLoss,
+        )
+        from transformers import TrainerCallback
+        from transformers.trainer_callback import PrinterCallback
+    except ImportError as err:
+        raise QAError(f"qa train retriever needs the training extra ({err.name} is missing): pip install 'qa[train]'") from None
+
+    output = Path(config.output)
+    checkpoints = output / CHECKPOINTS
+    if resume:
+        if not (checkpoints / CONFIG).is_file() or not any(output.glob(CHECKPOINT_STATE)):
+            raise QAError(f"nothing to resume: no checkpoint in {str(checkpoints)!r}")
+        saved = json.loads((checkpoints / CONFIG).read_text())
+        config = RetrieverTrainConfig(**{**saved, "device": config.device})
+    else:
+        if any(output.glob(CHECKPOINT_STATE)):
+            raise QAError(f"{str(output)!r} holds a checkpoint: pass --resume to continue it, or choose another --output")
+        if not overwrite:
+            training.check_output(output, COMMAND, CHECKPOINT_STATE)
+    device = pick_device(config.device)
+    started = time.perf_counter()
+    index = Index(config.index)
+    triples = mine_triples(config, index, show_progress)
+    if len(triples) <= config.held_out:
+        raise QAError(f"only {len(triples)} training questions were found ({dict(triples.skipped)}): too few to train on")
+    order = list(range(len(triples)))
+    random.Random(config.seed).shuffle(order)
+    held_out, train_rows = triples.rows(order[: config.held_out]), triples.rows(order[config.held_out :])
+    try:
+        model = SentenceTransformer(resolve_model(config.base), device=device)
+    except OSError as err:
+        raise load_error("base model", config.base, err) from err
+    before = recall(model, held_out) if config.held_out else None
+    if log and before:
+        log(f"held-out recall before training: {before}")
+
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    (checkpoints / CONFIG).write_text(json.dumps(asdict(config)))
+    budget = stop_after_minutes * 60 if stop_after_minutes is not None else None
+    stopped = {"early": False}
+
+    class StopAfter(TrainerCallback):
+        """Save a checkpoint and stop once this call's time budget is spent."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if budget is not None and time.perf_counter() - started > budget and state.global_step < state.max_steps:
+                control.should_save = True
+                control.should_training_stop = True
+                stopped["early"] = True
+            if log and state.global_step % config.checkpoint_every == 0 and state.log_history:
+                log(f"step {state.global_step}/{state.max_steps}, {state.log_history[-1]}")
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        warmup_ratio=config.warmup,
+        seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.checkpoint_every,
+        save_total_limit=1,
+        logging_steps=max(1, min(50, config.checkpoint_every)),
+        report_to="none",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate would be a false in-batch negative
+        bf16=device == "cpu" and cpu_has_bf16(),
+        fp16=device.startswith("cuda"),
+        use_cpu=device == "cpu",
+        disable_tqdm=not show_progress,
+        dataloader_drop_last=True,
+    )
+    loss = (CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size) if config.mini_batch_size
+            else MultipleNegativesRankingLoss(model))
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(train_rows), loss=loss,
+                                         callbacks=[StopAfter()])
+    trainer.remove_callback(PrinterCallback)  # it prints the logs on stdout, which --json keeps for its result
+    training_started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    train_seconds = time.perf_counter() - training_started
+    if stopped["early"]:
+        return None
+    after = recall(model, held_out) if config.held_out else None
+    metrics = {
+        "steps": trainer.state.global_step,
+        "epochs": config.epochs,
+        "train_questions": len(train_rows["anchor"]),
+        "held_out_questions": config.held_out,
+        "skipped": dict(triples.skipped),
+        "train_seconds": round(train_seconds, 1),  # this call's part of the training (a resumed run: since the resume)
+        "final_loss": round(float(result.training_loss), 4),
+        "device": training.hardware(device),
+        "recall_before": before,
+        "recall_after": after,
+    }
+    model.save(str(output))
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (output / "README.md").write_text(model_card(config, metrics, triples.sha256))
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return metrics
+
+
+def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: dict[str, str]) -> str:
+    hyper = {k: v for k, v in asdict(config).items() if k not in ("train", "index", "output", "base", "device")}
+    loss = f"CachedMultipleNegativesRankingLoss (mini-batches of {config.mini_batch_size})" if config.mini_batch_size else "MultipleNegativesRankingLoss"
+    lines = [
+        f"# Question and passage encoder fine-tuned from `{config.base}`",
+        "",
+        CARD_MARK,
+        "",
+        f"- Base model: `{config.base}`",
+        *[f"- Training data: `{path}` (sha256 `{digest}`)" for path, digest in sha256.items()],
+        f"- Passages and hard negatives: the index `{config.index}`; {config.negatives} BM25 hard negative(s) per question "
+        f"from its top {config.negative_depth} passages that hold no gold answer",
+        f"- {metrics['train_questions']} training questions ({metrics['skipped']} left out), {metrics['held_out_questions']} held out",
+        f"- Loss: {loss}, batches of {config.batch_size} without duplicates",
+        f"- Trained {metrics['steps']} steps ({config.epochs} epochs) in {metrics['train_seconds'] / 60:.1f} minutes on "
+        f"{metrics['device']}; final loss {metrics['final_loss']:.4f}",
+        f"- Hyper-parameters: `{json.dumps(hyper)}`",
+        "",
+        "Command:",
+        "",
+        "```bash",
+        config.command(),
+        "```",
+        "",
+    ]
+    if metrics["recall_before"]:
+        b, a = metrics["recall_before"], metrics["recall_after"]
+        lines += [
+            f"Held-out questions ({b['questions']}), ranking each one's positive among all {b['passages']} held-out passages "
+            "(positives and hard negatives) by cosine:",
+            "",
+            "| | recall@1 | recall@5 | recall@10 | MRR@10 |",
+            "|---|---|---|---|---|",
+            f"| before (`{config.base}`) | {b['recall@1']} | {b['recall@5']} | {b['recall@10']} | {b['mrr@10']} |",
+            f"| after | {a['recall@1']} | {a['recall@5']} | {a['recall@10']} | {a['mrr@10']} |",
+            "",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""What defines a run of `qa train retriever`: the one place its defaults live (the command line
+reads them from here without importing torch)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass
+
+from qa.embedding import DEFAULT_EMBEDDING_MODEL
+
+
+@dataclass
+class RetrieverTrainConfig:
+    """Everything that defines a training run of the question/passage encoder; saved with the
+    model card. ``train`` are SQuAD-format files; ``index`` is an index holding their documents
+    (positives and BM25 hard negatives are its passages)."""
+
+    train: list[str]
+    index: str
+    output: str
+    base: str = DEFAULT_EMBEDDING_MODEL
+    batch_size: int = 64
+    mini_batch_size: int = 16
+    """Cached MultipleNegativesRankingLoss (GradCache): the batch's in-batch negatives at the memory
+    of this many; 0 for the plain loss (the whole batch in memory)."""
+    negatives: int = 1
+    """BM25 hard negatives per question: top passages that hold none of its gold answers."""
+    negative_depth: int = 30
+    lr: float = 2e-5
+    epochs: float = 1.0
+    warmup: float = 0.1
+    seed: int = 0
+    checkpoint_every: int = 500
+    limit: int | None = None
+    """Train on the first N questions of each file only."""
+    held_out: int = 500
+    """Questions kept out of training to measure recall before and after."""
+    device: str | None = None
+
+    def command(self) -> str:
+        """The `qa train retriever` command line that runs this configuration."""
+        defaults = RetrieverTrainConfig([], "", "")
+        args = ["qa", "train", "retriever"]
+        for path in self.train:
+            args += ["--train", path]
+        args += ["--index", self.index, "--output", self.output]
+        for key, value in asdict(self).items():
+            if key in ("train", "index", "output") or value == getattr(defaults, key):
+                continue
+            flag = "--" + key.replace("_", "-")
+            args += [flag] if value is True else [flag, str(value)]
+        return shlex.join(args)

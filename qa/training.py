@@ -1,0 +1,50 @@
+"""What `qa train reader` and `qa train retriever` share: where a run may write (never over what
+qa did not write), the mark its model card carries, and how it names the hardware it ran on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qa.errors import QAError
+
+
+def card_mark(command: str) -> str:
+    """The line that marks a model card written by ``qa train COMMAND``."""
+    return f"Trained with `qa train {command}`."
+
+
+def is_training_output(folder: Path, command: str, checkpoint: str) -> bool:
+    """True for a folder ``qa train COMMAND`` wrote: a model whose card carries its
+    :func:`card_mark`, or a checkpoint (``checkpoint``: a glob of its state file under
+    ``folder``), or only the hidden leftovers of an interrupted checkpoint."""
+    if any(folder.glob(checkpoint)):
+        return True
+    try:
+        if card_mark(command) in (folder / "README.md").read_text(encoding="utf-8", errors="replace"):
+            return True
+    except OSError:
+        pass
+    return all(p.name.startswith((".checkpoint", "checkpoint")) for p in folder.iterdir())
+
+
+def check_output(output: Path, command: str, checkpoint: str) -> None:
+    """Raise unless ``qa train COMMAND`` may write to ``output``: new, empty, or its own."""
+    if output.is_file():
+        raise QAError(f"--output {str(output)!r} is a file: choose a folder")
+    if output.is_dir() and any(output.iterdir()) and not is_training_output(output, command, checkpoint):
+        raise QAError(
+            f"--output {str(output)!r} is not empty and was not written by qa train {command}; its files "
+            "(README.md, config.json, ...) would be overwritten: choose a new folder, or pass --overwrite"
+        )
+
+
+def hardware(device: str) -> str:
+    """The device a run trained on, for its model card: the GPU's name, or the CPU's with its
+    threads and whether bf16 autocast ran."""
+    import torch
+
+    from qa.device import cpu_has_bf16, cpu_name
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_has_bf16() else "")

@@ -1,0 +1,104 @@
+"""qa train retriever on a tiny random encoder: triples mined from an index, training with
+sentence-transformers, stop and resume, the saved model usable by qa index and qa ask."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+pytest.importorskip("datasets", reason="qa train retriever needs the training extra: pip install 'qa[train]'")
+
+from qa.errors import QAError  # noqa: E402
+from qa.index import Index  # noqa: E402
+from qa.indexer import EmbeddingOptions, PassageOptions, build_index  # noqa: E402
+from qa.retriever.train import RetrieverTrainConfig, mine_triples, train_retriever  # noqa: E402
+
+PLACES = ["paris", "france", "river", "city", "mountain", "company", "tower", "capital"]
+PEOPLE = ["gustave", "eiffel", "engineer", "plants", "cat", "dog", "light", "oxygen"]
+
+
+def squad_file(path, n=24, seed=0):
+    rng = random.Random(seed)
+    articles = []
+    for i in range(n):
+        place, person, other = rng.choice(PLACES), rng.choice(PEOPLE), rng.choice(PEOPLE)
+        context = f"The tower of {place} {i} was built by {person} in 1889. The mat of the {place} was designed by {other}."
+        start = context.index(f"by {person}") + 3
+        articles.append({"title": f"Tower_{i}", "paragraphs": [{"context": context, "qas": [
+            {"id": f"q{i}", "question": f"Who built the tower of {place} {i}?", "answers": [{"text": person, "answer_start": start}]},
+        ]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": articles}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("retriever")
+    train = squad_file(root / "train.json")
+    index = root / "index"
+    build_index(train, index, embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=10, overlap_words=2))
+    return train, index
+
+
+def config(setup, tiny_models, output, **overrides):
+    train, index = setup
+    values = dict(train=[str(train)], index=str(index), output=str(output), base=str(tiny_models["encoder"]), batch_size=4,
+                  mini_batch_size=2, held_out=4, checkpoint_every=2, negative_depth=10)
+    return RetrieverTrainConfig(**{**values, **overrides})
+
+
+def test_triples_hold_the_answer_in_the_positive_and_not_in_the_negative(setup, tiny_models, tmp_path):
+    c = config(setup, tiny_models, tmp_path / "out")
+    triples = mine_triples(c, Index(c.index))
+    data = json.loads(setup[0].read_text())["data"]
+    answers = {p["qas"][0]["question"]: p["qas"][0]["answers"][0]["text"] for a in data for p in a["paragraphs"]}
+    assert len(triples) + sum(triples.skipped.values()) == len(answers)
+    assert len(triples) >= 12
+    for question, positive, negative in zip(*(triples.columns[k] for k in ("anchor", "positive", "negative_1"))):
+        assert answers[question] in positive.lower() and answers[question] not in negative.lower()
+        assert positive.startswith("Tower ")  # embedded as the index embeds: title, then text
+    assert set(triples.skipped) <= {"its answer is not inside one passage", "too few hard negatives in BM25's top passages"}
+
+
+def test_questions_whose_paragraph_is_not_in_the_index_are_left_out(setup, tiny_models, tmp_path):
+    other = squad_file(tmp_path / "other.json", n=5, seed=7)
+    data = json.loads(other.read_text())
+    for article in data["data"]:
+        article["paragraphs"][0]["context"] += " Changed."  # another text: not the indexed paragraph
+    other.write_text(json.dumps(data))
+    c = config(setup, tiny_models, tmp_path / "out", train=[str(other)])
+    triples = mine_triples(c, Index(c.index))
+    assert len(triples) == 0 and triples.skipped == {"its paragraph is not in the index": 5}
+
+
+def test_train_stop_resume_and_use_the_model(setup, tiny_models, tmp_path):
+    from qa.embedding import Embedder, load_question_encoder
+
+    out = tmp_path / "encoder"
+    assert train_retriever(config(setup, tiny_models, out), stop_after_minutes=0) is None  # a checkpoint, then stop
+    assert list(out.glob("checkpoints/checkpoint-*/trainer_state.json"))
+    with pytest.raises(QAError, match="--resume"):
+        train_retriever(config(setup, tiny_models, out))
+    metrics = train_retriever(config(setup, tiny_models, out), resume=True)
+    assert metrics["steps"] == (metrics["train_questions"] // 4) * 1 and metrics["recall_after"]["questions"] == 4
+    assert not (out / "checkpoints").exists()
+    card = (out / "README.md").read_text()
+    assert "Trained with `qa train retriever`." in card and "sha256" in card and "recall@10" in card
+    # the model: a sentence-transformers folder that qa index builds with and that questions are encoded by
+    index = tmp_path / "index"
+    build_index(setup[0], index, embedding=EmbeddingOptions(str(out)), passages=PassageOptions(max_words=10, overlap_words=2))
+    assert Index(index).manifest["dense"]["model"] == str(out.resolve())
+    texts = ["Who built the tower of paris 3?"]
+    np.testing.assert_allclose(load_question_encoder(str(out), precision="fp32").encode(texts),
+                               Embedder(str(out), precision="fp32").encode(texts), atol=1e-5)
+
+
+def test_a_foreign_output_folder_is_refused(setup, tiny_models, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(QAError, match="not written by qa train retriever"):
+        train_retriever(config(setup, tiny_models, tmp_path / "mine"))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
