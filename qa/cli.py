@@ -505,6 +505,12 @@ def train_reader(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Train on the first N questions only.")] = None,
     eval_limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate on N questions (seed 1).")] = None,
     save_dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 for the saved weights.")] = TRAIN_DEFAULTS.save_dtype,
+    teacher: Annotated[
+        Optional[str], typer.Option(help="Distil from this reader (same tokenizer): its logits are computed once and kept with the run.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the teacher's soft targets (hard labels: 1 - alpha).")] = TRAIN_DEFAULTS.alpha,
+    temperature: Annotated[float, typer.Option(min=0.01, help="Softening of both distributions for distillation.")] = TRAIN_DEFAULTS.temperature,
+    layers: Annotated[Optional[int], typer.Option(min=1, help="Start from this many of --base's layers, evenly spaced (a smaller student).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty --output that is not a qa training output (its model files are replaced).")
@@ -524,7 +530,7 @@ def train_reader(
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, epochs=epochs, warmup=warmup,
         weight_decay=weight_decay, seed=seed, freeze_embeddings=freeze_embeddings, negative_fraction=negative_fraction,
         checkpoint_every=checkpoint_every, max_minutes=max_minutes, limit=limit, eval_limit=eval_limit,
-        save_dtype=save_dtype, device=device,
+        save_dtype=save_dtype, teacher=teacher, alpha=alpha, temperature=temperature, layers=layers, device=device,
     )
     metrics = run(
         config,

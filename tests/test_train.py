@@ -192,3 +192,65 @@ def test_the_time_budget_plan_follows_the_measured_speed():
     state.seconds = 700
     _plan(config, state, seconds_per_step=1.0, epoch_steps=5000)
     assert state.total_steps == 101  # over budget: stop at the next step
+
+
+def test_distillation_with_alpha_zero_is_plain_training_and_logits_are_kept_once(tmp_path, tiny_models):
+    """The teacher's logits are those of the teacher on each feature; alpha 0 leaves the hard loss
+    alone (the same run as without a teacher); the logits are computed once per run."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from qa.reader.distill import LOGITS, teacher_logits
+
+    train = squad_file(tmp_path)
+    common = dict(train=str(train), base=str(tiny_models["reader"]), max_length=64, stride=16, batch_size=4, epochs=1, lr=1e-3, seed=3)
+    plain = train_reader(TrainConfig(output=str(tmp_path / "plain"), **common))
+    alpha0 = train_reader(TrainConfig(output=str(tmp_path / "alpha0"), teacher=str(tiny_models["reader"]), alpha=0.0, **common))
+    assert alpha0["final_loss"] == pytest.approx(plain["final_loss"], rel=1e-5)
+    distilled = train_reader(TrainConfig(output=str(tmp_path / "distilled"), teacher=str(tiny_models["reader"]), alpha=0.9, **common))
+    assert distilled["final_loss"] != pytest.approx(plain["final_loss"], rel=1e-3)
+    assert not (tmp_path / "distilled" / "checkpoint-teacher").exists()  # removed with the checkpoint
+    card = (tmp_path / "distilled" / "README.md").read_text()
+    assert f"Distilled from `{tiny_models['reader']}`" in card and "--teacher" in card
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["reader"])
+    data = load_squad(train)
+    features = featurize(data.examples, {d.id: d.text for d in data.documents}, tokenizer, 64, 16)
+    folder = tmp_path / "logits"
+    logits = teacher_logits(str(tiny_models["reader"]), features, 0, folder, "cpu")
+    model = AutoModelForQuestionAnswering.from_pretrained(tiny_models["reader"]).eval()
+    batch = {k: torch.from_numpy(v) for k, v in features.batch([2], 0).items() if not k.endswith("_positions")}
+    with torch.inference_mode():
+        out = model(**batch)
+    n = features.lengths[2]
+    stored = np.asarray(logits[features.offsets[2] : features.offsets[2] + n])
+    np.testing.assert_allclose(stored[:, 0], out.start_logits[0, :n].numpy(), atol=2e-2)
+    mtime = (folder / LOGITS).stat().st_mtime_ns
+    teacher_logits(str(tiny_models["reader"]), features, 0, folder, "cpu")
+    assert (folder / LOGITS).stat().st_mtime_ns == mtime  # reused, not computed again
+
+
+def test_a_teacher_with_another_tokenizer_is_refused(tmp_path, tiny_models):
+    from qa.errors import QAError
+
+    other = tmp_path / "other-teacher"
+    other.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (other / name).write_bytes((tiny_models["reader"] / name).read_bytes())
+    from transformers import BertTokenizer
+
+    BertTokenizer(vocab={t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat"])}).save_pretrained(other)
+    config = TrainConfig(train=str(squad_file(tmp_path)), base=str(tiny_models["reader"]), output=str(tmp_path / "out"),
+                         max_length=64, stride=16, batch_size=4, epochs=1, teacher=str(other))
+    with pytest.raises(QAError, match="tokenises differently"):
+        train_reader(config)
+
+
+def test_a_student_with_fewer_layers(tmp_path, tiny_models):
+    from qa.reader import Reader
+
+    config = TrainConfig(train=str(squad_file(tmp_path)), base=str(tiny_models["reader"]), output=str(tmp_path / "student"),
+                         max_length=64, stride=16, batch_size=4, epochs=1, layers=1, teacher=str(tiny_models["reader"]))
+    train_reader(config)
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["num_hidden_layers"] == 1
+    reader = Reader(tmp_path / "student")
+    assert reader.read("who sat on the mat?", ["the cat sat on the mat ."]) is not None

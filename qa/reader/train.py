@@ -34,6 +34,7 @@ from qa.reader.features import Features, featurize
 from qa.reader.train_config import TrainConfig
 
 STATE = "trainer_state.json"
+TEACHER_DIR = "checkpoint-teacher"  # the teacher's logits while a run lasts (named so that the folder reads as this command's)
 OPTIMIZER = "optimizer.safetensors"
 CALIBRATION_STEPS = 20
 PLAN_WINDOW = 50  # steps whose speed sets the plan
@@ -119,6 +120,10 @@ def train_reader(
         model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError) as err:
         raise load_error("base model", config.base, err) from err
+    if config.layers and not resume:  # a resumed student already has its layers
+        from qa.reader.distill import keep_layers
+
+        keep_layers(model, config.layers)
     model.to(device).train()
     if config.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -134,6 +139,16 @@ def train_reader(
     featurize_seconds = time.perf_counter() - started
     if len(features) == 0:
         raise QAError(f"no training examples in {config.train!r}")
+    teacher = None
+    if config.teacher:
+        from qa.reader.distill import check_same_tokenizer, teacher_logits
+
+        teacher_source = resolve_model(config.teacher)
+        try:
+            check_same_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_source), config.teacher)
+        except (OSError, ValueError) as err:
+            raise load_error("teacher", config.teacher, err) from err
+        teacher = teacher_logits(teacher_source, features, tokenizer.pad_token_id or 0, output / TEACHER_DIR, device, show_progress)
 
     optimizer = _optimizer(model, config)
     per_epoch = math.ceil(math.ceil(len(features) / config.batch_size) / config.grad_accum)
@@ -157,7 +172,7 @@ def train_reader(
             epoch_batches = batches(features.lengths, config.batch_size, config.seed, state.epoch)
             groups = [epoch_batches[i : i + config.grad_accum] for i in range(0, len(epoch_batches), config.grad_accum)]
             while state.batch_in_epoch < len(groups) and state.step < state.total_steps:
-                loss = _step(model, optimizer, scaler, autocast, features, groups[state.batch_in_epoch], pad_id, device, config, state)
+                loss = _step(model, optimizer, scaler, autocast, features, groups[state.batch_in_epoch], pad_id, device, config, state, teacher)
                 state.batch_in_epoch += 1
                 state.step += 1
                 state.losses.append(round(loss, 4))
@@ -204,6 +219,7 @@ def train_reader(
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (output / "README.md").write_text(_model_card(config, metrics, data.sha256, base_card=_qa_card(config.base)))
     shutil.rmtree(checkpoint, ignore_errors=True)
+    shutil.rmtree(output / TEACHER_DIR, ignore_errors=True)
     return metrics
 
 
@@ -234,14 +250,24 @@ def _train_autocast(device: str):
     return lambda: torch.autocast("cpu", enabled=False)
 
 
-def _step(model, optimizer, scaler, autocast, features: Features, group, pad_id, device, config, state) -> float:
+def _step(model, optimizer, scaler, autocast, features: Features, group, pad_id, device, config, state, teacher=None) -> float:
+    """One optimizer step over ``group`` (its batches accumulated): cross-entropy on the hard
+    labels, mixed with the distillation loss (weight ``config.alpha``) when there is a teacher."""
     for g in optimizer.param_groups:
         g["lr"] = learning_rate(config, state)
     total = 0.0
     for indices in group:
         batch = {k: torch.from_numpy(v).to(device) for k, v in features.batch(indices, pad_id).items()}
         with autocast():
-            loss = model(**batch).loss / len(group)
+            out = model(**batch)
+            loss = out.loss
+            if teacher is not None:
+                from qa.reader.distill import batch_logits, distillation_loss
+
+                soft = distillation_loss(out.start_logits, out.end_logits, torch.from_numpy(batch_logits(teacher, features, indices)).to(device),
+                                         batch["attention_mask"], config.temperature)
+                loss = (1 - config.alpha) * loss + config.alpha * soft
+            loss = loss / len(group)
         (scaler.scale(loss) if scaler else loss).backward()
         total += float(loss.detach())
     if scaler:
@@ -352,7 +378,9 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str,
         "",
         CARD_MARK,
         "",
-        f"- Base model: `{config.base}`",
+        f"- Base model: `{config.base}`" + (f", {config.layers} of its layers kept (evenly spaced)" if config.layers else ""),
+        *([f"- Distilled from `{config.teacher}`: soft start/end targets at temperature {config.temperature:g}, weight "
+           f"{config.alpha:g} (hard labels {1 - config.alpha:g})"] if config.teacher else []),
         f"- Training data: `{config.train}` (sha256 `{train_sha256}`), {metrics['train_examples']} questions, "
         f"{metrics['train_features']} features of at most {config.max_length} tokens (stride {config.stride})",
         f"- Trained {metrics['steps']} optimizer steps ({metrics['epochs']} epochs) in {metrics['train_seconds'] / 60:.1f} minutes "

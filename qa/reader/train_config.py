@@ -32,6 +32,13 @@ class TrainConfig:
     limit: int | None = None
     eval_limit: int | None = None
     save_dtype: str = "float32"
+    teacher: str | None = None
+    """A reader whose start/end logits the student learns from (same tokenizer); see qa.reader.distill."""
+    alpha: float = 0.5
+    """Weight of the teacher's soft targets in the loss; the hard labels get 1 - alpha."""
+    temperature: float = 2.0
+    layers: int | None = None
+    """Start from this many of the base's layers (evenly spaced): a smaller, faster student."""
     device: str | None = None
 
     def command(self) -> str:
