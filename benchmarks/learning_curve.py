@@ -35,6 +35,13 @@ def steps_of(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def save(done: dict, args) -> None:
+    done["points"].sort(key=lambda p: p["step"])
+    done.update(questions=args.questions, seed=1, cpu=cpu_info().name, offset=args.offset)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(done, indent=2) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", type=Path, required=True)
@@ -63,10 +70,8 @@ def main() -> int:
         }
         done["points"].append(point)
         print(f"step {point['step']:>6}: EM {point['exact_match']:6.2f}  F1 {point['f1']:6.2f}  ({point['seconds']} s)", file=sys.stderr)
-    done["points"].sort(key=lambda p: p["step"])
-    done.update(questions=args.questions, seed=1, cpu=cpu_info().name, offset=args.offset)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(done, indent=2) + "\n")
+        save(done, args)  # after every point: an interrupted run keeps what it measured
+    save(done, args)
     print("| step | EM | F1 |\n|---|---|---|")
     for p in done["points"]:
         print(f"| {p['step']} | {p['exact_match']:.2f} | {p['f1']:.2f} |")

@@ -612,6 +612,38 @@ def train_retriever(
               f"(build an index with it: qa index CORPUS --embedding-model {escape(str(output))})")
 
 
+@train_app.command("open-data")
+@_friendly_errors
+def train_open_data(
+    train: Annotated[str, typer.Option(help="SQuAD-format training data (e.g. SQuAD v1.1 train).")],
+    index_dir: Annotated[str, typer.Option("--index", help="An index holding the training paragraphs (e.g. the open-squad one).")],
+    output: Annotated[Path, typer.Option(help="The SQuAD v2.0 file to write, for qa train reader --train.")],
+    negatives: Annotated[int, typer.Option(min=0, help="Retrieved passages without an answer per question, labelled unanswerable.")] = 2,
+    retriever: Annotated[RetrieverChoice, typer.Option(help="How passages are retrieved.")] = RetrieverChoice(DEFAULT_RETRIEVER),
+    depth: Annotated[int, typer.Option(min=1, help="Retrieved passages searched for negatives.")] = DEFAULT_TOP_K,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="The first N answerable questions only.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write training data for reading retrieved passages: each question with its gold passage and
+    the retriever's passages that do not answer it (a SQuAD v2.0 file for qa train reader)."""
+    from qa.index import Index
+    from qa.retriever.open_data import open_training_data, write_open_training_data
+
+    if output.exists():
+        raise QAError(f"{str(output)!r} exists: choose a new file (qa never overwrites what it did not write)")
+    data, counts = open_training_data(train, Index(index_dir), negatives=negatives, retriever=retriever.value, depth=depth,
+                                      limit=limit, show_progress=not as_json and err.is_terminal)
+    write_open_training_data(data, output)
+    if as_json:
+        print(json.dumps({"output": str(output), **counts}))
+        return
+    out.print(f"Wrote {escape(str(output))}: {counts['questions']} questions with their gold passage and "
+              f"{counts['negative passages']} retrieved passages without an answer")
+    for what, n in counts.items():
+        if what.endswith("left out: the gold answer is not inside one index passage") or "retrieved passages left out" in what:
+            out.print(f"  {n} {escape(what)}")
+
+
 def _print_result(result: dict) -> None:
     """Print a prediction as ``Prediction.as_dict`` (and the server) give it."""
     if result["reader"] is None:
