@@ -1,4 +1,4 @@
-"""Files the corpus tests write: a minimal PDF and a small CORD-19 release, built here from the
+"""Files the tests write: a minimal PDF, a small CORD-19 release and a small SQuAD file, built here from the
 published layouts (PDF 1.4 with the base-14 Helvetica font; CORD-19 ``metadata.csv`` and the
 ``document_parses`` JSON schema of https://github.com/allenai/cord19)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 
 
 def make_pdf(pages: list[str], title: str = "") -> bytes:
@@ -85,3 +86,22 @@ def cord19_files() -> dict[str, str]:
             "bbb", rows[1]["title"], [("Results", "Nitric oxide is produced by macrophages.")], abstract="Inflammation abstract from the parse."
         ),
     }
+
+
+PLACES = ["paris", "france", "river", "city", "mountain", "company", "tower", "capital"]
+PEOPLE = ["gustave", "eiffel", "engineer", "plants", "cat", "dog", "light", "oxygen"]
+
+
+def squad_questions(path, n=24, seed=0):
+    """A SQuAD file of n one-sentence towers, each with "Who built the tower of PLACE i?"."""
+    rng = random.Random(seed)
+    articles = []
+    for i in range(n):
+        place, person, other = rng.choice(PLACES), rng.choice(PEOPLE), rng.choice(PEOPLE)
+        context = f"The tower of {place} {i} was built by {person} in 1889. The mat of the {place} was designed by {other}."
+        start = context.index(f"by {person}") + 3
+        articles.append({"title": f"Tower_{i}", "paragraphs": [{"context": context, "qas": [
+            {"id": f"q{i}", "question": f"Who built the tower of {place} {i}?", "answers": [{"text": person, "answer_start": start}]},
+        ]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": articles}))
+    return path

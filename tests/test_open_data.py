@@ -13,7 +13,7 @@ from qa.index import Index
 from qa.indexer import EmbeddingOptions, PassageOptions, build_index
 from qa.reader.train import TrainConfig, train_reader
 from qa.retriever.open_data import open_training_data
-from tests.test_train_retriever import squad_file
+from tests.corpus_fixtures import squad_questions as squad_file
 
 
 def test_gold_passages_hold_their_answer_and_negatives_none(tiny_models, tmp_path):

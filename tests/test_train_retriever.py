@@ -4,7 +4,6 @@ sentence-transformers, stop and resume, the saved model usable by qa index and q
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pytest
@@ -15,24 +14,7 @@ from qa.errors import QAError  # noqa: E402
 from qa.index import Index  # noqa: E402
 from qa.indexer import EmbeddingOptions, PassageOptions, build_index  # noqa: E402
 from qa.retriever.train import RetrieverTrainConfig, mine_triples, train_retriever  # noqa: E402
-
-PLACES = ["paris", "france", "river", "city", "mountain", "company", "tower", "capital"]
-PEOPLE = ["gustave", "eiffel", "engineer", "plants", "cat", "dog", "light", "oxygen"]
-
-
-def squad_file(path, n=24, seed=0):
-    rng = random.Random(seed)
-    articles = []
-    for i in range(n):
-        place, person, other = rng.choice(PLACES), rng.choice(PEOPLE), rng.choice(PEOPLE)
-        context = f"The tower of {place} {i} was built by {person} in 1889. The mat of the {place} was designed by {other}."
-        start = context.index(f"by {person}") + 3
-        articles.append({"title": f"Tower_{i}", "paragraphs": [{"context": context, "qas": [
-            {"id": f"q{i}", "question": f"Who built the tower of {place} {i}?", "answers": [{"text": person, "answer_start": start}]},
-        ]}]})
-    path.write_text(json.dumps({"version": "1.1", "data": articles}))
-    return path
-
+from tests.corpus_fixtures import squad_questions as squad_file  # noqa: E402
 
 @pytest.fixture(scope="module")
 def setup(tiny_models, tmp_path_factory):
