@@ -18,13 +18,21 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from qa.corpora.squad import load_squad
+from qa.corpora.squad import Example, load_squad
 from qa.errors import QAError
-from qa.index import Index
+from qa.index import Index, Passage
 from qa.progress import progress_bar
 from qa.retriever.retrievers import make_retriever
 
 SEARCH_BATCH = 256
+
+
+def gold_passage(passages: list[Passage], example: Example) -> Passage | None:
+    """Of a paragraph's index passages, the first that holds ``example``'s first gold answer
+    whole (None when the windows cut it, or the example has no offset)."""
+    start = example.answer_starts[0] if example.answer_starts else -1
+    end = start + len(example.answers[0])
+    return next((p for p in passages if 0 <= start and p.start <= start and end <= p.end), None)
 
 
 def open_training_data(
@@ -56,15 +64,13 @@ def open_training_data(
             hit_lists = search.search_batch([e.question for e in group], depth, evidence=False)
             for e, hits in zip(group, hit_lists):
                 gold = index.store.passages_with_content(documents[e.doc_id].sha256)
-                start = e.answer_starts[0] if e.answer_starts else -1
-                end = start + len(e.answers[0])
-                positive = next((p for p in gold if p.start <= start and end <= p.end), None)
+                positive = gold_passage(gold, e)
                 if positive is None:
                     counts["questions left out: the gold answer is not inside one index passage"] += 1
                     continue
                 counts["questions"] += 1
                 add(positive, {"id": e.id, "question": e.question, "is_impossible": False,
-                               "answers": [{"text": e.answers[0], "answer_start": start - positive.start}]})
+                               "answers": [{"text": e.answers[0], "answer_start": e.answer_starts[0] - positive.start}]})
                 gold_ids = {p.idx for p in gold}
                 answers = [a.lower() for a in e.answers]
                 taken = 0

@@ -34,6 +34,7 @@ from qa.errors import QAError
 from qa.hub import load_error, resolve_model
 from qa.index import Index
 from qa.progress import progress_bar
+from qa.retriever.open_data import gold_passage
 from qa.retriever.retrievers import make_retriever
 from qa.retriever.train_config import RetrieverTrainConfig
 
@@ -79,9 +80,7 @@ def mine_triples(config: RetrieverTrainConfig, index: Index, show_progress: bool
             if not passages:
                 triples.skipped["its paragraph is not in the index"] += 1
                 continue
-            start = e.answer_starts[0] if e.answer_starts else -1
-            end = start + len(e.answers[0])
-            positive = next((p for p in passages if p.start <= start and end <= p.end), None)
+            positive = gold_passage(passages, e)
             if positive is None:
                 triples.skipped["its answer is not inside one passage"] += 1
                 continue
