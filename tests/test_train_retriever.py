@@ -56,7 +56,8 @@ def test_questions_whose_paragraph_is_not_in_the_index_are_left_out(setup, tiny_
     assert len(triples) == 0 and triples.skipped == {"its paragraph is not in the index": 5}
 
 
-def test_train_stop_resume_and_use_the_model(setup, tiny_models, tmp_path):
+def test_train_stop_resume_and_use_the_model(setup, tiny_models, tmp_path, monkeypatch):
+    import qa.retriever.train
     from qa.embedding import Embedder, load_question_encoder
 
     out = tmp_path / "encoder"
@@ -64,6 +65,8 @@ def test_train_stop_resume_and_use_the_model(setup, tiny_models, tmp_path):
     assert list(out.glob("checkpoints/checkpoint-*/trainer_state.json"))
     with pytest.raises(QAError, match="--resume"):
         train_retriever(config(setup, tiny_models, out))
+    assert (out / "checkpoints" / "qa_triples.json").is_file()
+    monkeypatch.setattr(qa.retriever.train, "mine_triples", lambda *a, **k: pytest.fail("a resume searched again"))
     metrics = train_retriever(config(setup, tiny_models, out), resume=True)
     assert metrics["steps"] == (metrics["train_questions"] // 4) * 1 and metrics["recall_after"]["questions"] == 4
     assert not (out / "checkpoints").exists()

@@ -41,6 +41,7 @@ from qa.retriever.train_config import RetrieverTrainConfig
 COMMAND = "retriever"
 CHECKPOINTS = "checkpoints"
 CONFIG = "qa_train_config.json"
+TRIPLES = "qa_triples.json"  # the mined rows, kept for --resume
 CHECKPOINT_STATE = f"{CHECKPOINTS}/checkpoint-*/trainer_state.json"
 CARD_MARK = training.card_mark(COMMAND)
 SEARCH_BATCH = 256  # questions per BM25 search call while mining
@@ -160,8 +161,12 @@ def train_retriever(
             training.check_output(output, COMMAND, CHECKPOINT_STATE)
     device = pick_device(config.device)
     started = time.perf_counter()
-    index = Index(config.index)
-    triples = mine_triples(config, index, show_progress)
+    mined = checkpoints / TRIPLES
+    if resume and mined.is_file():  # mined once per run: a resume does not search again
+        saved_triples = json.loads(mined.read_text())
+        triples = Triples(saved_triples["columns"], Counter(saved_triples["skipped"]), saved_triples["sha256"])
+    else:
+        triples = mine_triples(config, Index(config.index), show_progress)
     if len(triples) <= config.held_out:
         raise QAError(f"only {len(triples)} training questions were found ({dict(triples.skipped)}): too few to train on")
     order = list(range(len(triples)))
@@ -177,6 +182,8 @@ def train_retriever(
 
     checkpoints.mkdir(parents=True, exist_ok=True)
     (checkpoints / CONFIG).write_text(json.dumps(asdict(config)))
+    if not mined.is_file():
+        mined.write_text(json.dumps({"columns": triples.columns, "skipped": triples.skipped, "sha256": triples.sha256}))
     budget = stop_after_minutes * 60 if stop_after_minutes is not None else None
     stopped = {"early": False}
 
