@@ -475,7 +475,7 @@ def _listen(host: str, port: int):
 
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 TRAIN_DEFAULTS = TrainConfig(train="", base="", output="")
-RETRIEVER_DEFAULTS = RetrieverTrainConfig(train=[], index="", output="")
+RETRIEVER_DEFAULTS = RetrieverTrainConfig(train=[], index=[], output="")
 app.add_typer(train_app, name="train")
 
 
@@ -560,7 +560,8 @@ def train_retriever(
         Optional[list[str]], typer.Option(help="SQuAD-format training data (repeatable): SQuAD v1.1 train, COVID-QA train.")
     ] = None,
     index_dir: Annotated[
-        Optional[str], typer.Option("--index", help="An index holding the training questions' paragraphs: its passages are the positives and hard negatives.")
+        Optional[list[str]],
+        typer.Option("--index", help="An index holding the training paragraphs (its passages are the positives and hard negatives): one for all --train files, or one per file, in order."),
     ] = None,
     output: Annotated[Path, typer.Option(help="Where the sentence-transformers model, its card and checkpoints go.")] = Path("retriever"),
     base: Annotated[str, typer.Option(help="Encoder to start from: a folder or hub id.")] = RETRIEVER_DEFAULTS.base,
@@ -591,7 +592,7 @@ def train_retriever(
     if not resume and not (train and index_dir):
         raise QAError("--train and --index are required (or --resume to continue a checkpoint)")
     config = RetrieverTrainConfig(
-        train=list(train or []), index=index_dir or "", output=str(output), base=base, batch_size=batch_size,
+        train=list(train or []), index=list(index_dir or []), output=str(output), base=base, batch_size=batch_size,
         mini_batch_size=mini_batch_size, negatives=negatives, negative_depth=negative_depth, lr=lr, epochs=epochs,
         warmup=warmup, seed=seed, checkpoint_every=checkpoint_every, limit=limit, held_out=held_out, device=device,
     )

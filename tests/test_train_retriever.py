@@ -27,14 +27,14 @@ def setup(tiny_models, tmp_path_factory):
 
 def config(setup, tiny_models, output, **overrides):
     train, index = setup
-    values = dict(train=[str(train)], index=str(index), output=str(output), base=str(tiny_models["encoder"]), batch_size=4,
+    values = dict(train=[str(train)], index=[str(index)], output=str(output), base=str(tiny_models["encoder"]), batch_size=4,
                   mini_batch_size=2, held_out=4, checkpoint_every=2, negative_depth=10)
     return RetrieverTrainConfig(**{**values, **overrides})
 
 
 def test_triples_hold_the_answer_in_the_positive_and_not_in_the_negative(setup, tiny_models, tmp_path):
     c = config(setup, tiny_models, tmp_path / "out")
-    triples = mine_triples(c, Index(c.index))
+    triples = mine_triples(c)
     data = json.loads(setup[0].read_text())["data"]
     answers = {p["qas"][0]["question"]: p["qas"][0]["answers"][0]["text"] for a in data for p in a["paragraphs"]}
     assert len(triples) + sum(triples.skipped.values()) == len(answers)
@@ -51,9 +51,11 @@ def test_questions_whose_paragraph_is_not_in_the_index_are_left_out(setup, tiny_
     for article in data["data"]:
         article["paragraphs"][0]["context"] += " Changed."  # another text: not the indexed paragraph
     other.write_text(json.dumps(data))
-    c = config(setup, tiny_models, tmp_path / "out", train=[str(other)])
-    triples = mine_triples(c, Index(c.index))
-    assert len(triples) == 0 and triples.skipped == {"its paragraph is not in the index": 5}
+    c = config(setup, tiny_models, tmp_path / "out", train=[str(setup[0]), str(other)], index=[str(setup[1])] * 2)
+    triples = mine_triples(c)
+    assert triples.skipped["its paragraph is not in the index"] == 5 and len(triples) >= 12
+    with pytest.raises(QAError, match="one per file"):
+        mine_triples(config(setup, tiny_models, tmp_path / "out", train=[str(other)] * 3, index=[str(setup[1])] * 2))
 
 
 def test_train_stop_resume_and_use_the_model(setup, tiny_models, tmp_path, monkeypatch):

@@ -62,11 +62,14 @@ class Triples:
         return {name: [values[i] for i in indices] for name, values in self.columns.items()}
 
 
-def mine_triples(config: RetrieverTrainConfig, index: Index, show_progress: bool = False) -> Triples:
-    """The (question, positive, hard negatives) rows of ``config.train`` over ``index``."""
+def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> Triples:
+    """The (question, positive, hard negatives) rows of ``config.train`` over their indexes."""
+    if len(config.index) not in (1, len(config.train)):
+        raise QAError(f"give one --index for all --train files, or one per file: {len(config.train)} files, {len(config.index)} indexes")
     triples = Triples(columns={"anchor": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(config.negatives)}})
-    bm25 = make_retriever(index, "bm25")
-    for path in config.train:
+    for file_number, path in enumerate(config.train):
+        index = Index(config.index_of(file_number))
+        bm25 = make_retriever(index, "bm25")
         data = load_squad(path)
         triples.sha256[path] = data.sha256
         documents = {d.id: d for d in data.documents}
@@ -166,7 +169,7 @@ def train_retriever(
         saved_triples = json.loads(mined.read_text())
         triples = Triples(saved_triples["columns"], Counter(saved_triples["skipped"]), saved_triples["sha256"])
     else:
-        triples = mine_triples(config, Index(config.index), show_progress)
+        triples = mine_triples(config, show_progress)
     if len(triples) <= config.held_out:
         raise QAError(f"only {len(triples)} training questions were found ({dict(triples.skipped)}): too few to train on")
     order = list(range(len(triples)))
@@ -257,7 +260,7 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
         "",
         f"- Base model: `{config.base}`",
         *[f"- Training data: `{path}` (sha256 `{digest}`)" for path, digest in sha256.items()],
-        f"- Passages and hard negatives: the index `{config.index}`; {config.negatives} BM25 hard negative(s) per question "
+        f"- Passages and hard negatives: the index(es) {', '.join(f'`{i}`' for i in config.index)}; {config.negatives} BM25 hard negative(s) per question "
         f"from its top {config.negative_depth} passages that hold no gold answer",
         f"- {metrics['train_questions']} training questions ({metrics['skipped']} left out), {metrics['held_out_questions']} held out",
         f"- Loss: {loss}, batches of {config.batch_size} without duplicates",

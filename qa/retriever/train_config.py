@@ -12,11 +12,11 @@ from qa.embedding import DEFAULT_EMBEDDING_MODEL
 @dataclass
 class RetrieverTrainConfig:
     """Everything that defines a training run of the question/passage encoder; saved with the
-    model card. ``train`` are SQuAD-format files; ``index`` is an index holding their documents
-    (positives and BM25 hard negatives are its passages)."""
+    model card. ``train`` are SQuAD-format files; ``index`` the indexes holding their documents
+    (positives and BM25 hard negatives are their passages): one for all the files, or one per file."""
 
     train: list[str]
-    index: str
+    index: list[str]
     output: str
     base: str = DEFAULT_EMBEDDING_MODEL
     batch_size: int = 64
@@ -37,13 +37,19 @@ class RetrieverTrainConfig:
     """Questions kept out of training to measure recall before and after."""
     device: str | None = None
 
+    def index_of(self, i: int) -> str:
+        """The index of training file ``i``."""
+        return self.index[0] if len(self.index) == 1 else self.index[i]
+
     def command(self) -> str:
         """The `qa train retriever` command line that runs this configuration."""
-        defaults = RetrieverTrainConfig([], "", "")
+        defaults = RetrieverTrainConfig([], [], "")
         args = ["qa", "train", "retriever"]
         for path in self.train:
             args += ["--train", path]
-        args += ["--index", self.index, "--output", self.output]
+        for path in self.index:
+            args += ["--index", path]
+        args += ["--output", self.output]
         for key, value in asdict(self).items():
             if key in ("train", "index", "output") or value == getattr(defaults, key):
                 continue
