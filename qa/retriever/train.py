@@ -206,7 +206,7 @@ def train_retriever(
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.lr,
-        warmup_ratio=config.warmup,
+        warmup_steps=config.warmup,  # a float below 1: a fraction of the steps (transformers 5)
         seed=config.seed,
         save_strategy="steps",
         save_steps=config.checkpoint_every,
