@@ -185,7 +185,7 @@ def train_retriever(
 
     checkpoints.mkdir(parents=True, exist_ok=True)
     (checkpoints / CONFIG).write_text(json.dumps(asdict(config)))
-    if not mined.is_file():
+    if not (resume and mined.is_file()):  # a fresh run replaces what an interrupted one may have left
         mined.write_text(json.dumps({"columns": triples.columns, "skipped": triples.skipped, "sha256": triples.sha256}))
     budget = stop_after_minutes * 60 if stop_after_minutes is not None else None
     stopped = {"early": False}
