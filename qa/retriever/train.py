@@ -179,6 +179,7 @@ def train_retriever(
         model = SentenceTransformer(resolve_model(config.base), device=device)
     except OSError as err:
         raise load_error("base model", config.base, err) from err
+    model.model_card_data.generate_widget_examples = False  # qa writes its own card; this only printed a bar
     before = recall(model, held_out) if config.held_out else None
     if log and before:
         log(f"held-out recall before training: {before}")
