@@ -479,6 +479,21 @@ RETRIEVER_DEFAULTS = RetrieverTrainConfig(train=[], index=[], output="")
 app.add_typer(train_app, name="train")
 
 
+def _printed_as_stopped_or_json(metrics, as_json: bool, command: str, output: Path, checkpoint: Path) -> bool:
+    """Print what ``qa train COMMAND`` says when it stopped at a checkpoint (``metrics`` None) or
+    when --json asks for the metrics; True when it printed, leaving only the text summary to print."""
+    if metrics is None:
+        if as_json:
+            print(json.dumps({"stopped": True, "checkpoint": str(checkpoint)}))
+        else:
+            out.print(escape(f"Stopped with a checkpoint in {checkpoint}: continue with `qa train {command} --output {output} --resume`"))
+        return True
+    if as_json:
+        print(json.dumps(metrics))
+        return True
+    return False
+
+
 @train_app.command("reader")
 @_friendly_errors
 def train_reader(
@@ -540,14 +555,7 @@ def train_reader(
         stop_after_minutes=stop_after_minutes,
         log=None if err.is_terminal else lambda line: err.print(line, highlight=False),
     )
-    if metrics is None:
-        if as_json:
-            print(json.dumps({"stopped": True, "checkpoint": str(output / "checkpoint")}))
-        else:
-            out.print(escape(f"Stopped with a checkpoint in {output / 'checkpoint'}: continue with `qa train reader --output {output} --resume`"))
-        return
-    if as_json:
-        print(json.dumps(metrics))
+    if _printed_as_stopped_or_json(metrics, as_json, "reader", output, output / "checkpoint"):
         return
     scores = f", EM {metrics['exact_match']:.2f} / F1 {metrics['f1']:.2f}" if "exact_match" in metrics else ""
     out.print(f"Trained {metrics['steps']} steps in {metrics['train_seconds'] / 60:.1f} min{scores}; model in {escape(str(output))}")
@@ -598,14 +606,7 @@ def train_retriever(
     )
     metrics = run(config, resume=resume, overwrite=overwrite, show_progress=not as_json and err.is_terminal,
                   stop_after_minutes=stop_after_minutes, log=lambda line: err.print(escape(line), highlight=False))
-    if metrics is None:
-        if as_json:
-            print(json.dumps({"stopped": True, "checkpoint": str(output / "checkpoints")}))
-        else:
-            out.print(escape(f"Stopped with a checkpoint in {output / 'checkpoints'}: continue with `qa train retriever --output {output} --resume`"))
-        return
-    if as_json:
-        print(json.dumps(metrics))
+    if _printed_as_stopped_or_json(metrics, as_json, "retriever", output, output / "checkpoints"):
         return
     after = metrics["recall_after"]
     scores = f"; held-out recall@10 {metrics['recall_before']['recall@10']} -> {after['recall@10']}" if after else ""

@@ -3,6 +3,8 @@ qa did not write), the mark its model card carries, and how it names the hardwar
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from qa.errors import QAError
@@ -48,3 +50,20 @@ def hardware(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
     return f"{cpu_name()}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_has_bf16() else "")
+
+
+def changed_options(config, defaults, skip: tuple[str, ...]) -> list[str]:
+    """``--option value`` for each field of the dataclass ``config`` that differs from ``defaults``
+    (``--flag`` alone for True), fields in ``skip`` left out: the tail of a run's command line."""
+    args: list[str] = []
+    for key, value in asdict(config).items():
+        if key in skip or value == getattr(defaults, key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
+def card_footer(hyper: dict, command: str) -> list[str]:
+    """The model card's lines that give a run's hyper-parameters and the command that ran it."""
+    return [f"- Hyper-parameters: `{json.dumps(hyper)}`", "", "Command:", "", "```bash", command, "```", ""]

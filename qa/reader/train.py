@@ -385,14 +385,7 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str,
         f"{metrics['train_features']} features of at most {config.max_length} tokens (stride {config.stride})",
         f"- Trained {metrics['steps']} optimizer steps ({metrics['epochs']} epochs) in {metrics['train_seconds'] / 60:.1f} minutes "
         f"on {metrics['device']}; final loss {metrics['final_loss']:.3f}",
-        f"- Hyper-parameters: `{json.dumps(hyper)}`",
-        "",
-        "Command:",
-        "",
-        "```bash",
-        config.command(),
-        "```",
-        "",
+        *training.card_footer(hyper, config.command()),
     ]
     if "exact_match" in metrics:
         lines += [

@@ -4,7 +4,9 @@ command line reads them from here without importing torch)."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from qa.training import changed_options
 
 
 @dataclass
@@ -43,11 +45,6 @@ class TrainConfig:
 
     def command(self) -> str:
         """The `qa train reader` command line that runs this configuration."""
-        defaults = TrainConfig(self.train, self.base, self.output)
         args = ["qa", "train", "reader", "--train", self.train, "--base", self.base, "--output", self.output]
-        for key, value in asdict(self).items():
-            if key in ("train", "base", "output") or value == getattr(defaults, key):
-                continue
-            flag = "--" + key.replace("_", "-")
-            args += [flag] if value is True else [flag, str(value)]
+        args += changed_options(self, TrainConfig(self.train, self.base, self.output), skip=("train", "base", "output"))
         return shlex.join(args)

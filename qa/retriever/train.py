@@ -267,14 +267,7 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
         f"- Loss: {loss}, batches of {config.batch_size} without duplicates",
         f"- Trained {metrics['steps']} steps ({config.epochs} epochs) in {metrics['train_seconds'] / 60:.1f} minutes on "
         f"{metrics['device']}; final loss {metrics['final_loss']:.4f}",
-        f"- Hyper-parameters: `{json.dumps(hyper)}`",
-        "",
-        "Command:",
-        "",
-        "```bash",
-        config.command(),
-        "```",
-        "",
+        *training.card_footer(hyper, config.command()),
     ]
     if metrics["recall_before"]:
         b, a = metrics["recall_before"], metrics["recall_after"]

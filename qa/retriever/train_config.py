@@ -4,9 +4,10 @@ reads them from here without importing torch)."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from qa.embedding import DEFAULT_EMBEDDING_MODEL
+from qa.training import changed_options
 
 
 @dataclass
@@ -43,16 +44,11 @@ class RetrieverTrainConfig:
 
     def command(self) -> str:
         """The `qa train retriever` command line that runs this configuration."""
-        defaults = RetrieverTrainConfig([], [], "")
         args = ["qa", "train", "retriever"]
         for path in self.train:
             args += ["--train", path]
         for path in self.index:
             args += ["--index", path]
         args += ["--output", self.output]
-        for key, value in asdict(self).items():
-            if key in ("train", "index", "output") or value == getattr(defaults, key):
-                continue
-            flag = "--" + key.replace("_", "-")
-            args += [flag] if value is True else [flag, str(value)]
+        args += changed_options(self, RetrieverTrainConfig([], [], ""), skip=("train", "index", "output"))
         return shlex.join(args)
