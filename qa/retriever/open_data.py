@@ -14,6 +14,7 @@ its content, so any index built from the training file serves.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -50,6 +51,7 @@ def open_training_data(
     documents = {d.id: d for d in data.documents}
     examples = [e for e in data.examples if e.answerable][:limit]
     search = make_retriever(index, retriever)
+    passages_of = functools.cache(index.store.passages_with_content)  # a paragraph has several questions
     paragraphs: dict[int, dict] = {}
     counts: Counter = Counter()
 
@@ -63,7 +65,7 @@ def open_training_data(
             group = examples[first : first + SEARCH_BATCH]
             hit_lists = search.search_batch([e.question for e in group], depth, evidence=False)
             for e, hits in zip(group, hit_lists):
-                gold = index.store.passages_with_content(documents[e.doc_id].sha256)
+                gold = passages_of(documents[e.doc_id].sha256)
                 positive = gold_passage(gold, e)
                 if positive is None:
                     counts["questions left out: the gold answer is not inside one index passage"] += 1

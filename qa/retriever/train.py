@@ -15,6 +15,7 @@ after training. End-to-end retrieval on benchmark corpora is ``qa evaluate``'s j
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -75,12 +76,10 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
         documents = {d.id: d for d in data.documents}
         examples = [e for e in data.examples if e.answerable][: config.limit]
         found: list[tuple[Any, Any]] = []  # (example, positive passage)
-        passages_of: dict[str, list] = {}
+        passages_of = functools.cache(index.store.passages_with_content)  # a paragraph has several questions
         for e in examples:
             doc = documents[e.doc_id]
-            if doc.sha256 not in passages_of:
-                passages_of[doc.sha256] = index.store.passages_with_content(doc.sha256)
-            passages = passages_of[doc.sha256]
+            passages = passages_of(doc.sha256)
             if not passages:
                 triples.skipped["its paragraph is not in the index"] += 1
                 continue
