@@ -40,6 +40,21 @@ def check_output(output: Path, command: str, checkpoint: str) -> None:
         )
 
 
+def check_work_folder(folder: Path, patterns: tuple[str, ...], command: str) -> None:
+    """Raise when ``folder`` (one ``qa train COMMAND`` fills during a run and deletes at its end)
+    holds anything its names do not match: that was not written by qa, and would be deleted."""
+    import fnmatch
+
+    if not folder.exists():
+        return
+    foreign = [p.name for p in folder.iterdir() if not any(fnmatch.fnmatch(p.name, pattern) for pattern in patterns)] if folder.is_dir() else [folder.name]
+    if foreign:
+        raise QAError(
+            f"{str(folder)!r} holds {foreign[0]!r}, which qa train {command} did not write, and the run would delete the "
+            "folder at its end: move it away or choose another --output"
+        )
+
+
 def hardware(device: str) -> str:
     """The device a run trained on, for its model card: the GPU's name, or the CPU's with its
     threads and whether bf16 autocast ran."""

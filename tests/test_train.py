@@ -254,3 +254,16 @@ def test_a_student_with_fewer_layers(tmp_path, tiny_models):
     assert json.loads((tmp_path / "student" / "config.json").read_text())["num_hidden_layers"] == 1
     reader = Reader(tmp_path / "student")
     assert reader.read("who sat on the mat?", ["the cat sat on the mat ."]) is not None
+
+
+def test_a_teacher_folder_qa_did_not_write_is_not_deleted(tmp_path, tiny_models):
+    from qa.errors import QAError
+
+    out = tmp_path / "out"
+    (out / "checkpoint-teacher").mkdir(parents=True)
+    (out / "checkpoint-teacher" / "notes.txt").write_text("keep me")
+    config = TrainConfig(train=str(squad_file(tmp_path)), base=str(tiny_models["reader"]), output=str(out),
+                         max_length=64, stride=16, batch_size=4, epochs=1)
+    with pytest.raises(QAError, match="did not write"):
+        train_reader(config, overwrite=True)
+    assert (out / "checkpoint-teacher" / "notes.txt").read_text() == "keep me"

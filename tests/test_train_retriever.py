@@ -89,3 +89,12 @@ def test_a_foreign_output_folder_is_refused(setup, tiny_models, tmp_path):
     with pytest.raises(QAError, match="not written by qa train retriever"):
         train_retriever(config(setup, tiny_models, tmp_path / "mine"))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_checkpoints_folder_qa_did_not_write_is_not_deleted(setup, tiny_models, tmp_path):
+    out = tmp_path / "mine"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "notes.txt").write_text("keep me")
+    with pytest.raises(QAError, match="did not write"):
+        train_retriever(config(setup, tiny_models, out), overwrite=True)
+    assert (out / "checkpoints" / "notes.txt").read_text() == "keep me"

@@ -114,6 +114,9 @@ def train_reader(
         if not overwrite:
             check_output(output)
         source = resolve_model(config.base)
+    from qa.reader.distill import LOGITS, RECORD
+
+    training.check_work_folder(output / TEACHER_DIR, (LOGITS, RECORD), "reader")  # removed at the end
     torch.manual_seed(config.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)

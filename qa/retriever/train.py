@@ -161,6 +161,7 @@ def train_retriever(
             raise QAError(f"{str(output)!r} holds a checkpoint: pass --resume to continue it, or choose another --output")
         if not overwrite:
             training.check_output(output, COMMAND, CHECKPOINT_STATE)
+    training.check_work_folder(checkpoints, (CONFIG, TRIPLES, "checkpoint-*"), COMMAND)  # removed at the end
     device = pick_device(config.device)
     started = time.perf_counter()
     mined = checkpoints / TRIPLES
