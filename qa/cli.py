@@ -195,6 +195,18 @@ def index(
         str, typer.Option(help=f"FAISS index: {', '.join(DENSE_KINDS)} (auto: exact below 200,000 passages, else IVF).")
     ] = LayoutOptions.dense_index,
     device: DeviceOption = None,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray", metavar="ADDRESS",
+            help="Read, split and embed on a Ray cluster: 'auto' (the cluster this machine belongs to), a cluster's "
+            "address, or 'local' (start Ray on this machine). Needs pip install \"qa[ray]\".",
+            show_default=False,
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        Optional[int], typer.Option(min=1, help="Embedding actors of a --ray build. Default: one per GPU, else one per 2 CPUs.", show_default=False)
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index a collection for `qa ask`: .txt, .md, .html, .pdf, .json(.gz), .jsonl(.gz), SQuAD and COVID-QA
@@ -204,7 +216,10 @@ def index(
         return
     if path is None:
         raise QAError("qa index needs the corpus to index: qa index PATH (or qa index --check to verify an index)")
-    from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, ReadOptions, build_index
+    from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions, build_index
+
+    if ray_workers is not None and ray is None:
+        raise QAError("--ray-workers sets the workers of a --ray build: add --ray local, --ray auto or --ray ADDRESS")
 
     result = build_index(
         path,
@@ -215,6 +230,7 @@ def index(
         embedding=EmbeddingOptions(embedding_model, device, batch_size),
         layout_options=LayoutOptions(dense_index),
         show_progress=not as_json and err.is_terminal,
+        ray=None if ray is None else RayOptions(ray, ray_workers),
     )
     for warning in result.report.warnings[:20]:
         err.print(f"[yellow]warning:[/] {escape(warning)}")

@@ -28,6 +28,7 @@ import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,50 +70,94 @@ def read_corpus(
 
     With ``include`` globs, only matching files are read; files matching an ``exclude`` glob are
     not. Documents whose id was already seen are skipped ("duplicate id").
+
+    The three stages — :func:`corpus_parts` lists, :func:`read_part` reads one part,
+    :class:`DocumentFilter` keeps what can be indexed — are also what a parallel build runs
+    (``qa index --ray`` reads parts on several workers and filters in order on the driver).
     """
+    report = report if report is not None else ReadReport()
+    parts = corpus_parts(path, report, include=include, exclude=exclude)
+    keep = DocumentFilter(report)
+    fields = (id_field, title_field, text_field)
+    for done, part in enumerate(parts, start=1):
+        for doc in read_part(part, report, fields, max_file_mb):
+            if keep(doc):
+                yield doc
+        _progress(report, done, len(parts))
+
+
+@dataclass(frozen=True)
+class CorpusPart:
+    """What one reader reads: a file (``kind="file"``) or a whole CORD-19 release (``kind="cord19"``,
+    read from its metadata.csv); ``base`` is the folder sources are named relative to."""
+
+    kind: str
+    path: Path
+    base: Path
+
+    @property
+    def source(self) -> str:
+        return self.path.relative_to(self.base).as_posix()
+
+
+def corpus_parts(
+    path: str | Path, report: ReadReport, *, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[CorpusPart]:
+    """The parts of ``path`` to read, in reading order: its files (selected by ``include`` and
+    ``exclude``, counted in ``report.files_selected``) and CORD-19 releases. Names only: nothing is read."""
     root = Path(path).expanduser()
     if not root.exists():
         raise QAError(f"corpus path {str(path)!r} does not exist")
-    report = report if report is not None else ReadReport()
-    base = root.parent if root.is_file() else root
-    fields = (id_field, title_field, text_field)
-    seen: set[str] = set()
-    for doc in _documents(root, base, report, list(include), list(exclude), fields, max_file_mb):
-        where = f"{doc.source} ({doc.id})"
-        if not doc.text or doc.text.isspace():
-            report.skip(where, "empty text")
-        elif not _encodable(doc):
-            report.skip(where, "invalid Unicode (lone surrogate)")
-        elif doc.id in seen:
-            report.skip(where, "duplicate id")
-        else:
-            seen.add(doc.id)
-            report.documents += 1
-            yield doc
-
-
-def _documents(root, base, report, include, exclude, fields, max_file_mb) -> Iterator[Document]:
     if root.is_file():
         report.files_selected += 1
-        yield from _read_file(root, base, report, fields, max_file_mb)
-        _progress(report, 1, 1)
-        return
+        return [CorpusPart("file", root, root.parent)]
     if is_cord19(root):
-        yield from _read_cord19(root, base, report)
-        return
+        return [CorpusPart("cord19", root, root)]
     files = _walk(root, report)
     cord19_roots = [f.parent for f in files if f.name == "metadata.csv" and is_cord19(f.parent)]
-    for done, file in enumerate(files, start=1):
+    parts = []
+    for file in files:
         release = next((r for r in cord19_roots if file.is_relative_to(r)), None)
         if release is not None:  # a CORD-19 release is read from its metadata.csv, parses and all
             if file == release / "metadata.csv":
-                yield from _read_cord19(release, base, report)
+                parts.append(CorpusPart("cord19", release, root))
+        elif _selected(file.relative_to(root).as_posix(), list(include), list(exclude)):
+            report.files_selected += 1
+            parts.append(CorpusPart("file", file, root))
+    return parts
+
+
+def read_part(part: CorpusPart, report: ReadReport, fields=("id", "title", "text"), max_file_mb: float = DEFAULT_MAX_FILE_MB) -> Iterator[Document]:
+    """The documents of one part, as read (not yet filtered by :class:`DocumentFilter`); what
+    cannot be read is skipped in ``report`` with a reason."""
+    if part.kind == "cord19":
+        yield from _read_cord19(part.path, part.base, report)
+    else:
+        yield from _read_file(part.path, part.base, report, fields, max_file_mb)
+
+
+class DocumentFilter:
+    """Called on each document in reading order: True for a document to index; False (with
+    the reason in the report) for an empty one, one that UTF-8 cannot store, or a second
+    document with an id already seen. Counts kept documents in ``report.documents``."""
+
+    def __init__(self, report: ReadReport):
+        self.report = report
+        self.seen: set[str] = set()
+
+    def __call__(self, doc: Document) -> bool:
+        where = f"{doc.source} ({doc.id})"
+        if not doc.text or doc.text.isspace():
+            self.report.skip(where, "empty text")
+        elif not _encodable(doc):
+            self.report.skip(where, "invalid Unicode (lone surrogate)")
+        elif doc.id in self.seen:
+            self.report.skip(where, "duplicate id")
         else:
-            source = file.relative_to(base).as_posix()
-            if _selected(source, include, exclude):
-                report.files_selected += 1
-                yield from _read_file(file, base, report, fields, max_file_mb)
-        _progress(report, done, len(files))
+            self.seen.add(doc.id)
+            self.report.documents += 1
+            return True
+        return False
 
 
 def _progress(report: ReadReport, done: int, total: int) -> None:

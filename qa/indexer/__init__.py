@@ -1,7 +1,7 @@
 """Indexer: corpus -> documents -> passages -> BM25 postings and dense vectors, written as one
 index through :mod:`qa.index`."""
 
-from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, ReadOptions
+from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions
 from qa.indexer.passages import split_passages
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "EmbeddingOptions",
     "LayoutOptions",
     "PassageOptions",
+    "RayOptions",
     "ReadOptions",
     "build_index",
     "split_passages",

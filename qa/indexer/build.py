@@ -29,7 +29,7 @@ from qa.index.analysis import ANALYZER_NAME
 from qa.index.bm25 import BM25Writer
 from qa.index.dense import build_faiss, choose_kind
 from qa.index.vectors import VectorFile, VectorWriter
-from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, ReadOptions
+from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions
 from qa.index.store import retrieval_text
 from qa.indexer.passages import Window, split_passages, split_token_windows, tokenizer_counter
 from qa.progress import progress_bar
@@ -62,6 +62,7 @@ def build_index(
     layout_options: LayoutOptions = LayoutOptions(),
     show_progress: bool = False,
     metadata: dict[str, Any] | None = None,
+    ray: RayOptions | None = None,
 ) -> BuildResult:
     """Index ``corpus`` (a file or folder read as ``reading`` says, or documents) into
     ``index_dir`` (default: ``$QA_INDEX`` or ``./.qa-index``), replacing the index there, if any,
@@ -78,9 +79,13 @@ def build_index(
     passages are not embedded again, and the passage settings and embedding model are the
     index's own. The new index replaces the old one only when complete; a lock file keeps a
     second writer out.
+
+    With ``ray`` (:class:`RayOptions`), the corpus is read, split and embedded by a Ray cluster
+    (:mod:`qa.indexer.ray_build`) and written here as it streams back: the same index.
     """
     started = time.perf_counter()
-    pick_device(embedding.device)  # a device that cannot be used fails now, not after reading the corpus
+    if ray is None:  # a device that cannot be used fails now, not after reading the corpus (Ray's workers pick their own)
+        pick_device(embedding.device)
     requested = passages.settings(embedding.model_id or DEFAULT_EMBEDDING_MODEL)
     target = absolute(index_dir if index_dir is not None else layout.default_index_dir())
     if isinstance(corpus, (str, os.PathLike)):
@@ -94,24 +99,35 @@ def build_index(
         previous = writer.previous
         model, passage_config = _model_and_passages(writer, embedding.model_id, requested)
         report = ReadReport()
-        if isinstance(corpus, (str, os.PathLike)):
-            docs: Iterable[Document] = reading.read(corpus, report)
-            corpus_path = str(Path(corpus).resolve())
+        corpus_path = str(Path(corpus).resolve()) if isinstance(corpus, (str, os.PathLike)) else None
+        if ray is not None and corpus_path is None:
+            raise QAError("a Ray build reads a corpus folder or file: give its path, not documents")
+        if ray is None:
+            embedder = Embedder(model, device=embedding.device, batch_size=embedding.batch_size)
+            where, dim = embedder.device, embedder.dim
         else:
-            docs = _counted(corpus, report)
-            corpus_path = None
-        embedder = Embedder(model, device=embedding.device, batch_size=embedding.batch_size)
+            embedder, where = None, "ray"
+            dim = int(previous["dense"]["dim"]) if previous is not None else None
         staging = writer.staging
         with progress_bar("files", disable=not show_progress) as progress:
-            task = progress.add_task(f"Indexing ({embedder.device})", total=None)
+            task = progress.add_task(f"Indexing ({where})", total=None)
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
-            parts = _Parts(writer, embedder)
+            parts = _Parts(writer, dim, embedder)
             if previous is not None:
                 progress.update(task, description="Reading the index")
                 _carry_over(parts, writer)
             stage = time.perf_counter()
-            documents_read = _ingest(docs, parts, _splitter(passage_config, embedder), report, check_stored=previous is not None,
-                                     on_document=lambda n: progress.update(task, description=f"Indexing ({embedder.device}): {n} passages"))
+            on_document = lambda n: progress.update(task, description=f"Indexing ({where}): {n} passages")  # noqa: E731
+            if ray is None:
+                docs = reading.read(corpus, report) if corpus_path is not None else _counted(corpus, report)
+                documents_read = _ingest(docs, parts, _splitter(passage_config, embedder), report,
+                                         check_stored=previous is not None, on_document=on_document)
+            else:
+                from qa.indexer.ray_build import ingest_with_ray
+
+                documents_read = ingest_with_ray(corpus, parts, report, reading=reading, passage_config=passage_config,
+                                                 model=model, embedding=embedding, ray=ray,
+                                                 check_stored=previous is not None, on_document=on_document)
             logger.info("read, split and embedded %d documents into %d passages in %.1f s",
                         report.documents, parts.store.passages - parts.first_new, time.perf_counter() - stage)
             if documents_read == 0:
@@ -121,7 +137,7 @@ def build_index(
             if not parts.bm25.vocab:
                 raise QAError("the documents hold no searchable words (only stop words or symbols): nothing to index")
             faiss_description = _write_search_parts(parts, staging, layout_options, lambda what: progress.update(task, description=what))
-        content = _manifest_content(previous, {"path": corpus_path, **report.as_dict()}, parts, passage_config, model, embedder.dim, faiss_description)
+        content = _manifest_content(previous, {"path": corpus_path, **report.as_dict()}, parts, passage_config, model, parts.dim, faiss_description)
         content["metadata"] = {**(previous or {}).get("metadata", {}), **(metadata or {})}
         manifest = writer.commit(content)
     seconds = time.perf_counter() - started
@@ -188,23 +204,55 @@ def _model_and_passages(writer: IndexWriter, model: str | None, requested: dict[
 class _Parts:
     """The parts a build streams into: the passage store, the BM25 postings and the vectors."""
 
-    def __init__(self, writer: IndexWriter, embedder: Embedder):
+    def __init__(self, writer: IndexWriter, dim: int | None, embedder: Embedder | None):
         staging, append = writer.staging, writer.previous is not None
         if append:
             writer.copy_previous(layout.STORE)
         self.store = PassageWriter(staging / layout.STORE, append=append)
         self.first_new = self.store.passages
         self.bm25 = BM25Writer(staging / "bm25-scratch", BM25_K1, BM25_B)
-        self.vectors = VectorWriter(staging / layout.VECTORS, embedder.dim)
-        self.queue = EmbeddingQueue(embedder, self.vectors)
+        self._vectors_path = staging / layout.VECTORS
+        self.dim = dim
+        self._vectors = VectorWriter(self._vectors_path, dim) if dim is not None else None
+        self.queue = EmbeddingQueue(embedder, self) if embedder is not None else None
 
-    def add_passage(self, text: str) -> None:
-        self.bm25.add(text)
-        self.queue.add(text)
+    def add_vectors(self, rows: np.ndarray) -> None:
+        """Append embedded passages' vectors; the first rows fix the dimension when it was not known."""
+        if self._vectors is None:
+            self.dim = int(rows.shape[1])
+            self._vectors = VectorWriter(self._vectors_path, self.dim)
+        self._vectors.add(rows.astype(np.float16, copy=False))
+
+    def add_document(self, doc: Document, windows: Iterable[tuple[int, int]], report: ReadReport, vectors: np.ndarray | None = None) -> bool:
+        """Store ``doc`` and its passages (``windows``: character spans, in order), analyse them
+        for BM25 and embed them: through the queue, or as ``vectors`` when already embedded (one
+        row per window). False (with the reason in ``report``) when the store refuses the document."""
+        try:
+            doc_idx = self.store.add_document(doc)
+        except ValueError as err:
+            report.documents -= 1
+            report.skip(f"{doc.source} ({doc.id})", str(err))
+            return False
+        held = []
+        for start, end in windows:
+            held.append((start, end))
+            text = retrieval_text(doc.title, doc.text[start:end])
+            self.bm25.add(text)
+            if vectors is None:
+                self.queue.add(text)
+            if len(held) == 1024:  # a long document's windows are stored as they come
+                self.store.add_passages(doc_idx, held)
+                held = []
+        self.store.add_passages(doc_idx, held)
+        if vectors is not None:
+            self.add_vectors(vectors)
+        return True
 
     def close(self) -> None:
-        self.queue.flush()
-        self.vectors.close()
+        if self.queue is not None:
+            self.queue.flush()
+        if self._vectors is not None:
+            self._vectors.close()
         self.store.close()
 
 
@@ -216,7 +264,7 @@ def _carry_over(parts: _Parts, writer: IndexWriter) -> None:
     store.close()
     old = _open_vectors(writer.target, writer.previous)
     for first in range(0, len(old), 100_000):
-        parts.vectors.add(old[first : first + 100_000])
+        parts.add_vectors(old[first : first + 100_000])
 
 
 def _ingest(
@@ -228,28 +276,16 @@ def _ingest(
     check_stored: bool,
     on_document: Callable[[int], None],
 ) -> int:
-    """Store, split, analyse and embed each document as it is read; returns the documents read."""
+    """Store, split, analyse and embed each document as it is read, in this process; returns
+    the documents read. (:mod:`qa.indexer.ray_build` runs the splitting and embedding on Ray
+    workers and hands their results to the same :meth:`_Parts.add_document`.)"""
     documents_read = 0
-    store = parts.store
     for doc in docs:
         documents_read += 1
-        if check_stored and _already_stored(store, doc, report):
+        if check_stored and _already_stored(parts.store, doc, report):
             continue
-        try:
-            doc_idx = store.add_document(doc)
-        except ValueError as err:
-            report.documents -= 1
-            report.skip(f"{doc.source} ({doc.id})", str(err))
-            continue
-        windows = []
-        for window in split(doc.text):
-            windows.append((window.start, window.end))
-            parts.add_passage(retrieval_text(doc.title, doc.text[window.start : window.end]))
-            if len(windows) == 1024:
-                store.add_passages(doc_idx, windows)
-                windows = []
-        store.add_passages(doc_idx, windows)
-        on_document(store.passages - parts.first_new)
+        if parts.add_document(doc, ((w.start, w.end) for w in split(doc.text)), report):
+            on_document(parts.store.passages - parts.first_new)
     parts.close()
     return documents_read
 
@@ -258,7 +294,7 @@ class EmbeddingQueue:
     """Passage texts waiting to be embedded, in the chunks :meth:`Embedder.encode` makes of a
     list (so that streaming gives the same vectors as one call over all passages)."""
 
-    def __init__(self, embedder: Embedder, out: VectorWriter):
+    def __init__(self, embedder: Embedder, out: _Parts):
         self.embedder, self.out = embedder, out
         self.size = embedder.chunk_size
         self.texts: list[str] = []
@@ -270,7 +306,7 @@ class EmbeddingQueue:
 
     def flush(self) -> None:
         if self.texts:
-            self.out.add(self.encode(self.texts).astype(np.float16))
+            self.out.add_vectors(self.encode(self.texts))
             self.texts = []
 
     def encode(self, texts: list[str]) -> np.ndarray:

@@ -89,3 +89,22 @@ class LayoutOptions:
     def __post_init__(self):
         if self.dense_index not in KINDS:
             raise QAError(f"unknown dense index {self.dense_index!r}: choose from {', '.join(KINDS)}")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how a Ray build runs (``qa index --ray``): ``address`` of a running cluster
+    (``auto``: the one this machine belongs to; ``local``: a new Ray instance of this machine's
+    CPUs; None: Ray's own choice, ``$RAY_ADDRESS`` or else local), ``workers`` embedding actors (None: one per GPU of the cluster, else one per
+    ``cpus_per_worker`` CPUs), and the documents handed to an actor at a time."""
+
+    address: str | None = "local"
+    workers: int | None = None
+    cpus_per_worker: int = 2
+    documents_per_batch: int = 64
+
+    def __post_init__(self):
+        if self.workers is not None and self.workers < 1:
+            raise QAError(f"--ray-workers must be at least 1 (got {self.workers})")
+        if self.cpus_per_worker < 1 or self.documents_per_batch < 1:
+            raise QAError("--ray-cpus-per-worker and the documents per batch must be at least 1")

@@ -1,0 +1,185 @@
+"""The build's reading, splitting and embedding on a Ray cluster (``qa index --ray``).
+
+Ray runs the stages that cost, with the functions the single-process build uses: Ray Data reads
+the corpus's parts (:func:`qa.corpora.readers.read_part`, one task per file or CORD-19 release),
+and a pool of actors splits the documents into passages and embeds them (one actor per GPU, or
+per ``cpus_per_worker`` CPUs). Their results stream back to this process in corpus order, where
+:class:`qa.corpora.readers.DocumentFilter` and ``_Parts.add_document`` write them through the
+same :class:`qa.index.IndexWriter` as ``qa index``: the passage store, the BM25 postings and the
+vectors, then the BM25 and dense indexes. The result is the very index the single-process build
+makes, and its guarantees hold (a staging folder replaces the old index only when complete).
+
+The driver holds the batches in flight, never the corpus. Ray restarts an actor that dies and
+retries a reading task whose worker dies, so a killed worker costs time, not the build.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.corpora import Document, ReadReport
+from qa.corpora.readers import CorpusPart, DocumentFilter, corpus_parts, read_part
+from qa.errors import QAError
+from qa.indexer.options import EmbeddingOptions, RayOptions, ReadOptions
+
+logger = logging.getLogger(__name__)
+
+READ_CPUS = 0.5  # logical CPUs a reading task holds; an actor holds cpus_per_worker - READ_CPUS
+
+
+def ingest_with_ray(
+    corpus: str | os.PathLike,
+    parts,
+    report: ReadReport,
+    *,
+    reading: ReadOptions,
+    passage_config: dict[str, Any],
+    model: str,
+    embedding: EmbeddingOptions,
+    ray: RayOptions,
+    check_stored: bool,
+    on_document: Callable[[int], None],
+) -> int:
+    """Read, split and embed ``corpus`` on Ray and add each document to ``parts`` (the build's
+    ``_Parts``) in corpus order; returns the documents read."""
+    from qa.indexer.build import _already_stored  # the build's own stage, not a copy
+
+    ray_data = _start(ray.address)
+    listing = corpus_parts(corpus, report, include=reading.include, exclude=reading.exclude)
+    if not listing:
+        return 0
+    dataset = _pipeline(ray_data, listing, reading, passage_config, model, embedding, ray)
+    keep = DocumentFilter(report)
+    documents_read = parts_done = 0
+    for row in dataset.iter_rows():
+        if row["report"]:
+            parts_done += 1
+            _merge(report, json.loads(row["report"]))
+            if report.on_file is not None:
+                report.on_file(parts_done, len(listing))
+            continue
+        doc = Document(row["id"], row["text"], row["title"], row["source"], json.loads(row["metadata"]))
+        if not keep(doc):
+            continue
+        documents_read += 1
+        if check_stored and _already_stored(parts.store, doc, report):
+            continue
+        windows = np.frombuffer(row["windows"], dtype=np.int64).reshape(-1, 2).tolist()
+        vectors = np.frombuffer(row["vectors"], dtype=np.float16).reshape(len(windows), -1)
+        if parts.add_document(doc, windows, report, vectors if len(windows) else None):
+            on_document(parts.store.passages - parts.first_new)
+    parts.close()
+    return documents_read
+
+
+def _start(address: str | None):
+    """Connect to the cluster at ``address``, or start a local Ray instance; returns ``ray.data``."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise QAError('--ray needs Ray: pip install "qa[ray]" (or pip install "ray[data]")') from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        except ConnectionError as err:
+            raise QAError(f"cannot reach a Ray cluster at {address!r} ({err}): start one (`ray start --head`) or leave out the address") from None
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # the index is written in corpus order
+    context.enable_progress_bars = False  # qa's own progress bar counts what arrives
+    return ray.data
+
+
+def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage_config, model, embedding, options: RayOptions):
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if embedding.device in (None, "cuda") or str(embedding.device).startswith("cuda") else 0
+    cpus = int(resources.get("CPU", 1))
+    if gpus:
+        workers, actor = options.workers or gpus, {"num_gpus": 1, "num_cpus": 1}
+    else:
+        workers = options.workers or max(1, cpus // options.cpus_per_worker)
+        actor = {"num_cpus": max(options.cpus_per_worker - READ_CPUS, READ_CPUS)}
+    logger.info("Ray build: %d parts, %d embedding actor(s) %s, cluster %s", len(listing), workers, actor, resources)
+    items = [{"kind": p.kind, "path": str(p.path), "base": str(p.base)} for p in listing]
+    fields = (reading.id_field, reading.title_field, reading.text_field)
+    return (
+        ray_data.from_items(items, override_num_blocks=min(len(items), 4 * cpus))  # parts read in parallel
+        .flat_map(_read_rows, fn_kwargs={"fields": fields, "max_file_mb": reading.max_file_mb}, num_cpus=READ_CPUS)
+        .map_batches(
+            _SplitAndEmbed,
+            fn_constructor_kwargs={
+                "model": model, "passage_config": passage_config, "device": embedding.device if gpus else "cpu",
+                "batch_size": embedding.batch_size, "threads": None if gpus else options.cpus_per_worker,
+            },
+            batch_size=options.documents_per_batch,
+            batch_format="pandas",
+            compute=ray_data.ActorPoolStrategy(size=workers),
+            **actor,
+        )
+    )
+
+
+def _read_rows(item: dict[str, str], fields, max_file_mb: float) -> list[dict[str, Any]]:
+    """One part's documents as rows, then a row holding what the part's read report says."""
+    part = CorpusPart(item["kind"], Path(item["path"]), Path(item["base"]))
+    report = ReadReport()
+    rows = [_row(doc) for doc in read_part(part, report, fields, max_file_mb)]
+    summary = {"files_read": report.files_read, "skipped": [[r, n] for r, n in report.skipped.items()], "warnings": report.warnings}
+    return rows + [{**_row(None), "report": json.dumps(summary)}]
+
+
+def _row(doc: Document | None) -> dict[str, Any]:
+    if doc is None:
+        return {"id": "", "text": "", "title": "", "source": "", "metadata": "{}", "report": ""}
+    return {"id": doc.id, "text": doc.text, "title": doc.title, "source": doc.source,
+            "metadata": json.dumps(doc.metadata, ensure_ascii=False), "report": ""}
+
+
+def _merge(report: ReadReport, part: dict[str, Any]) -> None:
+    report.files_read += part["files_read"]
+    for reason, count in part["skipped"]:
+        report.skipped[reason] += count
+    report.warnings += part["warnings"]
+
+
+class _SplitAndEmbed:
+    """A Ray actor: the embedding model, loaded once; each batch of document rows comes back
+    with its passages' character spans (``windows``) and float16 vectors, as bytes."""
+
+    def __init__(self, model: str, passage_config: dict[str, Any], device: str | None, batch_size: int | None, threads: int | None):
+        import torch
+
+        from qa.embedding import Embedder
+        from qa.indexer.build import _splitter
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.embedder = Embedder(model, device=device, batch_size=batch_size)
+        self.split = _splitter(passage_config, self.embedder)
+
+    def __call__(self, batch):
+        from qa.index.store import retrieval_text
+
+        spans, texts = [], []
+        for text, title, report in zip(batch["text"], batch["title"], batch["report"]):
+            windows = [] if report or not text or text.isspace() else [(w.start, w.end) for w in self.split(text)]
+            spans.append(windows)
+            texts += [retrieval_text(title, text[start:end]) for start, end in windows]
+        vectors = self.embedder.encode(texts).astype(np.float16) if texts else np.zeros((0, 0), np.float16)
+        windows_column, vectors_column, first = [], [], 0
+        for windows in spans:
+            windows_column.append(np.asarray(windows, dtype=np.int64).reshape(-1, 2).tobytes())
+            vectors_column.append(vectors[first : first + len(windows)].tobytes())
+            first += len(windows)
+        batch = batch.copy()
+        batch["windows"], batch["vectors"] = windows_column, vectors_column
+        return batch

@@ -1,0 +1,150 @@
+"""`qa index --ray`: the Ray build runs the single-process build's stages and makes the same index.
+
+Runs only where Ray is installed (the ``ray`` extra, which the ``test`` extra includes), on a
+local Ray instance of 2 CPUs started once for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from qa.cli import app  # noqa: E402
+from qa.errors import QAError  # noqa: E402
+from qa.index import Index  # noqa: E402
+from qa.indexer import EmbeddingOptions, PassageOptions, RayOptions, ReadOptions, build_index  # noqa: E402
+from qa.retriever import BM25Retriever, DenseRetriever  # noqa: E402
+
+WORDS = ("river bank flood rain cloud storm harbour ship sail wind engine wheel road bridge tower "
+         "stone castle king queen crown garden flower tree leaf seed fruit honey bee wolf forest").split()
+
+
+def _corpus(root: Path, files: int = 12) -> Path:
+    """Files of every kind the corpus readers take, with documents of several passages each."""
+    rng = np.random.default_rng(0)
+
+    def text(n: int) -> str:
+        return ". ".join(" ".join(rng.choice(WORDS, 9)) for _ in range(n)) + "."
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (root / f"doc{i:02d}.txt").write_text(text(12))
+        (root / f"page{i:02d}.md").write_text(f"# Page {i}\n\n{text(6)}")
+    (root / "records.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "title": f"R {i}", "text": text(4)}) + "\n" for i in range(20)))
+    (root / "broken.json").write_text("{not json")
+    (root / "empty.txt").write_text("   ")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def two_builds(local_ray, tiny_models, tmp_path_factory):
+    root = _corpus(tmp_path_factory.mktemp("ray-corpus"))
+    out = tmp_path_factory.mktemp("ray-indexes")
+    options = dict(embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=20, overlap_words=5),
+                   reading=ReadOptions(exclude=("page00.md",)))
+    single = build_index(root, out / "single", **options)
+    parallel = build_index(root, out / "ray", ray=RayOptions(address=None, documents_per_batch=5), **options)
+    return root, single, parallel
+
+
+def test_a_ray_build_stores_the_same_passages_and_report(two_builds):
+    root, single, parallel = two_builds
+    assert single.report.files_selected == len(list(root.iterdir())) - 1  # all but the excluded page00.md
+    assert single.report.files_read == single.report.files_selected - 1  # broken.json is not
+    assert parallel.manifest["counts"] == single.manifest["counts"]
+    assert parallel.report.as_dict() == single.report.as_dict()
+    assert sorted(parallel.report.warnings) == sorted(single.report.warnings)
+    a, b = Index(single.path), Index(parallel.path)
+    ids = list(range(len(a)))
+    assert [(p.doc_id, p.start, p.end, p.text) for p in a.store.get(ids)] == [(p.doc_id, p.start, p.end, p.text) for p in b.store.get(ids)]
+    for name in ("data", "indices", "indptr"):
+        assert np.array_equal(a.bm25.scores[name], b.bm25.scores[name])
+    assert np.allclose(np.asarray(a.vectors, np.float32), np.asarray(b.vectors, np.float32), atol=2e-3)
+
+
+def test_a_ray_build_answers_as_the_single_process_build(two_builds, tiny_models):
+    _, single, parallel = two_builds
+    a, b = Index(single.path), Index(parallel.path)
+    questions = [" ".join(WORDS[i : i + 3]) for i in range(0, 24, 2)]
+    for retriever in (BM25Retriever, DenseRetriever):
+        for question in questions:
+            assert [h.passage.idx for h in retriever(a).search(question, 10)] == [h.passage.idx for h in retriever(b).search(question, 10)]
+
+
+def test_adding_with_ray_skips_what_the_index_holds(two_builds, tmp_path, tiny_models):
+    import shutil
+
+    root, single, _ = two_builds
+    more = tmp_path / "more"
+    more.mkdir()
+    shutil.copy(root / "doc00.txt", more / "doc00.txt")  # already in the index: skipped
+    (more / "extra.txt").write_text("The harbour bridge opened in spring. " * 10)
+    shutil.copytree(single.path, tmp_path / "index")
+    result = CliRunner().invoke(app, ["index", str(more), "--index", str(tmp_path / "index"), "--add", "--ray", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "already in the index" in result.output  # the warning for doc00.txt
+    assert json.loads(result.stdout.splitlines()[-1])["counts"]["documents"] == single.manifest["counts"]["documents"] + 1
+    index = Index(tmp_path / "index")
+    assert index.manifest["counts"]["documents"] == single.manifest["counts"]["documents"] + 1
+    assert len(index.vectors) == len(index)
+
+
+def test_a_ray_build_needs_a_corpus_path(local_ray, tiny_models, tmp_path):
+    from qa.corpora import Document
+
+    with pytest.raises(QAError, match="corpus folder or file"):
+        build_index([Document("a", "text")], tmp_path / "index", ray=RayOptions(address=None))
+
+
+def test_a_killed_worker_costs_time_not_the_build(local_ray, tiny_models, tmp_path):
+    """kill -9 of the embedding actor mid-build: Ray restarts it and the index is complete."""
+    import psutil
+
+    root = _corpus(tmp_path / "corpus", files=40)
+    killed = []
+
+    def kill_an_actor():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                cmdline = " ".join(proc.info["cmdline"] or ())
+                if "_SplitAndEmbed" in cmdline or "MapWorker" in cmdline:
+                    os.kill(proc.info["pid"], signal.SIGKILL)
+                    killed.append(cmdline)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_an_actor)
+    killer.start()
+    result = build_index(root, tmp_path / "index", embedding=EmbeddingOptions(str(tiny_models["encoder"])),
+                         passages=PassageOptions(max_words=20, overlap_words=5), ray=RayOptions(address=None, documents_per_batch=2))
+    killer.join()
+    assert killed, "no embedding actor process was found to kill"
+    reference = build_index(root, tmp_path / "reference", embedding=EmbeddingOptions(str(tiny_models["encoder"])),
+                            passages=PassageOptions(max_words=20, overlap_words=5))
+    assert result.manifest["counts"] == reference.manifest["counts"]
+    index = Index(result.path)
+    assert len(index.vectors) == len(index) and index.bm25 is not None
+
+
+def test_ray_workers_without_ray_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["index", str(tmp_path), "--ray-workers", "2"])
+    assert result.exit_code == 1 and "--ray local" in result.output
