@@ -51,3 +51,25 @@ def test_a_missing_faiss_file_is_a_clear_error(corpus, tiny_models, tmp_path):
     (index.path / "dense/faiss.index").unlink()
     with pytest.raises(QAError, match="incomplete"):
         make_retriever(index, "dense").search("river", 3)
+
+
+def test_ivfpq_finds_most_of_what_the_exact_search_finds(tmp_path):
+    from qa.index.dense import PQ_MIN_TRAIN, build_faiss, open_faiss
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 64))
+    vectors = centres[rng.integers(0, 50, PQ_MIN_TRAIN + 500)] + 0.3 * rng.normal(size=(PQ_MIN_TRAIN + 500, 64))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
+    description = build_faiss(vectors, "ivfpq", tmp_path / "faiss.index")
+    assert description["faiss_index"].endswith(",PQ8") and (tmp_path / "faiss.index").is_file()
+    index = open_faiss(vectors, description, tmp_path, None)
+    queries = vectors[:50].astype(np.float32)
+    exact = np.argsort(-(queries @ vectors.astype(np.float32).T), axis=1)[:, :10]
+    _, found = index.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found)])
+    # 8 bytes a vector is coarse on noise-like neighbours (a random 10 of 10,484 would score 0.001);
+    # docs/SCALING.md measures real passage vectors. Each query is a stored vector: it finds itself.
+    assert recall >= 0.2, recall
+    assert np.mean([i in row for i, row in enumerate(found)]) >= 0.8
+    with pytest.raises(QAError, match="at least"):
+        build_faiss(vectors[:1000], "ivfpq", tmp_path / "small.index")

@@ -5,6 +5,10 @@
 - ``ivf``: inverted lists over k-means cells with 8-bit scalar-quantised vectors
   (``IVF{nlist},SQ8``, inner product), searched in ``nprobe`` cells. Memory: ~1 byte x dim per
   passage; written to ``dense/faiss.index``.
+- ``ivfpq``: inverted lists with product-quantised vectors (``IVF{nlist},PQ{dim/8}``: 8 bits for
+  each group of 8 dimensions), for collections whose 8-bit vectors outgrow memory. Memory:
+  dim / 8 bytes per passage (48 for all-MiniLM-L6-v2's 384) plus 8 for its id; trained on a
+  sample of at least :data:`PQ_MIN_TRAIN` vectors, so it needs that many passages.
 - ``hnsw``: a navigable small-world graph over 8-bit vectors (``HNSW32,SQ8``), searched with
   ``efSearch``. Memory: ~1 byte x dim + 256 bytes of links per passage.
 
@@ -25,13 +29,14 @@ from qa.errors import QAError
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("auto", "flat", "ivf", "hnsw")
+KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 APPROXIMATE_FROM = 200_000
 IVF_NPROBE = 32
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 96
 TRAIN_PER_CELL = 64  # k-means training vectors per IVF cell
+PQ_MIN_TRAIN = 39 * 256  # faiss asks 39 training vectors per centroid of each 8-bit sub-quantiser
 _GPU_RESOURCES: list = []  # kept alive as long as the GPU indexes that use them
 
 
@@ -61,14 +66,22 @@ def build_faiss(vectors: np.ndarray, kind: str, path: Path, seed: int = 0) -> di
     n, dim = vectors.shape
     if kind == "flat":
         return {"faiss_index": "IndexFlatIP"}
-    if kind == "ivf":
+    if kind in ("ivf", "ivfpq"):
         nlist = ivf_cells(n)
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivf":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+            name, train = f"IVF{nlist},SQ8", TRAIN_PER_CELL * nlist
+        else:
+            if n < PQ_MIN_TRAIN or dim % 8:
+                raise QAError(f"--dense-index ivfpq needs at least {PQ_MIN_TRAIN:,} passages and a dimension divisible by 8 "
+                              f"(this index: {n:,} of {dim}): use ivf or flat")
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
+            name, train = f"IVF{nlist},PQ{dim // 8}", max(TRAIN_PER_CELL * nlist, PQ_MIN_TRAIN)
         rng = np.random.default_rng(seed)
-        sample = rng.choice(n, size=min(n, TRAIN_PER_CELL * nlist), replace=False)
+        sample = rng.choice(n, size=min(n, train), replace=False)
         index.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
-        description = {"faiss_index": f"IVF{nlist},SQ8", "nprobe": min(IVF_NPROBE, nlist)}
+        description = {"faiss_index": name, "nprobe": min(IVF_NPROBE, nlist)}
     elif kind == "hnsw":
         index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION

@@ -93,10 +93,13 @@ class LayoutOptions:
 
 @dataclass(frozen=True)
 class RayOptions:
-    """Where and how a Ray build runs (``qa index --ray``): ``address`` of a running cluster
-    (``auto``: the one this machine belongs to; ``local``: a new Ray instance of this machine's
-    CPUs; None: Ray's own choice, ``$RAY_ADDRESS`` or else local), ``workers`` embedding actors (None: one per GPU of the cluster, else one per
-    ``cpus_per_worker`` CPUs), and the documents handed to an actor at a time."""
+    """Where and how a Ray build runs (``qa index --ray``).
+
+    ``address``: a running cluster's (``auto``: the one this machine belongs to), ``local`` (a new
+    Ray instance of this machine's CPUs), or None (Ray's own choice: ``$RAY_ADDRESS``, else local).
+    ``workers``: embedding actors; None gives one per GPU of the cluster, else one per
+    ``cpus_per_worker`` CPUs; a number of CPU actors share the cluster's CPUs evenly.
+    ``documents_per_batch``: the documents handed to an actor at a time."""
 
     address: str | None = "local"
     workers: int | None = None

@@ -103,11 +103,13 @@ def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0)) if embedding.device in (None, "cuda") or str(embedding.device).startswith("cuda") else 0
     cpus = int(resources.get("CPU", 1))
+    threads = None
     if gpus:
         workers, actor = options.workers or gpus, {"num_gpus": 1, "num_cpus": 1}
-    else:
+    else:  # each actor runs torch on its share of the CPUs, less what reading tasks hold
         workers = options.workers or max(1, cpus // options.cpus_per_worker)
-        actor = {"num_cpus": max(options.cpus_per_worker - READ_CPUS, READ_CPUS)}
+        threads = options.cpus_per_worker if options.workers is None else max(1, cpus // workers)
+        actor = {"num_cpus": max(threads - READ_CPUS, READ_CPUS)}
     logger.info("Ray build: %d parts, %d embedding actor(s) %s, cluster %s", len(listing), workers, actor, resources)
     items = [{"kind": p.kind, "path": str(p.path), "base": str(p.base)} for p in listing]
     fields = (reading.id_field, reading.title_field, reading.text_field)
@@ -118,7 +120,7 @@ def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage
             _SplitAndEmbed,
             fn_constructor_kwargs={
                 "model": model, "passage_config": passage_config, "device": embedding.device if gpus else "cpu",
-                "batch_size": embedding.batch_size, "threads": None if gpus else options.cpus_per_worker,
+                "batch_size": embedding.batch_size, "threads": threads,
             },
             batch_size=options.documents_per_batch,
             batch_format="pandas",
