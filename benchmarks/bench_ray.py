@@ -106,6 +106,22 @@ def run_build(corpus: Path, index: Path, workers: int | None) -> dict:
     }
 
 
+def write_stage(corpus: Path, index: Path) -> dict:
+    """The build without its embedding (random unit vectors instead, in this process): reading,
+    the store, BM25 and the final writes, i.e. the serial part a Ray build leaves on its driver
+    (plus the reading, which Ray moves to workers). Its rate caps what any number of workers gives."""
+    import qa.indexer.build as build_module
+    from bench_query_memory import random_vectors
+
+    build_module.EmbeddingQueue.encode = lambda queue, texts: random_vectors(texts)
+    started = time.perf_counter()
+    result = build_module.build_index(corpus, index)
+    seconds = time.perf_counter() - started
+    passages = result.manifest["counts"]["passages"]
+    return {"build": "write stage alone (random vectors, no embedding)", "seconds": round(seconds, 1), "passages": passages,
+            "passages_per_s": round(passages / seconds, 1), "peak_mb": {}, "largest_process_mb": {}}
+
+
 def same_index(a: Path, b: Path) -> dict:
     from qa.index import Index
 
@@ -122,6 +138,7 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=3000)
     parser.add_argument("--files", type=int, default=12)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="--ray-workers counts to run")
+    parser.add_argument("--write-documents", type=int, default=50_000, help="documents of the write-stage-alone build (0: none)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ray_build.json")
     args = parser.parse_args()
     rows = []
@@ -135,12 +152,15 @@ def main() -> int:
                 row["compared_with_single_process"] = same_index(Path(tmp) / "index-0", index)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
-    single = rows[0]["seconds"]
-    print("| build | seconds | passages/s | × single | driver peak MB | embedding actors peak MB | other Ray workers | Ray system |")
+        if args.write_documents:
+            write_stage_corpus = Path(tmp) / "corpus-write"
+            write_corpus(write_stage_corpus, args.write_documents, args.files)
+            rows.append(write_stage(write_stage_corpus, Path(tmp) / "index-write"))
+    print("| build | seconds | passages/s | × single's rate | driver peak MB | embedding actors peak MB | other Ray workers | Ray system |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         m = r["peak_mb"]
-        print(f"| {r['build']} | {r['seconds']} | {r['passages_per_s']} | {single / r['seconds']:.2f} | {m.get('driver', '-')} | "
+        print(f"| {r['build']} | {r['seconds']} | {r['passages_per_s']} | {rows[0]['seconds'] / r['seconds'] * r['passages'] / rows[0]['passages']:.2f} | {m.get('driver', '-')} | "
               f"{m.get('embedding actors', '-')} | {m.get('other Ray workers', '-')} | {m.get('Ray system', '-')} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cpu": cpu_info().name, "cores": os.cpu_count(), "documents": args.documents,

@@ -50,11 +50,14 @@ def main() -> int:
     parser.add_argument("--questions", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "learning_curve.json")
     parser.add_argument("--plot", type=Path, help="PNG of F1 and EM against steps")
+    parser.add_argument("--every", type=int, default=1, help="measure only the checkpoints of steps divisible by this (and the last)")
     args = parser.parse_args()
     squad = load_question_set("squad-gold", data=DATA)
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"points": []}
     measured = {p["model"] for p in done["points"]}
-    models = ([(0, args.base)] if args.base else []) + steps_of(args.checkpoints)
+    found = steps_of(args.checkpoints)
+    found = [(s, p) for i, (s, p) in enumerate(found) if s % args.every == 0 or i == len(found) - 1]
+    models = ([(0, args.base)] if args.base else []) + found
     for step, model in models:
         if str(model) in measured:
             continue
