@@ -49,7 +49,7 @@ class Embedder:
         quiet_transformers()
         try:
             self._model = SentenceTransformer(resolve_model(model), device=self.device)
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: a folder without a usable config.json
             raise load_error("embedding model", model, err) from err
         self._model.eval()
         logger.info(

@@ -148,3 +148,11 @@ def test_a_killed_worker_costs_time_not_the_build(local_ray, tiny_models, tmp_pa
 def test_ray_workers_without_ray_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["index", str(tmp_path), "--ray-workers", "2"])
     assert result.exit_code == 1 and "--ray local" in result.output
+
+
+def test_a_model_that_does_not_load_on_the_workers_is_a_clear_error(local_ray, tmp_path):
+    root = _corpus(tmp_path / "corpus", files=1)
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(QAError, match="not a usable model"):
+        build_index(root, tmp_path / "index", embedding=EmbeddingOptions(str(tmp_path / "not-a-model")), ray=RayOptions(address=None))
+    assert not (tmp_path / "index" / "manifest.json").exists()

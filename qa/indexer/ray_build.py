@@ -10,7 +10,9 @@ vectors, then the BM25 and dense indexes. The result is the very index the singl
 makes, and its guarantees hold (a staging folder replaces the old index only when complete).
 
 The driver holds the batches in flight, never the corpus. Ray restarts an actor that dies and
-retries a reading task whose worker dies, so a killed worker costs time, not the build.
+retries a reading task whose worker dies, so a killed worker costs time, not the build. On a
+cluster of several machines, the corpus path and a model given as a folder must exist at the same
+path on every node (a shared file system), or the model be a hub id the nodes can download.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,8 @@ import numpy as np
 
 from qa.corpora import Document, ReadReport
 from qa.corpora.readers import CorpusPart, DocumentFilter, corpus_parts, read_part
-from qa.errors import QAError
+from qa.errors import QAError, first_line
+from qa.hub import resolve_model
 from qa.indexer.options import EmbeddingOptions, RayOptions, ReadOptions
 
 logger = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ def ingest_with_ray(
     ``_Parts``) in corpus order; returns the documents read."""
     from qa.indexer.build import _already_stored  # the build's own stage, not a copy
 
+    resolve_model(model)  # a model folder that does not exist fails here, before Ray starts
     ray_data = _start(ray.address)
     listing = corpus_parts(corpus, report, include=reading.include, exclude=reading.exclude)
     if not listing:
@@ -58,7 +63,7 @@ def ingest_with_ray(
     dataset = _pipeline(ray_data, listing, reading, passage_config, model, embedding, ray)
     keep = DocumentFilter(report)
     documents_read = parts_done = 0
-    for row in dataset.iter_rows():
+    for row in _rows(dataset):
         if row["report"]:
             parts_done += 1
             _merge(report, json.loads(row["report"]))
@@ -77,6 +82,43 @@ def ingest_with_ray(
             on_document(parts.store.passages - parts.first_new)
     parts.close()
     return documents_read
+
+
+def _rows(dataset):
+    """The dataset's rows; a failure on a worker (a model that does not load there, say) becomes a
+    :class:`QAError` naming its cause, instead of Ray's traceback."""
+    rows = iter(dataset.iter_rows())
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except QAError:
+            raise
+        except Exception as err:
+            if not type(err).__module__.startswith("ray"):
+                raise
+            raise QAError(f"the Ray build failed on a worker: {_worker_error(err)}") from None
+        yield row
+
+
+def _worker_error(err: BaseException) -> str:
+    """The error a worker raised, from the traceback text Ray puts in its exceptions' messages:
+    a QAError's own message, else the last ``SomeError: message`` line."""
+    found = None
+    chain = err
+    while chain is not None:
+        for line in str(chain).splitlines():
+            if match := _ERROR_LINE.match(line.strip()):
+                found = match
+        chain = chain.__cause__ or chain.__context__
+    if found is None:
+        return first_line(err)
+    name, message = found.group(1), found.group(2)
+    return message if name.endswith("QAError") else f"{name.rsplit('.', 1)[-1]}: {message}"
+
+
+_ERROR_LINE = re.compile(r"^([\w.]*(?:Error|Exception)): (.+)$")
 
 
 def _start(address: str | None):
