@@ -16,26 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import bm25s
-import numpy as np
 
 from qa.corpora import SUPPORTED_SUFFIXES, Document, ReadReport
 from qa.device import pick_device
 from qa.embedding import DEFAULT_EMBEDDING_MODEL, Embedder
 from qa.errors import QAError
 from qa.fsutil import absolute
-from qa.index import IndexWriter, PassageStore, PassageWriter, layout
+from qa.index import IndexWriter, PassageStore, layout
 from qa.index.write import utc_now
 from qa.index.analysis import ANALYZER_NAME
-from qa.index.bm25 import BM25Writer
 from qa.index.dense import build_faiss, choose_kind
-from qa.index.vectors import VectorFile, VectorWriter
+from qa.index.vectors import VectorFile
 from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions
 from qa.index.store import retrieval_text
-from qa.indexer.passages import Window, split_passages, split_token_windows, tokenizer_counter
+from qa.indexer.passages import Window
+from qa.indexer.stages import BM25_B, BM25_K1, Parts, already_stored, splitter
+from qa.indexer.stages import EmbeddingQueue  # noqa: F401  (qa.indexer.build.EmbeddingQueue: what tests and benchmarks replace)
 from qa.progress import progress_bar
-
-BM25_K1 = 1.2
-BM25_B = 0.75
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +109,7 @@ def build_index(
         with progress_bar("files", disable=not show_progress) as progress:
             task = progress.add_task(f"Indexing ({where})", total=None)
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
-            parts = _Parts(writer, dim, embedder)
+            parts = Parts(writer, dim, embedder)
             if previous is not None:
                 progress.update(task, description="Reading the index")
                 _carry_over(parts, writer)
@@ -120,7 +117,7 @@ def build_index(
             on_document = lambda n: progress.update(task, description=f"Indexing ({where}): {n} passages")  # noqa: E731
             if ray is None:
                 docs = reading.read(corpus, report) if corpus_path is not None else _counted(corpus, report)
-                documents_read = _ingest(docs, parts, _splitter(passage_config, embedder), report,
+                documents_read = _ingest(docs, parts, splitter(passage_config, embedder), report,
                                          check_stored=previous is not None, on_document=on_document)
             else:
                 from qa.indexer.ray_build import ingest_with_ray
@@ -145,7 +142,7 @@ def build_index(
     return BuildResult(target, manifest, report, seconds, parts.store.passages - parts.first_new)
 
 
-def _write_search_parts(parts: _Parts, staging: Path, options: LayoutOptions, say: Callable[[str], None]) -> dict[str, Any]:
+def _write_search_parts(parts: Parts, staging: Path, options: LayoutOptions, say: Callable[[str], None]) -> dict[str, Any]:
     """Write the BM25 index and the dense index from what the build streamed; returns the dense
     index's description for the manifest."""
     say("Writing the BM25 index")
@@ -160,7 +157,7 @@ def _write_search_parts(parts: _Parts, staging: Path, options: LayoutOptions, sa
     return description
 
 
-def _manifest_content(previous, read, parts: _Parts, passage_config, model: str, dim: int, faiss_description) -> dict[str, Any]:
+def _manifest_content(previous, read, parts: Parts, passage_config, model: str, dim: int, faiss_description) -> dict[str, Any]:
     """What the manifest says of this build (``IndexWriter.commit`` adds format, dates, generation and files)."""
     return {
         "corpus": previous["corpus"] if previous else read,
@@ -201,62 +198,7 @@ def _model_and_passages(writer: IndexWriter, model: str | None, requested: dict[
     return previous["dense"]["model"], previous["passages"]
 
 
-class _Parts:
-    """The parts a build streams into: the passage store, the BM25 postings and the vectors."""
-
-    def __init__(self, writer: IndexWriter, dim: int | None, embedder: Embedder | None):
-        staging, append = writer.staging, writer.previous is not None
-        if append:
-            writer.copy_previous(layout.STORE)
-        self.store = PassageWriter(staging / layout.STORE, append=append)
-        self.first_new = self.store.passages
-        self.bm25 = BM25Writer(staging / "bm25-scratch", BM25_K1, BM25_B)
-        self._vectors_path = staging / layout.VECTORS
-        self.dim = dim
-        self._vectors = VectorWriter(self._vectors_path, dim) if dim is not None else None
-        self.queue = EmbeddingQueue(embedder, self) if embedder is not None else None
-
-    def add_vectors(self, rows: np.ndarray) -> None:
-        """Append embedded passages' vectors; the first rows fix the dimension when it was not known."""
-        if self._vectors is None:
-            self.dim = int(rows.shape[1])
-            self._vectors = VectorWriter(self._vectors_path, self.dim)
-        self._vectors.add(rows.astype(np.float16, copy=False))
-
-    def add_document(self, doc: Document, windows: Iterable[tuple[int, int]], report: ReadReport, vectors: np.ndarray | None = None) -> bool:
-        """Store ``doc`` and its passages (``windows``: character spans, in order), analyse them
-        for BM25 and embed them: through the queue, or as ``vectors`` when already embedded (one
-        row per window). False (with the reason in ``report``) when the store refuses the document."""
-        try:
-            doc_idx = self.store.add_document(doc)
-        except ValueError as err:
-            report.documents -= 1
-            report.skip(f"{doc.source} ({doc.id})", str(err))
-            return False
-        held = []
-        for start, end in windows:
-            held.append((start, end))
-            text = retrieval_text(doc.title, doc.text[start:end])
-            self.bm25.add(text)
-            if vectors is None:
-                self.queue.add(text)
-            if len(held) == 1024:  # a long document's windows are stored as they come
-                self.store.add_passages(doc_idx, held)
-                held = []
-        self.store.add_passages(doc_idx, held)
-        if vectors is not None:
-            self.add_vectors(vectors)
-        return True
-
-    def close(self) -> None:
-        if self.queue is not None:
-            self.queue.flush()
-        if self._vectors is not None:
-            self._vectors.close()
-        self.store.close()
-
-
-def _carry_over(parts: _Parts, writer: IndexWriter) -> None:
+def _carry_over(parts: Parts, writer: IndexWriter) -> None:
     """Adding to an index: its stored passages are counted for BM25 again, its vectors copied."""
     store = PassageStore(writer.staging / layout.STORE)
     for title, text in store.texts():
@@ -269,7 +211,7 @@ def _carry_over(parts: _Parts, writer: IndexWriter) -> None:
 
 def _ingest(
     docs: Iterable[Document],
-    parts: _Parts,
+    parts: Parts,
     split: Callable[[str], Iterable[Window]],
     report: ReadReport,
     *,
@@ -278,55 +220,16 @@ def _ingest(
 ) -> int:
     """Store, split, analyse and embed each document as it is read, in this process; returns
     the documents read. (:mod:`qa.indexer.ray_build` runs the splitting and embedding on Ray
-    workers and hands their results to the same :meth:`_Parts.add_document`.)"""
+    workers and hands their results to the same :meth:`Parts.add_document`.)"""
     documents_read = 0
     for doc in docs:
         documents_read += 1
-        if check_stored and _already_stored(parts.store, doc, report):
+        if check_stored and already_stored(parts.store, doc, report):
             continue
         if parts.add_document(doc, ((w.start, w.end) for w in split(doc.text)), report):
             on_document(parts.store.passages - parts.first_new)
     parts.close()
     return documents_read
-
-
-class EmbeddingQueue:
-    """Passage texts waiting to be embedded, in the chunks :meth:`Embedder.encode` makes of a
-    list (so that streaming gives the same vectors as one call over all passages)."""
-
-    def __init__(self, embedder: Embedder, out: _Parts):
-        self.embedder, self.out = embedder, out
-        self.size = embedder.chunk_size
-        self.texts: list[str] = []
-
-    def add(self, text: str) -> None:
-        self.texts.append(text)
-        if len(self.texts) == self.size:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.texts:
-            self.out.add_vectors(self.encode(self.texts))
-            self.texts = []
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.embedder.encode(texts)
-
-
-def _already_stored(writer: PassageWriter, doc: Document, report: ReadReport) -> bool:
-    held = writer.holds(doc)
-    same_content = writer.holds_content(doc) if held is None else None
-    if held is None and same_content is None:
-        return False
-    report.documents -= 1
-    if held == "same":
-        reason = "already in the index"
-    elif held == "changed":
-        reason = "id already in the index with other content (rebuild to replace it)"
-    else:
-        reason = "same content already in the index under another id"
-    report.skip(f"{doc.source} ({doc.id})", reason)
-    return True
 
 
 def _counted(documents: Iterable[Document], report: ReadReport) -> Iterator[Document]:
@@ -356,13 +259,3 @@ def _nothing_found(corpus, corpus_path, report: ReadReport, include: Sequence[st
     skipped = ", ".join(f"{n} {reason}" for reason, n in report.skipped.items())
     found = f"files read: {report.files_read}" + (f"; skipped: {skipped}" if skipped else "")
     return QAError(f"no documents found in {str(corpus)!r} ({found}); supported file types: {', '.join(SUPPORTED_SUFFIXES)}")
-
-
-def _splitter(config: dict[str, Any], embedder: Embedder) -> Callable[[str], Iterable[Window]]:
-    """The passage splitter a manifest's ``passages`` entry describes."""
-    if config["unit"] == "words":
-        return lambda text: split_passages(text, config["max_words"], config["overlap_words"])
-    count = tokenizer_counter(embedder.tokenizer)
-    return lambda text: split_token_windows(
-        text, count, config["max_tokens"], config["overlap_tokens"], config.get("sentence_aware", True)
-    )

@@ -4,7 +4,7 @@ Ray runs the stages that cost, with the functions the single-process build uses:
 the corpus's parts (:func:`qa.corpora.readers.read_part`, one task per file or CORD-19 release),
 and a pool of actors splits the documents into passages and embeds them (one actor per GPU, or
 per ``cpus_per_worker`` CPUs). Their results stream back to this process in corpus order, where
-:class:`qa.corpora.readers.DocumentFilter` and ``_Parts.add_document`` write them through the
+:class:`qa.corpora.readers.DocumentFilter` and ``Parts.add_document`` (:mod:`qa.indexer.stages`) write them through the
 same :class:`qa.index.IndexWriter` as ``qa index``: the passage store, the BM25 postings and the
 vectors, then the BM25 and dense indexes. The result is the very index the single-process build
 makes, and its guarantees hold (a staging folder replaces the old index only when complete).
@@ -32,6 +32,7 @@ from qa.corpora.readers import CorpusPart, DocumentFilter, corpus_parts, read_pa
 from qa.errors import QAError, first_line
 from qa.hub import resolve_model
 from qa.indexer.options import EmbeddingOptions, RayOptions, ReadOptions
+from qa.indexer.stages import already_stored, splitter
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,7 @@ def ingest_with_ray(
     on_document: Callable[[int], None],
 ) -> int:
     """Read, split and embed ``corpus`` on Ray and add each document to ``parts`` (the build's
-    ``_Parts``) in corpus order; returns the documents read."""
-    from qa.indexer.build import _already_stored  # the build's own stage, not a copy
-
+    ``Parts``) in corpus order; returns the documents read."""
     resolve_model(model)  # a model folder that does not exist fails here, before Ray starts
     ray_data = _start(ray.address)
     listing = corpus_parts(corpus, report, include=reading.include, exclude=reading.exclude)
@@ -74,7 +73,7 @@ def ingest_with_ray(
         if not keep(doc):
             continue
         documents_read += 1
-        if check_stored and _already_stored(parts.store, doc, report):
+        if check_stored and already_stored(parts.store, doc, report):
             continue
         windows = np.frombuffer(row["windows"], dtype=np.int64).reshape(-1, 2).tolist()
         vectors = np.frombuffer(row["vectors"], dtype=np.float16).reshape(len(windows), -1)
@@ -203,12 +202,11 @@ class _SplitAndEmbed:
         import torch
 
         from qa.embedding import Embedder
-        from qa.indexer.build import _splitter
 
         if threads:
             torch.set_num_threads(threads)
         self.embedder = Embedder(model, device=device, batch_size=batch_size)
-        self.split = _splitter(passage_config, self.embedder)
+        self.split = splitter(passage_config, self.embedder)
 
     def __call__(self, batch):
         from qa.index.store import retrieval_text

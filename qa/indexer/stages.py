@@ -1,0 +1,130 @@
+"""The stages of a build that every way of running it shares: splitting a document into windows
+(:func:`splitter`), embedding passages in the chunks the embedder makes (:class:`EmbeddingQueue`),
+skipping what an index already holds (:func:`already_stored`), and writing a document with its
+passages into the store, the BM25 postings and the vectors (:class:`Parts`).
+
+:mod:`qa.indexer.build` runs them in one process; :mod:`qa.indexer.ray_build` runs splitting and
+embedding on Ray workers and hands the results to the same :meth:`Parts.add_document`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from qa.corpora import Document, ReadReport
+from qa.embedding import Embedder
+from qa.index import IndexWriter, PassageWriter, layout
+from qa.index.bm25 import BM25Writer
+from qa.index.store import retrieval_text
+from qa.index.vectors import VectorWriter
+from qa.indexer.passages import Window, split_passages, split_token_windows, tokenizer_counter
+
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+class Parts:
+    """The parts a build streams into: the passage store, the BM25 postings and the vectors."""
+
+    def __init__(self, writer: IndexWriter, dim: int | None, embedder: Embedder | None):
+        staging, append = writer.staging, writer.previous is not None
+        if append:
+            writer.copy_previous(layout.STORE)
+        self.store = PassageWriter(staging / layout.STORE, append=append)
+        self.first_new = self.store.passages
+        self.bm25 = BM25Writer(staging / "bm25-scratch", BM25_K1, BM25_B)
+        self._vectors_path = staging / layout.VECTORS
+        self.dim = dim
+        self._vectors = VectorWriter(self._vectors_path, dim) if dim is not None else None
+        self.queue = EmbeddingQueue(embedder, self) if embedder is not None else None
+
+    def add_vectors(self, rows: np.ndarray) -> None:
+        """Append embedded passages' vectors; the first rows fix the dimension when it was not known."""
+        if self._vectors is None:
+            self.dim = int(rows.shape[1])
+            self._vectors = VectorWriter(self._vectors_path, self.dim)
+        self._vectors.add(rows.astype(np.float16, copy=False))
+
+    def add_document(self, doc: Document, windows: Iterable[tuple[int, int]], report: ReadReport, vectors: np.ndarray | None = None) -> bool:
+        """Store ``doc`` and its passages (``windows``: character spans, in order), analyse them
+        for BM25 and embed them: through the queue, or as ``vectors`` when already embedded (one
+        row per window). False (with the reason in ``report``) when the store refuses the document."""
+        try:
+            doc_idx = self.store.add_document(doc)
+        except ValueError as err:
+            report.documents -= 1
+            report.skip(f"{doc.source} ({doc.id})", str(err))
+            return False
+        held = []
+        for start, end in windows:
+            held.append((start, end))
+            text = retrieval_text(doc.title, doc.text[start:end])
+            self.bm25.add(text)
+            if vectors is None:
+                self.queue.add(text)
+            if len(held) == 1024:  # a long document's windows are stored as they come
+                self.store.add_passages(doc_idx, held)
+                held = []
+        self.store.add_passages(doc_idx, held)
+        if vectors is not None:
+            self.add_vectors(vectors)
+        return True
+
+    def close(self) -> None:
+        if self.queue is not None:
+            self.queue.flush()
+        if self._vectors is not None:
+            self._vectors.close()
+        self.store.close()
+
+
+class EmbeddingQueue:
+    """Passage texts waiting to be embedded, in the chunks :meth:`Embedder.encode` makes of a
+    list (so that streaming gives the same vectors as one call over all passages)."""
+
+    def __init__(self, embedder: Embedder, out: Parts):
+        self.embedder, self.out = embedder, out
+        self.size = embedder.chunk_size
+        self.texts: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.texts.append(text)
+        if len(self.texts) == self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.texts:
+            self.out.add_vectors(self.encode(self.texts))
+            self.texts = []
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.encode(texts)
+
+
+def already_stored(writer: PassageWriter, doc: Document, report: ReadReport) -> bool:
+    held = writer.holds(doc)
+    same_content = writer.holds_content(doc) if held is None else None
+    if held is None and same_content is None:
+        return False
+    report.documents -= 1
+    if held == "same":
+        reason = "already in the index"
+    elif held == "changed":
+        reason = "id already in the index with other content (rebuild to replace it)"
+    else:
+        reason = "same content already in the index under another id"
+    report.skip(f"{doc.source} ({doc.id})", reason)
+    return True
+
+
+def splitter(config: dict[str, Any], embedder: Embedder) -> Callable[[str], Iterable[Window]]:
+    """The passage splitter a manifest's ``passages`` entry describes."""
+    if config["unit"] == "words":
+        return lambda text: split_passages(text, config["max_words"], config["overlap_words"])
+    count = tokenizer_counter(embedder.tokenizer)
+    return lambda text: split_token_windows(
+        text, count, config["max_tokens"], config["overlap_tokens"], config.get("sentence_aware", True)
+    )
