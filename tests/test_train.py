@@ -154,7 +154,11 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path, tiny_mode
     assert (tmp_path / "parts" / "checkpoint" / "trainer_state.json").is_file()
     with pytest.raises(Exception, match="holds a checkpoint"):
         train_reader(parts)
+    # As a kill while saving the next checkpoint leaves it: the last one moved aside, a half-built one.
+    (tmp_path / "parts" / "checkpoint").rename(tmp_path / "parts" / ".checkpoint.old-1")
+    (tmp_path / "parts" / ".checkpoint.building-1").mkdir()
     train_reader(TrainConfig("", "", str(tmp_path / "parts"), device="cpu"), resume=True)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir() if p.name.startswith(".")) == []
     a = load_file(tmp_path / "whole" / "model.safetensors")
     b = load_file(tmp_path / "parts" / "model.safetensors")
     assert a.keys() == b.keys()

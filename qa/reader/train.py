@@ -27,7 +27,7 @@ from qa.corpora.squad import load_squad
 from qa import training
 from qa.device import cpu_has_bf16, pick_device
 from qa.errors import QAError
-from qa.fsutil import replace_directory, share_like_create, staging_dir
+from qa.fsutil import recover_directory, replace_directory, share_like_create, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.progress import progress_bar
 from qa.reader.features import Features, featurize
@@ -102,6 +102,9 @@ def train_reader(
     output = Path(config.output)
     checkpoint = output / "checkpoint"
     device = pick_device(config.device)
+    # A run killed while saving leaves a half-built checkpoint, or its last one moved aside:
+    # put that back and remove the half-built one, before looking for a checkpoint.
+    recover_directory(checkpoint)
     if resume:
         if not (checkpoint / STATE).is_file():
             raise QAError(f"nothing to resume: no checkpoint in {str(checkpoint)!r}")
