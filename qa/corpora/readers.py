@@ -95,10 +95,6 @@ class CorpusPart:
     path: Path
     base: Path
 
-    @property
-    def source(self) -> str:
-        return self.path.relative_to(self.base).as_posix()
-
 
 def corpus_parts(
     path: str | Path, report: ReadReport, *, include: Sequence[str] = (), exclude: Sequence[str] = ()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import bm25s
+import numpy as np
 
 from qa.corpora import SUPPORTED_SUFFIXES, Document, ReadReport
 from qa.device import pick_device
@@ -29,7 +30,6 @@ from qa.index.dense import build_faiss, choose_kind
 from qa.index.vectors import VectorFile
 from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions
 from qa.index.store import retrieval_text
-from qa.indexer.passages import Window
 from qa.indexer.stages import BM25_B, BM25_K1, Parts, already_stored, splitter
 from qa.indexer.stages import EmbeddingQueue  # noqa: F401  (qa.indexer.build.EmbeddingQueue: what tests and benchmarks replace)
 from qa.progress import progress_bar
@@ -117,14 +117,14 @@ def build_index(
             on_document = lambda n: progress.update(task, description=f"Indexing ({where}): {n} passages")  # noqa: E731
             if ray is None:
                 docs = reading.read(corpus, report) if corpus_path is not None else _counted(corpus, report)
-                documents_read = _ingest(docs, parts, splitter(passage_config, embedder), report,
-                                         check_stored=previous is not None, on_document=on_document)
+                split = splitter(passage_config, embedder)
+                documents = ((doc, ((w.start, w.end) for w in split(doc.text)), None) for doc in docs)
             else:
-                from qa.indexer.ray_build import ingest_with_ray
+                from qa.indexer.ray_build import documents_with_ray
 
-                documents_read = ingest_with_ray(corpus, parts, report, reading=reading, passage_config=passage_config,
-                                                 model=model, embedding=embedding, ray=ray,
-                                                 check_stored=previous is not None, on_document=on_document)
+                documents = documents_with_ray(corpus, report, reading=reading, passage_config=passage_config,
+                                               model=model, embedding=embedding, ray=ray)
+            documents_read = _ingest(documents, parts, report, check_stored=previous is not None, on_document=on_document)
             logger.info("read, split and embedded %d documents into %d passages in %.1f s",
                         report.documents, parts.store.passages - parts.first_new, time.perf_counter() - stage)
             if documents_read == 0:
@@ -210,23 +210,22 @@ def _carry_over(parts: Parts, writer: IndexWriter) -> None:
 
 
 def _ingest(
-    docs: Iterable[Document],
+    documents: Iterable[tuple[Document, Iterable[tuple[int, int]], np.ndarray | None]],
     parts: Parts,
-    split: Callable[[str], Iterable[Window]],
     report: ReadReport,
     *,
     check_stored: bool,
     on_document: Callable[[int], None],
 ) -> int:
-    """Store, split, analyse and embed each document as it is read, in this process; returns
-    the documents read. (:mod:`qa.indexer.ray_build` runs the splitting and embedding on Ray
-    workers and hands their results to the same :meth:`Parts.add_document`.)"""
+    """Store, analyse and embed each document with its windows as they arrive: split (lazily)
+    in this process and embedded through the queue, or split and embedded on Ray workers
+    (:mod:`qa.indexer.ray_build`, vectors given); returns the documents read."""
     documents_read = 0
-    for doc in docs:
+    for doc, windows, vectors in documents:
         documents_read += 1
         if check_stored and already_stored(parts.store, doc, report):
             continue
-        if parts.add_document(doc, ((w.start, w.end) for w in split(doc.text)), report):
+        if parts.add_document(doc, windows, report, vectors):
             on_document(parts.store.passages - parts.first_new)
     parts.close()
     return documents_read

@@ -1,11 +1,11 @@
 """The build's reading, splitting and embedding on a Ray cluster (``qa index --ray``).
 
 Ray runs the stages that cost, with the functions the single-process build uses: Ray Data reads
-the corpus's parts (:func:`qa.corpora.readers.read_part`, one task per file or CORD-19 release),
-and a pool of actors splits the documents into passages and embeds them (one actor per GPU, or
+the corpus's parts (:func:`qa.corpora.readers.read_part` on each file or CORD-19 release, in
+parallel tasks), and a pool of actors splits the documents into passages and embeds them (one actor per GPU, or
 per ``cpus_per_worker`` CPUs). Their results stream back to this process in corpus order, where
-:class:`qa.corpora.readers.DocumentFilter` and ``Parts.add_document`` (:mod:`qa.indexer.stages`) write them through the
-same :class:`qa.index.IndexWriter` as ``qa index``: the passage store, the BM25 postings and the
+:class:`qa.corpora.readers.DocumentFilter` keeps what can be indexed and the build's own ``_ingest``
+and ``Parts.add_document`` (:mod:`qa.indexer.stages`) write them through the same :class:`qa.index.IndexWriter` as ``qa index``: the passage store, the BM25 postings and the
 vectors, then the BM25 and dense indexes. The result is the very index the single-process build
 makes, and its guarantees hold (a staging folder replaces the old index only when complete).
 
@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,15 @@ from qa.corpora.readers import CorpusPart, DocumentFilter, corpus_parts, read_pa
 from qa.errors import QAError, first_line
 from qa.hub import resolve_model
 from qa.indexer.options import EmbeddingOptions, RayOptions, ReadOptions
-from qa.indexer.stages import already_stored, splitter
+from qa.indexer.stages import splitter
 
 logger = logging.getLogger(__name__)
 
 READ_CPUS = 0.5  # logical CPUs a reading task holds; an actor holds cpus_per_worker - READ_CPUS
 
 
-def ingest_with_ray(
+def documents_with_ray(
     corpus: str | os.PathLike,
-    parts,
     report: ReadReport,
     *,
     reading: ReadOptions,
@@ -49,19 +48,17 @@ def ingest_with_ray(
     model: str,
     embedding: EmbeddingOptions,
     ray: RayOptions,
-    check_stored: bool,
-    on_document: Callable[[int], None],
-) -> int:
-    """Read, split and embed ``corpus`` on Ray and add each document to ``parts`` (the build's
-    ``Parts``) in corpus order; returns the documents read."""
+) -> Iterator[tuple[Document, list[tuple[int, int]], np.ndarray | None]]:
+    """Read, split and embed ``corpus`` on Ray: each document to index, in corpus order, with its
+    windows and their vectors (None when it has no window), for the build's ``_ingest``."""
     resolve_model(model)  # a model folder that does not exist fails here, before Ray starts
     ray_data = _start(ray.address)
     listing = corpus_parts(corpus, report, include=reading.include, exclude=reading.exclude)
     if not listing:
-        return 0
+        return
     dataset = _pipeline(ray_data, listing, reading, passage_config, model, embedding, ray)
     keep = DocumentFilter(report)
-    documents_read = parts_done = 0
+    parts_done = 0
     for row in _rows(dataset):
         if row["report"]:
             parts_done += 1
@@ -70,35 +67,21 @@ def ingest_with_ray(
                 report.on_file(parts_done, len(listing))
             continue
         doc = Document(row["id"], row["text"], row["title"], row["source"], json.loads(row["metadata"]))
-        if not keep(doc):
-            continue
-        documents_read += 1
-        if check_stored and already_stored(parts.store, doc, report):
-            continue
-        windows = np.frombuffer(row["windows"], dtype=np.int64).reshape(-1, 2).tolist()
-        vectors = np.frombuffer(row["vectors"], dtype=np.float16).reshape(len(windows), -1)
-        if parts.add_document(doc, windows, report, vectors if len(windows) else None):
-            on_document(parts.store.passages - parts.first_new)
-    parts.close()
-    return documents_read
+        if keep(doc):
+            windows = np.frombuffer(row["windows"], dtype=np.int64).reshape(-1, 2).tolist()
+            vectors = np.frombuffer(row["vectors"], dtype=np.float16).reshape(len(windows), -1)
+            yield doc, windows, vectors if windows else None
 
 
 def _rows(dataset):
     """The dataset's rows; a failure on a worker (a model that does not load there, say) becomes a
     :class:`QAError` naming its cause, instead of Ray's traceback."""
-    rows = iter(dataset.iter_rows())
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except QAError:
+    try:
+        yield from dataset.iter_rows()
+    except Exception as err:
+        if not type(err).__module__.startswith("ray"):
             raise
-        except Exception as err:
-            if not type(err).__module__.startswith("ray"):
-                raise
-            raise QAError(f"the Ray build failed on a worker: {_worker_error(err)}") from None
-        yield row
+        raise QAError(f"the Ray build failed on a worker: {_worker_error(err)}") from None
 
 
 def _worker_error(err: BaseException) -> str:
@@ -142,7 +125,7 @@ def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage
     import ray
 
     resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0)) if embedding.device in (None, "cuda") or str(embedding.device).startswith("cuda") else 0
+    gpus = int(resources.get("GPU", 0)) if embedding.device is None or embedding.device.startswith("cuda") else 0
     cpus = int(resources.get("CPU", 1))
     threads = None
     if gpus:
