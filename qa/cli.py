@@ -542,6 +542,11 @@ def train_reader(
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the teacher's soft targets (hard labels: 1 - alpha).")] = TRAIN_DEFAULTS.alpha,
     temperature: Annotated[float, typer.Option(min=0.01, help="Softening of both distributions for distillation.")] = TRAIN_DEFAULTS.temperature,
     layers: Annotated[Optional[int], typer.Option(min=1, help="Start from this many of --base's layers, evenly spaced (a smaller student).")] = None,
+    shared_norm: Annotated[
+        bool,
+        typer.Option("--shared-norm", help="Batch each question's windows and retrieved passages (qa train open-data) together, "
+                     "with one softmax over all of them, so that span scores compare across passages."),
+    ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty --output that is not a qa training output (its model files are replaced).")
@@ -561,7 +566,8 @@ def train_reader(
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, epochs=epochs, warmup=warmup,
         weight_decay=weight_decay, seed=seed, freeze_embeddings=freeze_embeddings, negative_fraction=negative_fraction,
         checkpoint_every=checkpoint_every, max_minutes=max_minutes, limit=limit, eval_limit=eval_limit,
-        save_dtype=save_dtype, teacher=teacher, alpha=alpha, temperature=temperature, layers=layers, device=device,
+        save_dtype=save_dtype, teacher=teacher, alpha=alpha, temperature=temperature, layers=layers,
+        shared_norm=shared_norm, device=device,
     )
     metrics = run(
         config,

@@ -31,6 +31,15 @@ class Example:
     def answerable(self) -> bool:
         return bool(self.answers)
 
+    @property
+    def question_key(self) -> str:
+        """What the training data's entries of one question share: the id without the
+        ``#negative-N`` suffix that ``qa train open-data`` gives a question's retrieved passages."""
+        return self.id.split(NEGATIVE_MARK, 1)[0]
+
+
+NEGATIVE_MARK = "#negative-"  # an entry of the same question over another (retrieved) passage
+
 
 @dataclass
 class QASet:

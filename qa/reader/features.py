@@ -3,7 +3,9 @@
 Each (question, context) pair is tokenised with ``truncation="only_second"`` into windows of
 ``max_length`` tokens overlapping by ``stride``; a window's label is the token span of the first
 gold answer, or the [CLS] position (0) when the answer is not wholly inside the window or the
-question is unanswerable (as in Hugging Face's ``run_qa.py``). Token ids of all features live in
+question is unanswerable (as in Hugging Face's ``run_qa.py``). Each feature also records its
+question, so that a question's windows and retrieved passages can be batched and normalised
+together (``--shared-norm``). Token ids of all features live in
 one flat ``uint16``/``int32`` array with offsets, so SQuAD's ~90k features take tens of MB, and
 tokenisation runs in chunks, so memory stays bounded by the chunk size.
 """
@@ -25,6 +27,7 @@ class Features:
     offsets: np.ndarray  # feature i is ids[offsets[i]:offsets[i + 1]]
     starts: np.ndarray  # label token positions (int16)
     ends: np.ndarray
+    questions: np.ndarray  # the question each feature belongs to (int32; see Example.question_key)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -75,7 +78,8 @@ def featurize(
         raise ValueError("negative_fraction must be between 0 and 1")
     rng = np.random.default_rng(seed)
     id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32
-    ids, types, lengths, starts, ends = [], [], [], [], []
+    ids, types, lengths, starts, ends, questions = [], [], [], [], [], []
+    question_number: dict[str, int] = {}
     for first in range(0, len(examples), chunk):
         part = examples[first : first + chunk]
         enc = tokenizer(
@@ -98,6 +102,7 @@ def featurize(
             lengths.append(len(input_ids))
             starts.append(start)
             ends.append(end)
+            questions.append(question_number.setdefault(example.question_key, len(question_number)))
         if on_chunk:
             on_chunk(len(part))
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -108,6 +113,7 @@ def featurize(
         offsets,
         np.asarray(starts, dtype=np.int16),
         np.asarray(ends, dtype=np.int16),
+        np.asarray(questions, dtype=np.int32),
     )
 
 

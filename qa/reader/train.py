@@ -69,6 +69,14 @@ def batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list
     return out
 
 
+def _epoch_batches(features: Features, config: TrainConfig, epoch: int) -> list[np.ndarray]:
+    if config.shared_norm:
+        from qa.reader.shared_norm import question_batches
+
+        return question_batches(features.questions, features.lengths, config.batch_size, config.seed, epoch)
+    return batches(features.lengths, config.batch_size, config.seed, epoch)
+
+
 def learning_rate(config: TrainConfig, state: TrainState) -> float:
     """Linear warmup to ``config.lr``, then linear decay to 0 at ``state.total_steps``."""
     if state.step < state.warmup_steps:
@@ -157,7 +165,7 @@ def train_reader(
         teacher = teacher_logits(teacher_source, features, tokenizer.pad_token_id or 0, output / TEACHER_DIR, device, show_progress)
 
     optimizer = _optimizer(model, config)
-    per_epoch = math.ceil(math.ceil(len(features) / config.batch_size) / config.grad_accum)
+    per_epoch = math.ceil(len(_epoch_batches(features, config, 0)) / config.grad_accum)
     epoch_steps = max(1, math.ceil(config.epochs * per_epoch))
     state = TrainState(total_steps=epoch_steps)
     state.warmup_steps = max(1, round(config.warmup * state.total_steps))
@@ -175,7 +183,7 @@ def train_reader(
     with progress_bar("steps", disable=not show_progress) as progress:
         task = progress.add_task("Training", total=state.total_steps, completed=state.step)
         while state.step < state.total_steps:
-            epoch_batches = batches(features.lengths, config.batch_size, config.seed, state.epoch)
+            epoch_batches = _epoch_batches(features, config, state.epoch)
             groups = [epoch_batches[i : i + config.grad_accum] for i in range(0, len(epoch_batches), config.grad_accum)]
             while state.batch_in_epoch < len(groups) and state.step < state.total_steps:
                 loss = _step(model, optimizer, scaler, autocast, features, groups[state.batch_in_epoch], pad_id, device, config, state, teacher)
@@ -258,15 +266,24 @@ def _train_autocast(device: str):
 
 def _step(model, optimizer, scaler, autocast, features: Features, group, pad_id, device, config, state, teacher=None) -> float:
     """One optimizer step over ``group`` (its batches accumulated): cross-entropy on the hard
-    labels, mixed with the distillation loss (weight ``config.alpha``) when there is a teacher."""
+    labels (per window, or per question with ``config.shared_norm``), mixed with the
+    distillation loss (weight ``config.alpha``) when there is a teacher."""
     for g in optimizer.param_groups:
         g["lr"] = learning_rate(config, state)
     total = 0.0
     for indices in group:
         batch = {k: torch.from_numpy(v).to(device) for k, v in features.batch(indices, pad_id).items()}
         with autocast():
-            out = model(**batch)
-            loss = out.loss
+            if config.shared_norm:
+                from qa.reader.shared_norm import shared_norm_loss
+
+                starts, ends = batch.pop("start_positions"), batch.pop("end_positions")
+                out = model(**batch)
+                loss = shared_norm_loss(out.start_logits, out.end_logits, batch["attention_mask"], starts, ends,
+                                        torch.from_numpy(features.questions[indices]).to(device))
+            else:
+                out = model(**batch)
+                loss = out.loss
             if teacher is not None:
                 from qa.reader.distill import batch_logits, distillation_loss
 
@@ -387,6 +404,8 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str,
         f"- Base model: `{config.base}`" + (f", {config.layers} of its layers kept (evenly spaced)" if config.layers else ""),
         *([f"- Distilled from `{config.teacher}`: soft start/end targets at temperature {config.temperature:g}, weight "
            f"{config.alpha:g} (hard labels {1 - config.alpha:g})"] if config.teacher else []),
+        *(["- Loss: shared normalisation: each question's windows and retrieved passages in one batch, one softmax over "
+           "all their tokens for the start and for the end"] if config.shared_norm else []),
         f"- Training data: `{config.train}` (sha256 `{train_sha256}`), {metrics['train_examples']} questions, "
         f"{metrics['train_features']} features of at most {config.max_length} tokens (stride {config.stride})",
         f"- Trained {metrics['steps']} optimizer steps ({metrics['epochs']} epochs) in {metrics['train_seconds'] / 60:.1f} minutes "

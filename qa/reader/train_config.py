@@ -39,6 +39,9 @@ class TrainConfig:
     alpha: float = 0.5
     """Weight of the teacher's soft targets in the loss; the hard labels get 1 - alpha."""
     temperature: float = 2.0
+    shared_norm: bool = False
+    """Batch each question's windows and retrieved passages together and normalise its span
+    scores over all of them (see qa.reader.shared_norm)."""
     layers: int | None = None
     """Start from this many of the base's layers (evenly spaced): a smaller, faster student."""
     device: str | None = None

@@ -19,7 +19,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from qa.corpora.squad import Example, load_squad
+from qa.corpora.squad import NEGATIVE_MARK, Example, load_squad
 from qa.errors import QAError
 from qa.index import Index, Passage
 from qa.progress import progress_bar
@@ -85,7 +85,7 @@ def open_training_data(
                         counts["retrieved passages left out: they contain an answer's text"] += 1
                         continue
                     taken += 1
-                    add(hit.passage, {"id": f"{e.id}#negative-{taken}", "question": e.question, "is_impossible": True, "answers": []})
+                    add(hit.passage, {"id": f"{e.id}{NEGATIVE_MARK}{taken}", "question": e.question, "is_impossible": True, "answers": []})
                 counts["negative passages"] += taken
             progress.update(task, advance=len(group))
     if not counts["questions"]:
