@@ -156,3 +156,16 @@ def test_a_model_that_does_not_load_on_the_workers_is_a_clear_error(local_ray, t
     with pytest.raises(QAError, match="not a usable model"):
         build_index(root, tmp_path / "index", embedding=EmbeddingOptions(str(tmp_path / "not-a-model")), ray=RayOptions(address=None))
     assert not (tmp_path / "index" / "manifest.json").exists()
+
+
+def test_ray_that_does_not_start_is_a_clear_error(monkeypatch, tmp_path, tiny_models):
+    root = _corpus(tmp_path / "corpus", files=1)
+
+    def refuse(**kwargs):
+        raise ValueError("Invalid address format: 'ray//head'")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(QAError, match=r"cannot connect to Ray at 'ray//head': Invalid address format"):
+        build_index(root, tmp_path / "index", embedding=EmbeddingOptions(str(tiny_models["encoder"])), ray=RayOptions(address="ray//head"))
+    assert not (tmp_path / "index").exists()

@@ -115,6 +115,9 @@ def _start(address: str | None):
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         except ConnectionError as err:
             raise QAError(f"cannot reach a Ray cluster at {address!r} ({err}): start one (`ray start --head`) or leave out the address") from None
+        except Exception as err:  # a malformed address, a temp folder Ray cannot write, a version mismatch, ...
+            where = "start a local Ray instance" if address is None else f"connect to Ray at {address!r}"
+            raise QAError(f"cannot {where}: {first_line(err)}") from None
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # the index is written in corpus order
     context.enable_progress_bars = False  # qa's own progress bar counts what arrives
@@ -154,13 +157,16 @@ def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage
     )
 
 
-def _read_rows(item: dict[str, str], fields, max_file_mb: float) -> list[dict[str, Any]]:
-    """One part's documents as rows, then a row holding what the part's read report says."""
+def _read_rows(item: dict[str, str], fields, max_file_mb: float) -> Iterator[dict[str, Any]]:
+    """One part's documents as rows, as they are read (Ray cuts a task's output into blocks as it
+    comes, so a large part, a CORD-19 release say, is never held whole), then a row holding what
+    the part's read report says."""
     part = CorpusPart(item["kind"], Path(item["path"]), Path(item["base"]))
     report = ReadReport()
-    rows = [_row(doc) for doc in read_part(part, report, fields, max_file_mb)]
+    for doc in read_part(part, report, fields, max_file_mb):
+        yield _row(doc)
     summary = {"files_read": report.files_read, "skipped": [[r, n] for r, n in report.skipped.items()], "warnings": report.warnings}
-    return rows + [{**_row(None), "report": json.dumps(summary)}]
+    yield {**_row(None), "report": json.dumps(summary)}
 
 
 def _row(doc: Document | None) -> dict[str, Any]:
