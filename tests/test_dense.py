@@ -67,9 +67,14 @@ def test_ivfpq_finds_most_of_what_the_exact_search_finds(tmp_path):
     exact = np.argsort(-(queries @ vectors.astype(np.float32).T), axis=1)[:, :10]
     _, found = index.search(queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found)])
-    # 8 bytes a vector is coarse on noise-like neighbours (a random 10 of 10,484 would score 0.001);
+    # 8 bytes a vector is coarse on noise-like neighbours (a random 10 of 10,484 would score 0.001),
+    # so the candidates are re-scored exactly: what comes back is exact where the candidates hold it.
     # docs/SCALING.md measures real passage vectors. Each query is a stored vector: it finds itself.
-    assert recall >= 0.2, recall
-    assert np.mean([i in row for i, row in enumerate(found)]) >= 0.8
+    pq_alone = index.index.search(queries, 10)[1]
+    alone = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, pq_alone)])
+    assert recall >= 0.5 and recall > alone + 0.2, (recall, alone)
+    assert all(i == row[0] for i, row in enumerate(found))
+    scores, _ = index.search(queries, 10)
+    assert np.allclose(scores, np.take_along_axis(queries @ vectors.astype(np.float32).T, found, axis=1), atol=1e-5)
     with pytest.raises(QAError, match="at least"):
         build_faiss(vectors[:1000], "ivfpq", tmp_path / "small.index")

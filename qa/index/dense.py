@@ -8,7 +8,10 @@
 - ``ivfpq``: inverted lists with product-quantised vectors (``IVF{nlist},PQ{dim/8}``: 8 bits for
   each group of 8 dimensions), for collections whose 8-bit vectors outgrow memory. Memory:
   dim / 8 bytes per passage (48 for all-MiniLM-L6-v2's 384) plus 8 for its id; trained on a
-  sample of at least :data:`PQ_MIN_TRAIN` vectors, so it needs that many passages.
+  sample of at least :data:`PQ_MIN_TRAIN` vectors, so it needs that many passages. Alone it
+  ranks coarsely, so its :data:`RERANK_CANDIDATES` best are re-scored exactly from the stored
+  float16 vectors (:class:`ExactRerank`), which stay on disk, memory-mapped: faiss's own
+  ``IndexRefine`` would hold a second copy of every vector in memory.
 - ``hnsw``: a navigable small-world graph over 8-bit vectors (``HNSW32,SQ8``), searched with
   ``efSearch``. Memory: ~1 byte x dim + 256 bytes of links per passage.
 
@@ -35,6 +38,7 @@ IVF_NPROBE = 32
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 96
+RERANK_CANDIDATES = 100  # IVF-PQ candidates re-scored exactly per query (docs/SCALING.md measures recall)
 TRAIN_PER_CELL = 64  # k-means training vectors per IVF cell
 PQ_MIN_TRAIN = 39 * 256  # faiss asks 39 training vectors per centroid of each 8-bit sub-quantiser
 _GPU_RESOURCES: list = []  # kept alive as long as the GPU indexes that use them
@@ -124,4 +128,28 @@ def open_faiss(vectors: np.ndarray, description: dict[str, Any], folder: Path, d
             logger.info("the dense index stays on the CPU: faiss could not use %s (%s)", device, err)
         else:
             logger.info("the dense index is searched on %s", device)
+    if ",PQ" in description.get("faiss_index", ""):
+        return ExactRerank(index, vectors)
     return index
+
+
+class ExactRerank:
+    """A product-quantised index searched for ``candidates`` passages per query, which are then
+    scored exactly (inner product with the stored vectors) and the best ``k`` returned. Searches
+    like a faiss index (``search``, ``ntotal``, ``d``)."""
+
+    def __init__(self, index, vectors: np.ndarray, candidates: int = RERANK_CANDIDATES):
+        self.index, self.vectors, self.candidates = index, vectors, candidates
+        self.ntotal, self.d = index.ntotal, index.d
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.asarray(queries, dtype=np.float32)
+        _, found = self.index.search(queries, min(max(k, self.candidates), self.ntotal))
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, (query, candidates) in enumerate(zip(queries, found)):
+            candidates = np.sort(candidates[candidates >= 0])  # in file order: fewer page reads
+            exact = self.vectors[candidates].astype(np.float32) @ query
+            best = np.argsort(-exact, kind="stable")[:k]
+            scores[row, : len(best)], ids[row, : len(best)] = exact[best], candidates[best]
+        return scores, ids
