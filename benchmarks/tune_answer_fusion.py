@@ -9,6 +9,12 @@ and the best weights of the search.
 
     python benchmarks/tune_answer_fusion.py --reader ../shared/models/reference-reader-minilm-l6-squad1 \\
         --questions 1000 --held-out 300 --seed 0
+
+With ``--tune-on train``, the weights are searched on ``--questions`` SQuAD v1.1 *training*
+questions asked over the same open-squad index (which holds the training paragraphs), drawn from
+those after the first ``--train-skip`` (a reader trained on ``qa train open-data --limit N`` has
+not seen the questions after the first N), and all ``--held-out`` questions are dev questions: no
+dev question chooses the weights.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 from qa.eval.question_sets import load_question_set  # noqa: E402
-from qa.corpora.squad import sample_examples  # noqa: E402
+from qa.corpora.squad import load_squad, sample_examples  # noqa: E402
 from qa.eval.runner import prepare_index  # noqa: E402
 from qa.metrics import squad_scores  # noqa: E402
 from qa.pipeline import BM25_WEIGHT, DENSE_WEIGHT  # noqa: E402
@@ -60,13 +66,20 @@ def main() -> int:
     ap.add_argument("--held-out", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-k", type=int, default=20)
+    ap.add_argument("--tune-on", choices=("dev", "train"), default="dev", help="where the tuning questions come from")
+    ap.add_argument("--train-skip", type=int, default=0, help="with --tune-on train: leave out the first N training questions")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/answer_fusion.json"))
     args = ap.parse_args()
     if not (args.data / "squad").is_dir():
         print(f"SQuAD not found under {args.data}: skipping", file=sys.stderr)
         return 0
     benchmark = load_question_set("open-squad", data=args.data)
-    questions = [(e.question, e.answers) for e in sample_examples(benchmark.examples, args.questions, args.seed)]
+    if args.tune_on == "dev":
+        questions = [(e.question, e.answers) for e in sample_examples(benchmark.examples, args.questions, args.seed)]
+    else:
+        train = [e for e in load_squad(args.data / "squad" / "train-v1.1.json.gz").examples if e.answerable][args.train_skip :]
+        questions = [(e.question, e.answers) for e in sample_examples(benchmark.examples, args.held_out, args.seed)]
+        questions += [(e.question, e.answers) for e in sample_examples(train, args.questions, args.seed)]
     index = Index(prepare_index(benchmark, show_progress=True))
     retriever = make_retriever(index, "hybrid")
     reader = Reader(args.reader)
@@ -86,7 +99,8 @@ def main() -> int:
             print(f"read {i + 1}/{len(questions)} questions", file=sys.stderr)
 
     held_out, tune = rows[: args.held_out], rows[args.held_out :]
-    report = {"questions": len(rows), "held_out": len(held_out), "seed": args.seed, "results": []}
+    report = {"questions": len(rows), "held_out": len(held_out), "seed": args.seed, "tune_on": args.tune_on,
+              "train_skip": args.train_skip, "reader": args.reader, "results": []}
     print(f"{'k':>3} {'w_bm25':>6} {'w_dense':>7}  {'tune EM':>7} {'tune F1':>7}  {'held-out EM':>11} {'held-out F1':>11}")
     for k in (5, 10, 20):
         if k > args.max_k:
