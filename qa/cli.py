@@ -547,6 +547,11 @@ def train_reader(
         typer.Option("--shared-norm", help="Batch each question's windows and retrieved passages (qa train open-data) together, "
                      "with one softmax over all of them, so that span scores compare across passages."),
     ] = False,
+    unanswerable_fraction: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="With --shared-norm: this fraction of the questions lose their gold passage each epoch "
+                     "and learn [CLS] over their retrieved negatives (the no-answer signal for abstention)."),
+    ] = TRAIN_DEFAULTS.unanswerable_fraction,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty --output that is not a qa training output (its model files are replaced).")
@@ -567,7 +572,7 @@ def train_reader(
         weight_decay=weight_decay, seed=seed, freeze_embeddings=freeze_embeddings, negative_fraction=negative_fraction,
         checkpoint_every=checkpoint_every, max_minutes=max_minutes, limit=limit, eval_limit=eval_limit,
         save_dtype=save_dtype, teacher=teacher, alpha=alpha, temperature=temperature, layers=layers,
-        shared_norm=shared_norm, device=device,
+        shared_norm=shared_norm, unanswerable_fraction=unanswerable_fraction, device=device,
     )
     metrics = run(
         config,

@@ -133,3 +133,63 @@ def test_cli_takes_shared_norm(tmp_path, tiny_models):
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())["steps"] == 2
     assert "--shared-norm" in (out / "README.md").read_text()
+
+
+def test_questions_without_their_gold_passage_have_cls_as_target():
+    torch.manual_seed(2)
+    start, end = torch.randn(3, 5), torch.randn(3, 5)
+    mask = torch.ones(3, 5, dtype=torch.long)
+    zeros = torch.zeros(3, dtype=torch.long)
+    questions = torch.tensor([4, 4, 6])
+    loss = shared_norm_loss(start, end, mask, zeros, zeros, questions, answerable=torch.tensor([False, False, True]))
+
+    def nll(logits):  # question 4: [CLS] of both its windows; question 6 (answerable, answer cut) is skipped
+        return (torch.logsumexp(logits[:2].flatten(), 0) - torch.logsumexp(logits[:2, 0], 0)).item()
+
+    assert loss.item() == pytest.approx((nll(start) + nll(end)) / 2, rel=1e-6)
+    assert shared_norm_loss(start, end, mask, zeros, zeros, questions).item() == 0  # without answerable: all skipped
+
+
+def test_an_unanswerable_fraction_drops_gold_passages_per_epoch():
+    questions = np.repeat(np.arange(200), 3)
+    answerable = np.tile([True, False, False], 200)
+    answerable[-3:] = True  # the last question has no negatives: never dropped
+    lengths = np.full(600, 50)
+    epoch0 = question_batches(questions, lengths, 12, seed=0, epoch=0, answerable=answerable, unanswerable_fraction=0.3)
+    kept = np.concatenate(epoch0)
+    dropped = set(range(600)) - set(kept.tolist())
+    assert all(answerable[i] for i in dropped) and {597, 598, 599} <= set(kept.tolist())
+    assert 0.2 < len(dropped) / 200 < 0.4
+    again = question_batches(questions, lengths, 12, seed=0, epoch=0, answerable=answerable, unanswerable_fraction=0.3)
+    assert all(np.array_equal(a, b) for a, b in zip(epoch0, again))
+    other = set(range(600)) - set(np.concatenate(question_batches(questions, lengths, 12, seed=0, epoch=1, answerable=answerable,
+                                                                   unanswerable_fraction=0.3)).tolist())
+    assert other != dropped  # another draw each epoch
+
+
+def test_training_with_unanswerable_questions_teaches_the_no_answer_score(tmp_path, tiny_models):
+    config = TrainConfig(train=str(open_data_file(tmp_path)), base=str(tiny_models["reader"]), output=str(tmp_path / "out"),
+                         max_length=64, stride=16, batch_size=9, lr=3e-3, epochs=24, warmup=0.1, device="cpu", shared_norm=True,
+                         unanswerable_fraction=0.3)
+    train_reader(config)
+    assert "0.3 of the questions without their gold passage" in (tmp_path / "out" / "README.md").read_text()
+    from qa.reader import Reader
+
+    reader = Reader(tmp_path / "out", device="cpu")
+    for i, (context, question, answer) in enumerate(FACTS):
+        negatives = [FACTS[(i + k) % len(FACTS)][0] for k in (1, 2)]
+        without = reader.read_batch([question] * 2, negatives)
+        with_gold = reader.read_batch([question] * 3, negatives + [context])
+        # the question's no-answer score: the [CLS] of all its passages together, as training normalises them
+        assert max(s.score for s in without.spans) < np.logaddexp.reduce(without.null_scores), question
+        assert max(s.score for s in with_gold.spans) > np.logaddexp.reduce(with_gold.null_scores), question
+        assert with_gold.spans[0].text == answer
+
+
+def test_an_unanswerable_fraction_needs_shared_norm(tmp_path, tiny_models):
+    from qa.errors import QAError
+
+    config = TrainConfig(train=str(open_data_file(tmp_path)), base=str(tiny_models["reader"]), output=str(tmp_path / "out"),
+                         unanswerable_fraction=0.5)
+    with pytest.raises(QAError, match="needs --shared-norm"):
+        train_reader(config)

@@ -28,6 +28,7 @@ class Features:
     starts: np.ndarray  # label token positions (int16)
     ends: np.ndarray
     questions: np.ndarray  # the question each feature belongs to (int32; see Example.question_key)
+    answerable: np.ndarray  # whether the feature's entry has an answer (bool; False: unanswerable, a retrieved negative)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -78,7 +79,7 @@ def featurize(
         raise ValueError("negative_fraction must be between 0 and 1")
     rng = np.random.default_rng(seed)
     id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32
-    ids, types, lengths, starts, ends, questions = [], [], [], [], [], []
+    ids, types, lengths, starts, ends, questions, answerable = [], [], [], [], [], [], []
     question_number: dict[str, int] = {}
     for first in range(0, len(examples), chunk):
         part = examples[first : first + chunk]
@@ -103,6 +104,7 @@ def featurize(
             starts.append(start)
             ends.append(end)
             questions.append(question_number.setdefault(example.question_key, len(question_number)))
+            answerable.append(example.answerable)
         if on_chunk:
             on_chunk(len(part))
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
@@ -114,6 +116,7 @@ def featurize(
         np.asarray(starts, dtype=np.int16),
         np.asarray(ends, dtype=np.int16),
         np.asarray(questions, dtype=np.int32),
+        np.asarray(answerable, dtype=bool),
     )
 
 

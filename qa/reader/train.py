@@ -73,7 +73,8 @@ def _epoch_batches(features: Features, config: TrainConfig, epoch: int) -> list[
     if config.shared_norm:
         from qa.reader.shared_norm import question_batches
 
-        return question_batches(features.questions, features.lengths, config.batch_size, config.seed, epoch)
+        return question_batches(features.questions, features.lengths, config.batch_size, config.seed, epoch,
+                                features.answerable, config.unanswerable_fraction)
     return batches(features.lengths, config.batch_size, config.seed, epoch)
 
 
@@ -106,6 +107,9 @@ def train_reader(
     """
     quiet_transformers()
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    if config.unanswerable_fraction and not config.shared_norm:
+        raise QAError("--unanswerable-fraction needs --shared-norm (a question's passages are trained together)")
 
     output = Path(config.output)
     checkpoint = output / "checkpoint"
@@ -280,7 +284,8 @@ def _step(model, optimizer, scaler, autocast, features: Features, group, pad_id,
                 starts, ends = batch.pop("start_positions"), batch.pop("end_positions")
                 out = model(**batch)
                 loss = shared_norm_loss(out.start_logits, out.end_logits, batch["attention_mask"], starts, ends,
-                                        torch.from_numpy(features.questions[indices]).to(device))
+                                        torch.from_numpy(features.questions[indices]).to(device),
+                                        torch.from_numpy(features.answerable[indices]).to(device))
             else:
                 out = model(**batch)
                 loss = out.loss
@@ -405,7 +410,9 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str,
         *([f"- Distilled from `{config.teacher}`: soft start/end targets at temperature {config.temperature:g}, weight "
            f"{config.alpha:g} (hard labels {1 - config.alpha:g})"] if config.teacher else []),
         *(["- Loss: shared normalisation: each question's windows and retrieved passages in one batch, one softmax over "
-           "all their tokens for the start and for the end"] if config.shared_norm else []),
+           "all their tokens for the start and for the end"
+           + (f"; {config.unanswerable_fraction:g} of the questions without their gold passage each epoch, "
+              "with [CLS] as the target" if config.unanswerable_fraction else "")] if config.shared_norm else []),
         f"- Training data: `{config.train}` (sha256 `{train_sha256}`), {metrics['train_examples']} questions, "
         f"{metrics['train_features']} features of at most {config.max_length} tokens (stride {config.stride})",
         f"- Trained {metrics['steps']} optimizer steps ({metrics['epochs']} epochs) in {metrics['train_seconds'] / 60:.1f} minutes "

@@ -42,6 +42,9 @@ class TrainConfig:
     shared_norm: bool = False
     """Batch each question's windows and retrieved passages together and normalise its span
     scores over all of them (see qa.reader.shared_norm)."""
+    unanswerable_fraction: float = 0.0
+    """With shared_norm: this fraction of the questions lose their gold passage each epoch and
+    learn [CLS] over their retrieved negatives (the no-answer signal for abstention)."""
     layers: int | None = None
     """Start from this many of the base's layers (evenly spaced): a smaller, faster student."""
     device: str | None = None
