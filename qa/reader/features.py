@@ -19,6 +19,8 @@ import numpy as np
 
 from qa.corpora.squad import Example
 
+LENGTH_SORT_BATCHES = 50  # batches' worth of features (or questions) sorted by length together, to pad little
+
 
 @dataclass
 class Features:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-BATCH_WINDOW = 50  # batches whose questions are sorted by length together, as in train.batches
+from qa.reader.features import LENGTH_SORT_BATCHES
 
 
 def question_batches(
@@ -53,7 +53,7 @@ def question_batches(
                 members[q] = negatives
     longest = np.array([lengths[m].max() for m in members])
     shuffled = rng.permutation(len(members))
-    per_window = max(1, BATCH_WINDOW * batch_size * len(members) // max(1, len(order)))
+    per_window = max(1, LENGTH_SORT_BATCHES * batch_size * len(members) // max(1, len(order)))
     out: list[np.ndarray] = []
     for first in range(0, len(shuffled), per_window):
         chunk = shuffled[first : first + per_window]
@@ -86,6 +86,7 @@ def shared_norm_loss(
     A question with no answerable row (``answerable``; when not given, every row counts as
     answerable) has the [CLS] positions of its windows as the target."""
     total = start_logits.new_zeros((), dtype=torch.float32)
+    both = (start_logits.float(), end_logits.float())  # once for the batch, not once per question
     counted = 0
     for question in torch.unique(questions):
         rows = torch.nonzero(questions == question).squeeze(1)
@@ -98,8 +99,7 @@ def shared_norm_loss(
         else:
             continue
         tokens = attention_mask[rows].bool()
-        for logits, (at_rows, at_columns) in zip((start_logits, end_logits), targets):
-            scores = logits.float()
+        for scores, (at_rows, at_columns) in zip(both, targets):
             total = total + torch.logsumexp(scores[rows][tokens], 0) - torch.logsumexp(scores[at_rows, at_columns], 0)
         counted += 1
     if counted == 0:  # no answer in the batch: a zero that still reaches the graph

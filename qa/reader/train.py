@@ -30,7 +30,7 @@ from qa.errors import QAError
 from qa.fsutil import recover_directory, replace_directory, share_like_create, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.progress import progress_bar
-from qa.reader.features import Features, featurize
+from qa.reader.features import LENGTH_SORT_BATCHES, Features, featurize
 from qa.reader.train_config import TrainConfig
 
 STATE = "trainer_state.json"
@@ -59,7 +59,7 @@ def batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list
     so that padding is small, then the batches themselves shuffled. Same seed, same batches."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
-    window = batch_size * 50
+    window = batch_size * LENGTH_SORT_BATCHES
     out: list[np.ndarray] = []
     for first in range(0, len(order), window):
         chunk = order[first : first + window]
