@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
@@ -39,7 +40,7 @@ def keep_per_passage(reading: ReaderOutput, n: int) -> ReaderOutput:
         if count.get(span.passage, 0) < n:
             count[span.passage] = count.get(span.passage, 0) + 1
             kept.append(span)
-    return ReaderOutput(kept, reading.null_scores)
+    return replace(reading, spans=kept)
 
 
 def main() -> int:

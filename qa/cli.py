@@ -55,6 +55,9 @@ DeviceOption = Annotated[
     Optional[str], typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available, else cpu.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
+AlwaysAnswerOption = Annotated[
+    bool, typer.Option("--always-answer", help="Show the best answers even where the reader judges that the passages do not answer.")
+]
 PrecisionOption = Annotated[
     str,
     typer.Option(
@@ -291,6 +294,7 @@ def ask(
         typer.Option(help="Reader model: a folder or hub id. Default: $QA_READER, else the packaged reader."),
     ] = None,
     answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = DEFAULT_ANSWERS,
+    always_answer: AlwaysAnswerOption = False,
     server: Annotated[
         Optional[str],
         typer.Option(help=f"Ask a running `qa serve` at this URL instead of loading the models here. Default: ${SERVER_ENV}.",
@@ -305,6 +309,9 @@ def ask(
         raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
     server = server if server is not None else os.environ.get(SERVER_ENV)
     if server:
+        if always_answer:
+            raise QAError(f"--always-answer applies to answering here; the server at {server} abstains by its reader's rule: "
+                          "pass --server '' to answer here")
         local = [name for name, value in (("--index", index_dir), ("--reader", reader), ("--device", device)) if value]
         local += ["--precision"] if precision != "auto" else []
         if local:
@@ -319,7 +326,8 @@ def ask(
     else:
         from qa.pipeline import Pipeline
 
-        pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision)
+        pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision,
+                            abstention=None if always_answer else "reader")
         result = pipeline.ask(question, top_k=top_k, answers=answers).as_dict()
     for warning in result["warnings"]:
         err.print(f"[yellow]warning:[/] {escape(_one_line(warning))}")
@@ -356,8 +364,10 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate this many questions, drawn with --seed.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --limit sample.")] = 0,
     no_answer_threshold: Annotated[
-        Optional[float], typer.Option(help="Abstain below this margin over the no-answer score (SQuAD 2.0 readers).")
+        Optional[float], typer.Option(help="Abstain below this margin over the no-answer score. Default: the reader's own "
+                                           "(its abstention.json), else never.")
     ] = None,
+    always_answer: AlwaysAnswerOption = False,
     question_batch: Annotated[
         int, typer.Option(min=1, help="Read the passages of this many questions in one batch (1: per-question latency).")
     ] = QUESTION_BATCH,
@@ -389,6 +399,7 @@ def evaluate(
         seed=seed,
         index_dir=index_dir,
         embedding_model=embedding_model,
+        abstain=not always_answer,
         no_answer_threshold=no_answer_threshold,
         question_batch=question_batch,
         precision=precision,
@@ -685,6 +696,10 @@ def _print_result(result: dict) -> None:
             out.print(Text("   " + _excerpt(passage["text"])), "")
         if not result["passages"]:
             out.print("No passage in the index matches this question.")
+        return
+    if not result["answers"] and result.get("abstained"):  # a server older than abstention sends no such key
+        out.print("No answer: the reader judges that none of the passages it read answers this question "
+                  "(--always-answer shows its best guesses).")
         return
     if not result["answers"]:
         out.print("No answer: the index holds no passage that answers this question.")

@@ -14,7 +14,7 @@ import numpy as np
 
 from qa.errors import QAError
 from qa.index import Index, Passage
-from qa.reader import AnswerSpan, Reader, ReaderOutput, resolve_reader
+from qa.reader import Abstention, AnswerSpan, Reader, ReaderOutput, resolve_reader
 from qa.retriever import DEFAULT_RETRIEVER, Hit, make_retriever
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ class Prediction:
     reading: ReaderOutput | None = field(default=None, repr=False)
     """The reader's spans over the passages read (``hits[:top_k]``), so that answers can be
     ranked again over fewer of them (:meth:`Pipeline.rank_answers`); None without a reader."""
+    abstained: bool = False
+    """True when the reader found spans but judged that the passages do not answer (``answers`` empty)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +104,7 @@ class Prediction:
             "reader": self.reader,
             "retriever": self.retriever,
             "answers": [a.as_dict() for a in self.answers],
+            "abstained": self.abstained,
             "passages": [
                 {"rank": h.rank, "score": h.score, "bm25": h.bm25, "cosine": h.cosine, **h.passage.as_dict()} for h in self.hits
             ],
@@ -115,9 +118,10 @@ class Pipeline:
     ``reader`` is a :class:`Reader`, a model path or hub id, or None for the default
     (``$QA_READER``, then the packaged reader); when none is available, :meth:`ask` returns
     the retrieved passages and no answers. ``bm25_weight`` and ``dense_weight`` weigh the
-    passage's BM25 score and embedding cosine into each answer's score. With
-    ``no_answer_threshold`` set (for readers trained on SQuAD 2.0), the pipeline abstains when
-    the best answer's reader score does not beat its passage's no-answer score by that much.
+    passage's BM25 score and embedding cosine into each answer's score. ``abstention`` is when
+    the pipeline says the passages do not answer (no answers): ``"reader"`` (the default), the
+    reader's own rule if its folder has one (``abstention.json``); an :class:`Abstention`; or
+    None, always answer (see :mod:`qa.reader.abstention`).
     ``precision`` is the reader's and the question encoder's (see :class:`Reader`).
     ``question_batch`` bounds how many questions' passages :meth:`ask_batch` reads at once;
     ``aggregate`` is how spans of the same text combine (see :func:`rank_answers`). With
@@ -135,7 +139,7 @@ class Pipeline:
         device: str | None = None,
         bm25_weight: float = BM25_WEIGHT,
         dense_weight: float = DENSE_WEIGHT,
-        no_answer_threshold: float | None = None,
+        abstention: Abstention | str | None = "reader",
         precision: str = "auto",
         question_batch: int = QUESTION_BATCH,
         aggregate: str = "none",
@@ -145,7 +149,6 @@ class Pipeline:
             raise QAError(f"question batch must be at least 1, got {question_batch}")
         self.bm25_weight = bm25_weight
         self.dense_weight = dense_weight
-        self.no_answer_threshold = no_answer_threshold
         self.question_batch = question_batch
         self.aggregate = aggregate
         self.reopen_replaced = reopen_replaced
@@ -156,6 +159,11 @@ class Pipeline:
         else:
             resolved = resolve_reader(reader)
             self.reader = Reader(resolved, device=device, precision=precision) if resolved else None
+        if abstention == "reader":
+            abstention = self.reader.abstention if self.reader else None
+        elif abstention is not None and not isinstance(abstention, Abstention):
+            raise QAError(f"abstention is 'reader', an Abstention or None, got {abstention!r}")
+        self.abstention: Abstention | None = abstention
         if self.reader is not None or self.retriever.uses_vectors:
             _ = self.index.question_encoder  # load the question encoder now, not in the first question
 
@@ -198,6 +206,7 @@ class Pipeline:
         warnings: list[list[str]] = [[] for _ in questions]
         readings: list[ReaderOutput | None] = [None] * len(questions)
         found: list[list[Answer]] = [[] for _ in questions]
+        abstained = [False] * len(questions)
         if self.reader is not None:
             read_as = self.reader.fit_questions(questions)
             for i, (question, fitted) in enumerate(zip(questions, read_as)):
@@ -215,13 +224,14 @@ class Pipeline:
                 readings[i] = output.part(lo, lo + len(hits))
                 lo += len(hits)
                 found[i] = self.rank_answers(hits, readings[i], answers) if hits else []
+                abstained[i] = bool(hits) and readings[i].abstains(self.abstention, len(hits))
         t2 = time.perf_counter()
         n = len(questions)
         seconds = {"retrieve": (t1 - t0) / n, "read": (t2 - t1) / n, "total": (t2 - t0) / n}
         reader_name = self.reader.name if self.reader else None
         return [
-            Prediction(q, a, hits, reader_name, self.retriever.name, dict(seconds), w, r)
-            for q, a, hits, w, r in zip(questions, found, hit_lists, warnings, readings)
+            Prediction(q, a, hits, reader_name, self.retriever.name, dict(seconds), w, r, x)
+            for q, a, hits, w, r, x in zip(questions, found, hit_lists, warnings, readings, abstained)
         ]
 
     def reopen_if_replaced(self) -> bool:
@@ -238,10 +248,10 @@ class Pipeline:
         return True
 
     def rank_answers(self, hits: Sequence[Hit], reading: ReaderOutput, answers: int = DEFAULT_ANSWERS) -> list[Answer]:
-        """:func:`rank_answers` with this pipeline's evidence weights and no-answer threshold."""
+        """:func:`rank_answers` with this pipeline's evidence weights and abstention rule."""
         return rank_answers(
             hits, reading, answers,
-            bm25_weight=self.bm25_weight, dense_weight=self.dense_weight, no_answer_threshold=self.no_answer_threshold,
+            bm25_weight=self.bm25_weight, dense_weight=self.dense_weight, abstention=self.abstention,
             aggregate=self.aggregate,
         )
 
@@ -253,7 +263,7 @@ def rank_answers(
     *,
     bm25_weight: float = BM25_WEIGHT,
     dense_weight: float = DENSE_WEIGHT,
-    no_answer_threshold: float | None = None,
+    abstention: Abstention | None = None,
     aggregate: str = "none",
 ) -> list[Answer]:
     """At most ``answers`` answers from the spans read in ``hits``, best first.
@@ -261,9 +271,10 @@ def rank_answers(
     A span scores its reader score plus ``bm25_weight`` times its passage's BM25 score plus
     ``dense_weight`` times its passage's cosine (both carried by the hit). A span whose text
     (lower-cased, spaces collapsed) repeats a better answer's, or that overlaps a better answer
-    in the same passage, is dropped. With ``no_answer_threshold`` set, there are no answers when
-    the best span does not beat its passage's no-answer score by that much. Spans of passages
-    beyond ``len(hits)`` are ignored, so one reading of the top passages serves every smaller top-k.
+    in the same passage, is dropped. With ``abstention``, there are no answers when the reader's
+    best span does not beat the no-answer score by its threshold (:meth:`ReaderOutput.abstains`).
+    Spans of passages beyond ``len(hits)`` are ignored, so one reading of the top passages serves
+    every smaller top-k.
 
     With ``aggregate="sum"``, spans with the same text are evidence for each other: an answer
     scores the log of the sum of ``exp(score)`` over its spans (in any passage), and is shown
@@ -284,7 +295,7 @@ def rank_answers(
             key = _answer_key(span.text)
             totals[key] = float(np.logaddexp(totals.get(key, -np.inf), span.score + evidence[span.passage]))
         ranked.sort(key=lambda s: -totals[_answer_key(s.text)])  # stable: a text's best span stays first
-    if ranked and reading.abstains(ranked[0], no_answer_threshold):
+    if reading.abstains(abstention, len(hits)):
         return []
     found: list[Answer] = []
     seen: set[str] = set()

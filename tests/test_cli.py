@@ -143,3 +143,26 @@ def test_bad_options_are_usage_errors(args):
     result = invoke(*args)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_ask_says_when_the_reader_abstains_and_always_answer_overrides_it(cli_index, tiny_models, tmp_path):
+    import shutil
+
+    from qa.reader.abstention import Abstention, save_abstention
+
+    out, _ = cli_index
+    reader = tmp_path / "reader"
+    shutil.copytree(tiny_models["reader"], reader)
+    save_abstention(reader, Abstention(float("inf"), "question"), {"tuned_on": "a test: abstain on everything"})
+    result = invoke("ask", "Who built the Eiffel Tower?", "-i", out, "--reader", reader)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("No answer: the reader judges that none of the passages it read answers")
+    data = json.loads(invoke("ask", "Who built the Eiffel Tower?", "-i", out, "--reader", reader, "--json").stdout)
+    assert data["answers"] == [] and data["abstained"] is True
+    data = json.loads(invoke("ask", "Who built the Eiffel Tower?", "-i", out, "--reader", reader, "--json", "--always-answer").stdout)
+    assert data["answers"] and data["abstained"] is False
+    result = invoke("ask", "Who built the Eiffel Tower?", "--always-answer", "--server", "http://127.0.0.1:9")
+    assert result.exit_code == 1 and "--always-answer applies to answering here" in result.stderr
+    (reader / "abstention.json").write_text("{\"scope\": \"question\"}")
+    result = invoke("ask", "Who built the Eiffel Tower?", "-i", out, "--reader", reader)
+    assert result.exit_code == 1 and "is not a valid abstention rule" in result.stderr and "Traceback" not in result.output

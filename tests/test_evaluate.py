@@ -137,6 +137,30 @@ def test_gold_evaluation_and_squad2_abstention(tmp_path, tiny_models):
     assert all(p == "" for p in always.predictions.values())
     assert always.metrics["NoAns_exact"] == 100.0 and always.metrics["HasAns_exact"] == 0.0
     assert always.metrics["exact_match"] == pytest.approx(100 * 3 / 15)
+    assert always.metrics["abstained"] == 100.0 and "abstained" not in never.metrics
+    assert always.metrics["exact_match_answering_all"] == never.metrics["exact_match"]  # what it would have answered
+    assert evaluate(benchmark, reader, abstain=False, no_answer_threshold=float("inf")).results[0].predictions == never.predictions
+
+
+def test_a_reader_with_its_own_abstention_rule_abstains_by_default(tmp_path, tiny_models):
+    import shutil
+
+    from qa.reader.abstention import Abstention, save_abstention
+
+    folder = tmp_path / "reader"
+    shutil.copytree(tiny_models["reader"], folder)
+    save_abstention(folder, Abstention(float("inf"), "question"), {"tuned_on": "a test"})
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(_squad(unanswerable=True)))
+    benchmark = load_question_set("squad-json", path=path, gold=True)
+    own = evaluate(benchmark, str(folder))
+    assert own.config["abstention"] == {"threshold": float("inf"), "scope": "question"}
+    assert all(p == "" for p in own.results[0].predictions.values())
+    answering = evaluate(benchmark, str(folder), abstain=False)
+    assert answering.config["abstention"] is None and any(answering.results[0].predictions.values())
+    lowered = evaluate(benchmark, str(folder), no_answer_threshold=float("-inf"))  # the threshold replaced, the scope kept
+    assert lowered.config["abstention"] == {"threshold": float("-inf"), "scope": "question"}
+    assert lowered.results[0].predictions == answering.results[0].predictions
 
 
 def test_index_is_cached_and_a_stale_user_index_is_refused(squad_file, tiny_models, tiny_embedder, tmp_path):

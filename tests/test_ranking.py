@@ -7,7 +7,7 @@ import pytest
 from qa.errors import QAError
 from qa.index import Passage
 from qa.pipeline import rank_answers
-from qa.reader import AnswerSpan, ReaderOutput
+from qa.reader import Abstention, AnswerSpan, ReaderOutput
 from qa.retriever import Hit
 
 TEXTS = [
@@ -29,8 +29,9 @@ def span(passage: int, text: str, score: float, occurrence: int = 0) -> AnswerSp
     return AnswerSpan(passage, start, start + len(text), text, score)
 
 
-def output(*spans: AnswerSpan, null: float = -100.0) -> ReaderOutput:
-    return ReaderOutput(sorted(spans, key=lambda s: -s.score), np.full(len(TEXTS), null, np.float32))
+def output(*spans: AnswerSpan, null: float = -100.0, starts=(-50.0,) * 3, ends=(-50.0,) * 3) -> ReaderOutput:
+    return ReaderOutput(sorted(spans, key=lambda s: -s.score), np.full(len(TEXTS), null, np.float32),
+                        np.array(starts, np.float32), np.array(ends, np.float32))
 
 
 def texts(answers) -> list[str]:
@@ -75,10 +76,26 @@ def test_spans_of_passages_beyond_the_hits_are_ignored():
 def test_abstention_compares_the_best_span_with_its_no_answer_score():
     hits = [hit(0, 0.0, 0.0)]
     reading = output(span(0, "1889", 4.0), null=1.0)  # margin 3
-    assert texts(rank_answers(hits, reading, 1, no_answer_threshold=2.5)) == ["1889"]
-    assert rank_answers(hits, reading, 1, no_answer_threshold=3.5) == []
-    assert texts(rank_answers(hits, reading, 1, no_answer_threshold=None)) == ["1889"]
+    assert texts(rank_answers(hits, reading, 1, abstention=Abstention(2.5))) == ["1889"]
+    assert rank_answers(hits, reading, 1, abstention=Abstention(3.5)) == []
+    assert texts(rank_answers(hits, reading, 1, abstention=None)) == ["1889"]
     assert rank_answers(hits, output(), 1) == []  # nothing read, nothing answered
+
+
+def test_question_scope_weighs_the_no_answer_of_all_the_passages_read_together():
+    hits = [hit(0, 0.0, 0.0), hit(1, 0.0, 0.0), hit(2, 0.0, 0.0)]
+    # [CLS] start logits 1, 1, 0 and end logits 0, 0, 1: the question's no-answer score is
+    # log(e + e + 1) + log(1 + 1 + e), whatever each passage's own (here very low) null score
+    reading = output(span(0, "1889", 4.0), null=-100.0, starts=(1.0, 1.0, 0.0), ends=(0.0, 0.0, 1.0))
+    null = np.log(2 * np.e + 1) + np.log(2 + np.e)
+    assert reading.margin() == pytest.approx(4.0 - null, rel=1e-6)
+    assert texts(rank_answers(hits, reading, 1, abstention=Abstention(4.0 - null - 0.01, "question"))) == ["1889"]
+    assert rank_answers(hits, reading, 1, abstention=Abstention(4.0 - null + 0.01, "question")) == []
+    assert texts(rank_answers(hits, reading, 1, abstention=Abstention(4.0 - null + 0.01))) == ["1889"]  # per passage: margin 104
+    # over the first two passages only (a smaller top-k), the third's [CLS] does not count
+    assert reading.margin(2) == pytest.approx(4.0 - np.log(2 * np.e) - np.log(2), rel=1e-6)
+    with pytest.raises(QAError, match="unknown no-answer scope"):
+        Abstention(1.0, "document")
 
 
 def test_hits_without_evidence_are_refused():

@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from qa.eval.retrieval import contains_answer, first_relevant, mean_reciprocal_r
 from qa.index import Index, layout, read_manifest
 from qa.indexer import EmbeddingOptions, PassageOptions, build_index
 from qa.metrics import squad_scores
-from qa.pipeline import DEFAULT_TOP_K, QUESTION_BATCH, Pipeline
+from qa.pipeline import DEFAULT_TOP_K, QUESTION_BATCH, Pipeline, rank_answers
 from qa.progress import progress_bar
-from qa.reader import Reader, resolve_reader
+from qa.reader import Abstention, Reader, resolve_reader
 from qa.retriever import DEFAULT_RETRIEVER, RETRIEVERS, HybridRetriever
 
 RECALL_DEPTH = 100
@@ -126,6 +126,7 @@ def evaluate(
     seed: int = 0,
     index_dir: str | Path | None = None,
     embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+    abstain: bool = True,
     no_answer_threshold: float | None = None,
     question_batch: int = QUESTION_BATCH,
     precision: str = "auto",
@@ -147,6 +148,12 @@ def evaluate(
     Questions are answered ``question_batch`` at a time (:meth:`Pipeline.ask_batch`: fewer,
     fuller forward passes); a question's time is then its share of its batch's time. With
     ``question_batch=1`` every latency is that of one question alone, as in ``qa ask``.
+
+    With ``abstain`` (the default) the pipeline abstains by the reader's own rule (its
+    ``abstention.json``, see :mod:`qa.reader.abstention`), with its threshold replaced by
+    ``no_answer_threshold`` when given (scope: the reader's, else ``"passage"``); the metrics then
+    also hold EM/F1 as if it had answered every question (``exact_match_answering_all``,
+    ``f1_answering_all``) and the share of questions it abstained on (``abstained``).
     """
     if question_batch < 1:
         raise QAError(f"question batch must be at least 1, got {question_batch}")
@@ -162,6 +169,9 @@ def evaluate(
     if isinstance(question_set, str):
         question_set = load_question_set(question_set, path=path, data=data, gold=gold)
     reader = resolved if isinstance(resolved, Reader) else Reader(resolved, device=device, precision=precision)
+    rule = reader.abstention if abstain else None
+    if abstain and no_answer_threshold is not None:
+        rule = Abstention(no_answer_threshold, rule.scope if rule else "passage")
     started = time.perf_counter()
     examples = sample_examples(question_set.examples, limit, seed)
     if not examples:
@@ -173,12 +183,12 @@ def evaluate(
         "seed": seed,
         "reader": reader.name,
         "sources": question_set.sources,
-        "no_answer_threshold": no_answer_threshold,
+        "abstention": asdict(rule) if rule else None,
         "question_batch": question_batch,
     }
     if question_set.gold:
         with _progress(f"Evaluating {question_set.name}", len(examples), show_progress, on_question) as advance:
-            result = _evaluate_gold(question_set, examples, reader, no_answer_threshold, question_batch, advance)
+            result = _evaluate_gold(question_set, examples, reader, rule, question_batch, advance)
         return Evaluation(question_set, examples, [result], [], config, time.perf_counter() - started)
 
     embedding_model = EmbeddingOptions(model=embedding_model).model_id or DEFAULT_EMBEDDING_MODEL
@@ -189,15 +199,15 @@ def evaluate(
     runs: list[RetrieverRun] = []
     with _progress(f"Evaluating {question_set.name}", len(examples) * len(retrievers), show_progress, on_question) as advance:
         for name in retrievers:
-            pipe = Pipeline(index, reader=reader, retriever=name, no_answer_threshold=no_answer_threshold, question_batch=question_batch)
+            pipe = Pipeline(index, reader=reader, retriever=name, abstention=rule, question_batch=question_batch)
             fusion = config.setdefault("fusion", {"answers": {"bm25_weight": pipe.bm25_weight, "dense_weight": pipe.dense_weight}})
             if isinstance(pipe.retriever, HybridRetriever):
                 bm25_weight, dense_weight = pipe.retriever.weights
                 fusion["hybrid"] = {"rrf_k": pipe.retriever.rrf_k, "bm25_weight": bm25_weight, "dense_weight": dense_weight}
-            run, predictions = _evaluate_open(pipe, examples, top_ks, advance)
+            run, predictions, answering_all = _evaluate_open(pipe, examples, top_ks, advance)
             runs.append(run)
             for k in top_ks:
-                metrics = _answer_metrics(examples, predictions[k], question_set.squad_v2)
+                metrics = _answer_metrics(examples, predictions[k], question_set.squad_v2, answering_all[k] if rule else None)
                 metrics.update(
                     {
                         "recall_answer": 100 * float(run.recall_answer[k - 1]),
@@ -213,12 +223,14 @@ def evaluate(
 
 def _evaluate_open(
     pipe: Pipeline, examples: list[Example], top_ks: list[int], advance: Callable[[int], None]
-) -> tuple[RetrieverRun, dict[int, dict[str, str]]]:
+) -> tuple[RetrieverRun, dict[int, dict[str, str]], dict[int, dict[str, str]]]:
     """Answer every question with ``pipe`` at the largest top-k, rank again for the smaller ones,
-    and measure retrieval at :data:`RECALL_DEPTH`."""
+    and measure retrieval at :data:`RECALL_DEPTH`. Returns the retrieval run, the predictions and
+    the predictions without abstention, per top-k."""
     max_k = max(top_ks)
     depth = max(RECALL_DEPTH, max_k)
     predictions: dict[int, dict[str, str]] = {k: {} for k in top_ks}
+    answering_all: dict[int, dict[str, str]] = {k: {} for k in top_ks}
     first_answer, first_gold, retrieved = [], [], {}
     seconds: dict[str, list[float]] = {"retrieve": [], "read": [], "total": []}
     for first in range(0, len(examples), pipe.question_batch):
@@ -232,6 +244,10 @@ def _evaluate_open(
             for k in top_ks:
                 answers = prediction.answers if k == max_k else pipe.rank_answers(hits[:k], prediction.reading, 1) if hits else []
                 predictions[k][example.id] = answers[0].text if answers else ""
+                if pipe.abstention is not None:
+                    always = rank_answers(hits[:k], prediction.reading, 1, bm25_weight=pipe.bm25_weight,
+                                          dense_weight=pipe.dense_weight, aggregate=pipe.aggregate) if hits else []
+                    answering_all[k][example.id] = always[0].text if always else ""
             for stage in seconds:
                 seconds[stage].append(prediction.seconds[stage])
         advance(len(group))
@@ -244,21 +260,25 @@ def _evaluate_open(
         seconds,
         retrieved,
     )
-    return run, predictions
+    return run, predictions, answering_all
 
 
-def _evaluate_gold(question_set, examples, reader, no_answer_threshold, question_batch, advance) -> SettingResult:
+def _evaluate_gold(question_set, examples, reader: Reader, rule: Abstention | None, question_batch, advance) -> SettingResult:
     documents = {d.id: d for d in question_set.documents}
     predictions: dict[str, str] = {}
+    answering_all: dict[str, str] = {}
     latencies: list[float] = []
     for first in range(0, len(examples), question_batch):
         group = examples[first : first + question_batch]
         t0 = time.perf_counter()
-        answers = reader.best_answers([e.question for e in group], [documents[e.doc_id].text for e in group], no_answer_threshold)
-        predictions.update((e.id, a) for e, a in zip(group, answers))
+        output = reader.read_batch([e.question for e in group], [documents[e.doc_id].text for e in group], n_best=1)
+        for i, example in enumerate(group):
+            part = output.part(i, i + 1)
+            answering_all[example.id] = part.spans[0].text if part.spans else ""
+            predictions[example.id] = "" if part.abstains(rule) else answering_all[example.id]
         latencies += [(time.perf_counter() - t0) / len(group)] * len(group)
         advance(len(group))
-    metrics = _answer_metrics(examples, predictions, question_set.squad_v2)
+    metrics = _answer_metrics(examples, predictions, question_set.squad_v2, answering_all if rule else None)
     metrics.update(_timing({"read": latencies, "total": latencies}))
     return SettingResult("gold", 1, predictions, metrics)
 
@@ -278,12 +298,21 @@ def _progress(title: str, total: int, show: bool, on_question: Callable[[], None
         yield advance
 
 
-def _answer_metrics(examples: Sequence[Example], predictions: dict[str, str], squad_v2: bool) -> dict[str, float]:
+def _answer_metrics(
+    examples: Sequence[Example], predictions: dict[str, str], squad_v2: bool, answering_all: dict[str, str] | None = None
+) -> dict[str, float]:
+    """EM/F1 (and HasAns/NoAns for SQuAD 2.0); with ``answering_all`` (the predictions without
+    abstention), the share of questions abstained on and EM/F1 without abstention too."""
     scores = {e.id: squad_scores(predictions[e.id], e.answers) for e in examples}
     metrics = {
         "exact_match": 100 * statistics.fmean(s[0] for s in scores.values()),
         "f1": 100 * statistics.fmean(s[1] for s in scores.values()),
     }
+    if answering_all is not None:
+        always = [squad_scores(answering_all[e.id], e.answers) for e in examples]
+        metrics["abstained"] = 100 * statistics.fmean(predictions[e.id] == "" != answering_all[e.id] for e in examples)
+        metrics["exact_match_answering_all"] = 100 * statistics.fmean(s[0] for s in always)
+        metrics["f1_answering_all"] = 100 * statistics.fmean(s[1] for s in always)
     if squad_v2:
         for label, group in (("HasAns", [e for e in examples if e.answerable]), ("NoAns", [e for e in examples if not e.answerable])):
             if group:

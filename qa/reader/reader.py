@@ -17,6 +17,7 @@ import numpy as np
 from qa.device import autocast, choose_precision, pick_device
 from qa.errors import QAError
 from qa.hub import load_error, quiet_transformers, resolve_model
+from qa.reader.abstention import Abstention, load_abstention
 from qa.reader.decode import best_spans
 
 READER_ENV = "QA_READER"
@@ -40,22 +41,42 @@ class AnswerSpan:
 
 @dataclass(frozen=True)
 class ReaderOutput:
-    """Spans for a batch of (question, passage) pairs, and each pair's no-answer score: the
-    [CLS] start + end logits, lowest over the pair's windows (meaningful for readers trained
-    on SQuAD 2.0)."""
+    """Spans for a batch of (question, passage) pairs, and each pair's no-answer scores:
+    ``null_scores``, the [CLS] start + end logits, lowest over the pair's windows (as readers
+    trained on SQuAD 2.0 one paragraph at a time are used); ``null_starts`` and ``null_ends``, the
+    log-sum-exp of the [CLS] start (end) logits over the pair's windows (for the question-level
+    score of readers trained with shared normalisation; see :mod:`qa.reader.abstention`)."""
 
     spans: list[AnswerSpan]
     null_scores: np.ndarray
+    null_starts: np.ndarray
+    null_ends: np.ndarray
 
-    def abstains(self, span: AnswerSpan, threshold: float | None) -> bool:
-        """True when ``threshold`` is set and ``span`` does not beat its pair's no-answer score
-        by that much."""
-        return threshold is not None and span.score - self.null_scores[span.passage] < threshold
+    def margin(self, passages: int | None = None) -> float:
+        """How far the best span of the first ``passages`` pairs (default: all) beats the no-answer
+        score of those pairs together (``-inf`` without a span)."""
+        n = len(self.null_scores) if passages is None else passages
+        best = max((s.score for s in self.spans if s.passage < n), default=-np.inf)
+        if n == 0 or best == -np.inf:
+            return -np.inf
+        return float(best - np.logaddexp.reduce(self.null_starts[:n]) - np.logaddexp.reduce(self.null_ends[:n]))
+
+    def abstains(self, rule: Abstention | None, passages: int | None = None) -> bool:
+        """True when ``rule`` is set and the best span of the first ``passages`` pairs (default: all)
+        does not beat the no-answer score of its ``rule.scope`` by ``rule.threshold``; False without
+        a rule or a span."""
+        n = len(self.null_scores) if passages is None else passages
+        best = max((s for s in self.spans if s.passage < n), key=lambda s: s.score, default=None)
+        if rule is None or best is None:
+            return False
+        if rule.scope == "question":
+            return self.margin(n) < rule.threshold
+        return best.score - self.null_scores[best.passage] < rule.threshold
 
     def part(self, lo: int, hi: int) -> ReaderOutput:
         """The output for pairs ``lo`` to ``hi - 1`` of the batch, numbered from 0 again."""
         spans = [replace(s, passage=s.passage - lo) for s in self.spans if lo <= s.passage < hi]
-        return ReaderOutput(spans, self.null_scores[lo:hi])
+        return ReaderOutput(spans, self.null_scores[lo:hi], self.null_starts[lo:hi], self.null_ends[lo:hi])
 
 
 def default_reader_path() -> Path | None:
@@ -129,6 +150,8 @@ class Reader:
         # (benchmarks/bench_reader.py, 2-core AVX2 CPU: 21-23 pairs/s at 4 and 8, 19-20 at 16, 15 at 32)
         self.batch_size = batch_size or (64 if self.device.startswith("cuda") else 8)
         source = resolve_model(model)
+        self.abstention = load_abstention(source) if Path(source).is_dir() else None
+        """The reader's own no-answer rule (its folder's ``abstention.json``), or None."""
         try:
             tokenizer, self.model, self.pad_id = _load_bert(source) or _load_with_transformers(self.name, source)
         except (OSError, ValueError) as err:
@@ -183,8 +206,10 @@ class Reader:
         if len(questions) != len(passages):
             raise ValueError("questions and passages must have the same length")
         null_scores = np.full(len(passages), np.inf, dtype=np.float32)
+        null_starts = np.full(len(passages), -np.inf, dtype=np.float32)
+        null_ends = np.full(len(passages), -np.inf, dtype=np.float32)
         if not passages:
-            return ReaderOutput([], null_scores)
+            return ReaderOutput([], null_scores, null_starts, null_ends)
         encodings = self._pairs.encode_batch(list(zip(self.fit_questions(questions), passages)))
         # A pair longer than max_length is read in windows: its first, then the overflowing ones.
         features = [(pair, window) for pair, encoding in enumerate(encodings) for window in (encoding, *encoding.overflowing)]
@@ -199,8 +224,9 @@ class Reader:
             )
             for row, (pair, window) in enumerate(batch):
                 offsets = window.offsets
-                null = start_logits[row, 0] + end_logits[row, 0]
-                null_scores[pair] = min(null_scores[pair], null)
+                null_scores[pair] = min(null_scores[pair], start_logits[row, 0] + end_logits[row, 0])
+                null_starts[pair] = np.logaddexp(null_starts[pair], start_logits[row, 0])
+                null_ends[pair] = np.logaddexp(null_ends[pair], end_logits[row, 0])
                 for s, e, score in zip(starts[row], ends[row], scores[row]):
                     if not np.isfinite(score):
                         break
@@ -218,19 +244,18 @@ class Reader:
             if per_pair.get(span.passage, 0) < n_best:
                 per_pair[span.passage] = per_pair.get(span.passage, 0) + 1
                 kept.append(span)
-        return ReaderOutput(kept, null_scores)
+        return ReaderOutput(kept, null_scores, null_starts, null_ends)
 
     def best_answers(
-        self, questions: Sequence[str], passages: Sequence[str], no_answer_threshold: float | None = None
+        self, questions: Sequence[str], passages: Sequence[str], abstention: Abstention | None = None
     ) -> list[str]:
         """The best span of each pair ``(questions[i], passages[i])``, read in one batch; "" where
-        the reader finds none or abstains (``no_answer_threshold``, see :meth:`ReaderOutput.abstains`)."""
+        the reader finds none or abstains by ``abstention`` (see :meth:`ReaderOutput.abstains`)."""
         output = self.read_batch(questions, passages, n_best=1)
         answers = []
         for i in range(len(passages)):
             part = output.part(i, i + 1)
-            best = part.spans[0] if part.spans else None
-            answers.append("" if best is None or part.abstains(best, no_answer_threshold) else best.text)
+            answers.append("" if not part.spans or part.abstains(abstention) else part.spans[0].text)
         return answers
 
     def _forward(self, windows: list) -> tuple[np.ndarray, np.ndarray]:

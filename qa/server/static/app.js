@@ -121,7 +121,9 @@ function render(result) {
     return;
   }
   if (!result.answers.length) {
-    message("No answer: the collection holds no passage that answers this question.", "empty");
+    message(result.abstained
+      ? "No answer: the reader judges that none of the passages it read answers this question."
+      : "No answer: the collection holds no passage that answers this question.", "empty");
     return;
   }
   message(result.answers.length + (result.answers.length === 1 ? " answer" : " answers") + " in " + seconds +
