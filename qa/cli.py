@@ -709,6 +709,9 @@ def _print_result(result: dict) -> None:
             f"[bold]{i}. {escape(_flat(answer['answer']))}[/]  [dim]score {answer['score']:.2f}[/]  "
             f"{_where(answer['document'], answer['title'])}"
         )
+        cited = [c for c in (answer.get("citation"), answer.get("link")) if c]  # a server older than citations sends none
+        if cited:
+            out.print(Text("   " + _flat(". ".join(cited)), style="dim"))
         out.print(_marked(answer["context"], answer["start"], answer["end"]), "")
 
 

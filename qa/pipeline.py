@@ -6,12 +6,13 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from qa.citation import citation, link
 from qa.errors import QAError
 from qa.index import Index, Passage
 from qa.reader import Abstention, AnswerSpan, Reader, ReaderOutput, resolve_reader
@@ -53,6 +54,9 @@ class Answer:
     start: int
     end: int
     retriever_rank: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The document's metadata as the corpus reader kept it (for CORD-19: authors, journal,
+    publish_time, doi, pmcid, ...; see :mod:`qa.citation`)."""
 
     @property
     def document_start(self) -> int:
@@ -77,6 +81,9 @@ class Answer:
             "document_start": self.document_start,
             "document_end": self.document_end,
             "context": self.passage.text,
+            "metadata": self.metadata,
+            "citation": citation(self.metadata),
+            "link": link(self.metadata),
         }
 
 
@@ -225,6 +232,9 @@ class Pipeline:
                 lo += len(hits)
                 found[i] = self.rank_answers(hits, readings[i], answers) if hits else []
                 abstained[i] = bool(hits) and readings[i].abstains(self.abstention, len(hits))
+        if any(found):  # the answers' documents' metadata, in one look-up for the group
+            metadata = self.index.store.metadata(a.passage.doc_id for answers in found for a in answers)
+            found = [[replace(a, metadata=metadata.get(a.passage.doc_id, {})) for a in answers] for answers in found]
         t2 = time.perf_counter()
         n = len(questions)
         seconds = {"retrieve": (t1 - t0) / n, "read": (t2 - t1) / n, "total": (t2 - t0) / n}

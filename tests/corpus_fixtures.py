@@ -61,6 +61,7 @@ def cord19_files() -> dict[str, str]:
     rows = [
         {"cord_uid": "ug7v899j", "sha": "aaa", "title": "Clinical features of culture-proven Mycoplasma pneumoniae infections",
          "abstract": "Mycoplasma pneumoniae is a common cause of pneumonia.", "doi": "10.1186/1471-2334-1-6",
+         "authors": "Foy, Hjordis M.; Kenny, George E.; Cooney, Marion K.; Allan, Ian D.",
          "pmcid": "PMC35282", "publish_time": "2001-07-04", "journal": "BMC Infect Dis", "source_x": "PMC",
          "pdf_json_files": "document_parses/pdf_json/aaa.json", "pmc_json_files": "document_parses/pmc_json/PMC35282.xml.json"},
         {"cord_uid": "02tnwd4m", "sha": "bbb", "title": "Nitric oxide: a pro-inflammatory mediator", "abstract": "",

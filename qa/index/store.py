@@ -198,5 +198,16 @@ class PassageStore:
             return None
         return Document(id=row[0], text=row[1], title=row[2], source=row[3], metadata=json.loads(row[4]))
 
+    def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict]:
+        """The stored metadata of the documents ``doc_ids`` (those that exist), by id."""
+        ids = list(dict.fromkeys(doc_ids))
+        if not ids:
+            return {}
+        with self._damage_is_an_error():
+            rows = self._db.execute(
+                f"SELECT id, metadata FROM documents WHERE id IN ({', '.join('?' * len(ids))})", ids
+            ).fetchall()
+        return {doc_id: json.loads(metadata) for doc_id, metadata in rows}
+
     def close(self) -> None:
         self._db.close()

@@ -137,7 +137,19 @@ function render(result) {
     where.append(el("span", "muted", " " + origin(a.document, a.source)));
     const passage = el("p", "passage");
     passage.append(marked(a.context, a.start, a.end)[0]);
-    item.append(head, where, passage);
+    item.append(head, where);
+    if (a.citation || a.link) {  // papers with bibliographic metadata (CORD-19): authors (year). Journal. link
+      const cite = el("div", "cite muted", a.citation ? a.citation + ". " : "");
+      if (a.link) {
+        const out = el("a", "", a.link);
+        out.href = a.link;
+        out.target = "_blank";
+        out.rel = "noopener";
+        cite.append(out);
+      }
+      item.append(cite);
+    }
+    item.append(passage);
     list.append(item);
   });
 }
