@@ -524,7 +524,15 @@ def _printed_as_stopped_or_json(metrics, as_json: bool, command: str, output: Pa
 @train_app.command("reader")
 @_friendly_errors
 def train_reader(
-    train: Annotated[Optional[str], typer.Option(help="Training data: SQuAD v1.1/v2.0 or COVID-QA JSON (.json or .json.gz).")] = None,
+    train: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Training data: SQuAD v1.1/v2.0 or COVID-QA JSON (.json or .json.gz); repeatable (mixed in one run)."),
+    ] = None,
+    train_repeat: Annotated[
+        Optional[list[int]],
+        typer.Option(min=1, help="Use each --train file's questions this many times an epoch (once per --train, in order), "
+                     "e.g. to mix COVID-QA into SQuAD."),
+    ] = None,
     base: Annotated[Optional[str], typer.Option(help="Model to start from: a folder or hub id.")] = None,
     output: Annotated[Path, typer.Option(help="Where the model, model card and checkpoints go.")] = Path("reader"),
     eval_file: Annotated[Optional[str], typer.Option("--eval", help="SQuAD-format file for EM/F1 on gold paragraphs at the end.")] = None,
@@ -578,12 +586,13 @@ def train_reader(
     if not resume and not (train and base):
         raise QAError("--train and --base are required (or --resume to continue a checkpoint)")
     config = TrainConfig(
-        train=train or "", base=base or "", output=str(output), eval=eval_file, max_length=max_length, stride=stride,
+        train=list(train or []), base=base or "", output=str(output), eval=eval_file, max_length=max_length, stride=stride,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, epochs=epochs, warmup=warmup,
         weight_decay=weight_decay, seed=seed, freeze_embeddings=freeze_embeddings, negative_fraction=negative_fraction,
         checkpoint_every=checkpoint_every, max_minutes=max_minutes, limit=limit, eval_limit=eval_limit,
         save_dtype=save_dtype, teacher=teacher, alpha=alpha, temperature=temperature, layers=layers,
-        shared_norm=shared_norm, unanswerable_fraction=unanswerable_fraction, device=device,
+        shared_norm=shared_norm, unanswerable_fraction=unanswerable_fraction, train_repeat=list(train_repeat) if train_repeat else None,
+        device=device,
     )
     metrics = run(
         config,

@@ -271,3 +271,42 @@ def test_a_teacher_folder_qa_did_not_write_is_not_deleted(tmp_path, tiny_models)
     with pytest.raises(QAError, match="did not write"):
         train_reader(config, overwrite=True)
     assert (out / "checkpoint-teacher" / "notes.txt").read_text() == "keep me"
+
+
+def test_negative_fraction_thins_only_the_windows_of_answerable_questions(tmp_path, tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["reader"])
+    context = "the cat sat on the mat . " * 30 + "paris is the capital"
+    qas = [{"id": "q", "question": "capital?", "answers": [{"text": "paris", "answer_start": context.index("paris")}]},
+           {"id": "n", "question": "what is the river?", "answers": [], "is_impossible": True}]
+    (tmp_path / "v2.json").write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": qas}]}]}))
+    squad = load_squad(tmp_path / "v2.json")
+    contexts = {d.id: d.text for d in squad.documents}
+    every = featurize(squad.examples, contexts, tokenizer, max_length=64, stride=16)
+    thinned = featurize(squad.examples, contexts, tokenizer, max_length=64, stride=16, negative_fraction=0.0)
+    windows = (every.questions == 1).sum()  # the unanswerable question's: all of them [CLS]
+    assert windows > 3 and (thinned.questions == 1).sum() == windows  # kept: they are the no-answer examples
+    assert (thinned.starts[thinned.questions == 0] > 0).all() and (thinned.questions == 0).sum() < (every.questions == 0).sum()
+
+
+def test_several_training_files_mix_with_repeats(tmp_path, tiny_models):
+    first = squad_file(tmp_path, copies=1)  # 6 questions
+    other = tmp_path / "other"
+    other.mkdir()
+    second = squad_file(other, copies=1)  # the same ids and paragraph ids: they must not merge
+    out = tmp_path / "mixed"
+    args = ["train", "reader", "--train", first, "--train", second, "--train-repeat", 1, "--train-repeat", 3,
+            "--base", tiny_models["reader"], "--output", out, "--max-length", 64, "--stride", 16, "--batch-size", 4,
+            "--epochs", 1, "--device", "cpu", "--json"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["train_examples"] == 6 + 3 * 6 and metrics["train_features"] == 24
+    card = (out / "README.md").read_text()
+    assert f"`{first}` (sha256 `" in card and f"`{second}` (sha256 `" in card and "× 3" in card
+    assert "--train-repeat 1 --train-repeat 3" in card and card.count("--train ") == 2
+    from qa.errors import QAError
+
+    with pytest.raises(QAError, match="--train-repeat takes a whole number of at least 1 for each --train file"):
+        TrainConfig([str(first), str(second)], "b", "o", train_repeat=[2])

@@ -74,8 +74,10 @@ def featurize(
     """Features for ``examples``, whose paragraphs are ``contexts[example.doc_id]``.
 
     ``negative_fraction`` < 1 keeps only that fraction (drawn with ``seed``) of the windows
-    without an answer, labelled [CLS]: long documents (COVID-QA's articles give ~25 windows per
-    question) are otherwise mostly such windows.
+    without an answer of *answerable* questions, labelled [CLS]: long documents (COVID-QA's
+    articles give ~25 windows per question) are otherwise mostly such windows. The windows of
+    unanswerable entries (SQuAD 2.0's, or the retrieved passages of ``qa train open-data``) are
+    all kept: they are the no-answer examples themselves.
     """
     if not 0.0 <= negative_fraction <= 1.0:
         raise ValueError("negative_fraction must be between 0 and 1")
@@ -98,7 +100,7 @@ def featurize(
         for f, input_ids in enumerate(enc["input_ids"]):
             example = part[enc["overflow_to_sample_mapping"][f]]
             start, end = _label(example, enc.sequence_ids(f), enc["offset_mapping"][f])
-            if negative_fraction < 1.0 and start == 0 and rng.random() >= negative_fraction:
+            if negative_fraction < 1.0 and start == 0 and example.answerable and rng.random() >= negative_fraction:
                 continue
             ids.append(np.asarray(input_ids, dtype=id_dtype))
             types.append(np.asarray(enc["token_type_ids"][f], dtype=np.uint8))

@@ -15,7 +15,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from qa.corpora.squad import load_squad
+from qa.corpora.squad import Example, load_squad
 from qa import training
 from qa.device import cpu_has_bf16, pick_device
 from qa.errors import QAError
@@ -147,16 +147,14 @@ def train_reader(
         model.get_input_embeddings().weight.requires_grad_(False)
 
     started = time.perf_counter()
-    data = load_squad(config.train)
-    examples = data.examples[: config.limit] if config.limit else data.examples
-    contexts = {d.id: d.text for d in data.documents}
+    examples, contexts, sources = _training_examples(config)
     features = featurize(
         examples, contexts, tokenizer, config.max_length, config.stride,
         negative_fraction=config.negative_fraction, seed=config.seed,
     )
     featurize_seconds = time.perf_counter() - started
     if len(features) == 0:
-        raise QAError(f"no training examples in {config.train!r}")
+        raise QAError(f"no training examples in {', '.join(config.train)}")
     teacher = None
     if config.teacher:
         from qa.reader.distill import check_same_tokenizer, teacher_logits
@@ -235,10 +233,31 @@ def train_reader(
     if config.eval:
         metrics.update(_evaluate(output, config, device))
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (output / "README.md").write_text(_model_card(config, metrics, data.sha256, base_card=_qa_card(config.base)))
+    (output / "README.md").write_text(_model_card(config, metrics, sources, base_card=_qa_card(config.base)))
     shutil.rmtree(checkpoint, ignore_errors=True)
     shutil.rmtree(output / TEACHER_DIR, ignore_errors=True)
     return metrics
+
+
+def _training_examples(config: TrainConfig) -> tuple[list[Example], dict[str, str], list[str]]:
+    """The questions of the ``config.train`` files (the first ``config.limit`` of each), each file's
+    repeated ``config.train_repeat`` times; their paragraphs by id; and each file described for the
+    model card (path, sha256, repeats). With several files or copies, ids get a prefix per file
+    and copy, so that neither paragraphs nor questions of different files or copies merge."""
+    repeats = config.train_repeat or [1] * len(config.train)  # checked by TrainConfig
+    several = len(config.train) > 1
+    examples: list[Example] = []
+    contexts: dict[str, str] = {}
+    sources: list[str] = []
+    for i, (path, repeat) in enumerate(zip(config.train, repeats)):
+        data = load_squad(path, id_prefix=f"{i}/" if several else "")
+        chosen = data.examples[: config.limit] if config.limit else data.examples
+        for copy in range(repeat):
+            prefix = f"{i}.{copy}/" if several or repeat > 1 else ""
+            examples += [replace(e, id=prefix + e.id) for e in chosen] if prefix else chosen
+        contexts.update((d.id, d.text) for d in data.documents)
+        sources.append(f"`{path}` (sha256 `{data.sha256}`)" + (f" × {repeat}" if repeat > 1 else ""))
+    return examples, contexts, sources
 
 
 def is_training_output(folder: Path) -> bool:
@@ -396,7 +415,7 @@ def _qa_card(base: str) -> str | None:
     return text if CARD_MARK in text else None
 
 
-def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str, base_card: str | None = None) -> str:
+def _model_card(config: TrainConfig, metrics: dict[str, Any], sources: list[str], base_card: str | None = None) -> str:
     """The README.md written beside the model. When the base was itself trained by ``qa train
     reader``, its card follows under a heading of its own, so a chain of runs (a resumed budget,
     domain adaptation) reads back to the first base model."""
@@ -413,7 +432,7 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], train_sha256: str,
            "all their tokens for the start and for the end"
            + (f"; {config.unanswerable_fraction:g} of the questions without their gold passage each epoch, "
               "with [CLS] as the target" if config.unanswerable_fraction else "")] if config.shared_norm else []),
-        f"- Training data: `{config.train}` (sha256 `{train_sha256}`), {metrics['train_examples']} questions, "
+        f"- Training data: {'; '.join(sources)}: {metrics['train_examples']} questions, "
         f"{metrics['train_features']} features of at most {config.max_length} tokens (stride {config.stride})",
         f"- Trained {metrics['steps']} optimizer steps ({metrics['epochs']} epochs) in {metrics['train_seconds'] / 60:.1f} minutes "
         f"on {metrics['device']}; final loss {metrics['final_loss']:.3f}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from qa.errors import QAError
 from qa.training import changed_options
 
 
@@ -13,7 +14,8 @@ from qa.training import changed_options
 class TrainConfig:
     """Everything that defines a training run; saved with every checkpoint and the model card."""
 
-    train: str
+    train: list[str] | str
+    """SQuAD-format files (a single path is taken as a list of one)."""
     base: str
     output: str
     eval: str | None = None
@@ -47,10 +49,25 @@ class TrainConfig:
     learn [CLS] over their retrieved negatives (the no-answer signal for abstention)."""
     layers: int | None = None
     """Start from this many of the base's layers (evenly spaced): a smaller, faster student."""
+    train_repeat: list[int] | None = None
+    """How many times each ``train`` file's questions are used in an epoch (default: once each),
+    to mix a small in-domain set (COVID-QA) into a large one (SQuAD)."""
     device: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.train, str):
+            self.train = [self.train] if self.train else []
+        if self.train_repeat is not None and (len(self.train_repeat) != len(self.train) or min(self.train_repeat, default=1) < 1):
+            raise QAError(f"--train-repeat takes a whole number of at least 1 for each --train file ({len(self.train)}), "
+                          f"got {self.train_repeat}")
 
     def command(self) -> str:
         """The `qa train reader` command line that runs this configuration."""
-        args = ["qa", "train", "reader", "--train", self.train, "--base", self.base, "--output", self.output]
-        args += changed_options(self, TrainConfig(self.train, self.base, self.output), skip=("train", "base", "output"))
+        args = ["qa", "train", "reader"]
+        for path in self.train:
+            args += ["--train", path]
+        args += ["--base", self.base, "--output", self.output]
+        args += changed_options(self, TrainConfig(self.train, self.base, self.output), skip=("train", "base", "output", "train_repeat"))
+        for repeat in self.train_repeat or []:
+            args += ["--train-repeat", str(repeat)]
         return shlex.join(args)
