@@ -6,7 +6,8 @@ size and precision.
   start and end logits (as in Hugging Face's ``utils_qa.py``); latency is per pair;
 - qa: :class:`qa.reader.Reader` reading 64 pairs per call, their features sorted by length and
   run B at a time (the batch size), decoded by the vectorised n-best decoder, in fp32, bf16
-  autocast and int8 dynamic quantisation; latency is per call of 64 pairs.
+  autocast and int8 dynamic quantisation, with torch, and with OpenVINO (``-ov``, fp32 and bf16)
+  where it is installed; latency is per call of 64 pairs.
 
 Every configuration runs once per round, in turn, for ``--rounds`` rounds; the table gives medians,
 and "x naive" compares each run with the naive loop of the same round. The fp32 ceiling is the
@@ -39,7 +40,7 @@ from bench_index import encoder_flops, gemm_peak  # noqa: E402  (benchmarks/ is 
 from qa.device import cpu_name  # noqa: E402
 
 from qa.corpora.squad import load_squad  # noqa: E402
-from qa.device import cpu_has_bf16  # noqa: E402
+from qa.device import cpu_has_bf16, openvino_installed  # noqa: E402
 from qa.metrics import squad_scores  # noqa: E402
 from qa.reader import Reader, default_reader_path  # noqa: E402
 
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
                         help="measure bf16 autocast: auto = only on CPUs with native bf16 (elsewhere it is emulated, ~5x slower than fp32)")
     parser.add_argument("--naive-accuracy", action="store_true", help="also score the naive loop's answers")
+    parser.add_argument("--no-openvino", action="store_true", help="leave out the OpenVINO runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "reader.json"))
     args = parser.parse_args()
@@ -126,14 +128,21 @@ def main() -> None:
     golds = [e.answers for e in examples]
     speed_pairs = pairs[: args.speed_questions]
     torch.set_num_threads(torch.get_num_threads())
-    fp32 = Reader(args.reader, precision="fp32", device="cpu")
+    fp32 = Reader(args.reader, precision="fp32", device="cpu", backend="torch")
     naive = load_naive(fp32.name)
     precisions = {"fp32": fp32}
-    if args.bf16 == "yes" or (args.bf16 == "auto" and cpu_has_bf16()):
-        precisions["bf16"] = Reader(args.reader, precision="bf16", device="cpu")
+    bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and cpu_has_bf16())
+    if bf16:
+        precisions["bf16"] = Reader(args.reader, precision="bf16", device="cpu", backend="torch")
     else:
         print("bf16: not measured (this CPU has no native bf16; pass --bf16 yes to measure it emulated)")
-    precisions["int8"] = Reader(args.reader, precision="int8", device="cpu")
+    precisions["int8"] = Reader(args.reader, precision="int8", device="cpu", backend="torch")
+    if openvino_installed() and not args.no_openvino:
+        precisions["fp32-ov"] = Reader(args.reader, precision="fp32", device="cpu", backend="openvino")
+        if bf16:
+            precisions["bf16-ov"] = Reader(args.reader, precision="bf16", device="cpu", backend="openvino")
+    else:
+        print("OpenVINO: not measured (not installed, or --no-openvino)")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
     def naive_seconds() -> list[float]:
@@ -168,7 +177,7 @@ def main() -> None:
             runs[method, precision, batch].append(
                 {"pairs_per_s": len(speed_pairs) / sum(seconds), "latency_p50_ms": 1000 * float(np.median(seconds))}
             )
-            print(f"round {round_ + 1}: {method:<6} {precision:<5} batch {batch:>3}: "
+            print(f"round {round_ + 1}: {method:<6} {precision:<7} batch {batch:>3}: "
                   f"{runs[method, precision, batch][-1]['pairs_per_s']:6.1f} pairs/s", flush=True)
         peaks.append(gemm_peak("fp32", 2.0))
     naive_runs = runs["naive", "fp32", 1]
@@ -204,14 +213,14 @@ def main() -> None:
         "x_naive": round(statistics.median(p * 1e9 / flops_per_pair / n["pairs_per_s"] for p, n in zip(peaks, naive_runs)), 2),
     }
     print(f"\nmedians over {args.rounds} rounds of {len(speed_pairs)} pairs (x naive: against the naive loop of the same round)")
-    print(f"{'method':<6} {'prec':<5} {'batch':>5} {'pairs/s':>8} {'range':>13} {'x naive':>7} {'p50 ms':>8}")
+    print(f"{'method':<6} {'prec':<7} {'batch':>5} {'pairs/s':>8} {'range':>13} {'x naive':>7} {'p50 ms':>8}")
     for r in rows:
         low, high = r["pairs_per_s_range"]
-        print(f"{r['method']:<6} {r['precision']:<5} {r['batch_size']:>5} {r['pairs_per_s']:>8} {f'{low}-{high}':>13} {r['x_naive']:>7.2f} {r['latency_p50_ms']:>8}")
+        print(f"{r['method']:<6} {r['precision']:<7} {r['batch_size']:>5} {r['pairs_per_s']:>8} {f'{low}-{high}':>13} {r['x_naive']:>7.2f} {r['latency_p50_ms']:>8}")
     print()
     print(f"accuracy on {len(acc_pairs)} SQuAD v1.1 dev questions, gold paragraph:")
     for r in accuracy_rows:
-        print(f"  {r['method']:<6} {r['precision']:<5} EM {r['exact_match']:6.2f}  F1 {r['f1']:6.2f}")
+        print(f"  {r['method']:<6} {r['precision']:<7} EM {r['exact_match']:6.2f}  F1 {r['f1']:6.2f}")
     print(f"\nbest qa setting: {best['precision']} at batch {best['batch_size']}, {best['x_naive']:.2f}x the naive loop")
     print(f"fp32 ceiling: {ceiling['gflop_per_pair']} GFLOP per pair at {peak:.1f} GFLOP/s (1024^3 matrix "
           f"products) = {ceiling['fp32_pairs_per_s']} pairs/s, {ceiling['x_naive']:.2f}x the naive loop")

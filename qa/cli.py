@@ -55,6 +55,11 @@ DeviceOption = Annotated[
     Optional[str], typer.Option(help="Torch device (cpu, cuda, cuda:1). Default: cuda if available, else cpu.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
+BackendOption = Annotated[
+    str,
+    typer.Option(help="What runs the reader: auto (OpenVINO for bf16 on a CPU where OpenVINO (the extra qa\\[openvino]) is installed, else torch), "
+                      "torch or openvino."),
+]
 AlwaysAnswerOption = Annotated[
     bool, typer.Option("--always-answer", help="Show the best answers even where the reader judges that the passages do not answer.")
 ]
@@ -301,6 +306,7 @@ def ask(
                      show_default=False),
     ] = None,
     precision: PrecisionOption = "auto",
+    backend: BackendOption = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -313,7 +319,7 @@ def ask(
             raise QAError(f"--always-answer applies to answering here; the server at {server} abstains by its reader's rule: "
                           "pass --server '' to answer here")
         local = [name for name, value in (("--index", index_dir), ("--reader", reader), ("--device", device)) if value]
-        local += ["--precision"] if precision != "auto" else []
+        local += [f"--{name}" for name, value in (("precision", precision), ("backend", backend)) if value != "auto"]
         if local:
             raise QAError(
                 f"{', '.join(local)} choose a local index and models, but the question goes to the server at {server} "
@@ -326,7 +332,7 @@ def ask(
     else:
         from qa.pipeline import Pipeline
 
-        pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision,
+        pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision, backend=backend,
                             abstention=None if always_answer else "reader")
         result = pipeline.ask(question, top_k=top_k, answers=answers).as_dict()
     for warning in result["warnings"]:
@@ -373,6 +379,7 @@ def evaluate(
     ] = QUESTION_BATCH,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report directory. Default: ./qa-eval/NAME.")] = None,
     precision: PrecisionOption = "auto",
+    backend: BackendOption = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -403,6 +410,7 @@ def evaluate(
         no_answer_threshold=no_answer_threshold,
         question_batch=question_batch,
         precision=precision,
+        backend=backend,
         device=device,
         show_progress=not as_json and err.is_terminal,
     )
@@ -446,6 +454,7 @@ def serve(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds a question may wait and be read before a 503.")] = 30.0,
     max_question_chars: Annotated[int, typer.Option(min=1, help="Longest question taken.")] = 1000,
     precision: PrecisionOption = "auto",
+    backend: BackendOption = "auto",
     device: DeviceOption = None,
 ) -> None:
     """Serve the index over HTTP: a web page at /, the API (POST /ask, GET /documents/ID, /ready,
@@ -465,7 +474,7 @@ def serve(
     from qa.index import layout
 
     layout.read_manifest(index_path)  # fail now, in one line, when there is no index
-    options = ServiceOptions(index=index_path, reader=reader, device=device, precision=precision, max_queue=max_queue,
+    options = ServiceOptions(index=index_path, reader=reader, device=device, precision=precision, backend=backend, max_queue=max_queue,
                              max_batch=max_batch, batch_window=batch_window_ms / 1000)
     settings = ServerSettings(token=token, cors_origins=tuple(cors_origin or ()), timeout=timeout, max_question_chars=max_question_chars)
     sock = _listen(host, port)

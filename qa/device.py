@@ -1,4 +1,6 @@
-"""Device choice and mixed precision: CUDA when present, bf16 autocast on CPUs that have it.
+"""Device choice, mixed precision and the runtime: CUDA when present, bf16 autocast on CPUs that
+have it, and OpenVINO instead of torch for the forward passes on a CPU where it is installed
+(``qa[openvino]``; see :mod:`qa.openvino_runtime`).
 
 torch is imported when a device is first chosen, so that modules using this one stay cheap to
 import (``qa --help``)."""
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from qa.errors import QAError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+BACKENDS = ("auto", "torch", "openvino")
 
 logger = logging.getLogger(__name__)
 
@@ -129,3 +132,30 @@ def autocast(device: str, precision: str | None = None):
     if precision == "bf16":
         return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def openvino_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def choose_backend(backend: str, device: str, precision: str, model: str = "model") -> str:
+    """What runs ``model``'s forward passes: ``torch``, or ``openvino`` (CPU only, in bf16 or
+    fp32). ``auto`` is OpenVINO for bf16 on a CPU where it is installed, else torch; an explicit
+    choice is checked. ``precision`` is the one :func:`choose_precision` chose."""
+    if backend not in BACKENDS:
+        raise QAError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if backend == "auto":  # measured faster only in bf16 (benchmarks/bench_reader.py), so far
+        chosen = "openvino" if device == "cpu" and precision == "bf16" and cpu_has_bf16() and openvino_installed() else "torch"
+        logger.info("%s runs on %s (%s)", model, chosen, "OpenVINO is installed and this CPU runs bf16"
+                    if chosen == "openvino" else "no OpenVINO here, or not a bf16 CPU run")
+        return chosen
+    if backend == "openvino":
+        if device != "cpu":
+            raise QAError(f"--backend openvino runs on the CPU; {model} is on {device}: pass --device cpu or --backend torch")
+        if precision not in ("bf16", "fp32"):
+            raise QAError(f"--backend openvino runs bf16 or fp32, not {precision}: pass --precision auto, bf16 or fp32, or --backend torch")
+        if not openvino_installed():
+            raise QAError("--backend openvino needs OpenVINO: pip install 'qa[openvino]' (or pass --backend torch)")
+    return backend

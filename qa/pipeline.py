@@ -129,7 +129,7 @@ class Pipeline:
     the pipeline says the passages do not answer (no answers): ``"reader"`` (the default), the
     reader's own rule if its folder has one (``abstention.json``); an :class:`Abstention`; or
     None, always answer (see :mod:`qa.reader.abstention`).
-    ``precision`` is the reader's and the question encoder's (see :class:`Reader`).
+    ``precision`` is the reader's and the question encoder's, ``backend`` the reader's (see :class:`Reader`).
     ``question_batch`` bounds how many questions' passages :meth:`ask_batch` reads at once;
     ``aggregate`` is how spans of the same text combine (see :func:`rank_answers`). With
     ``reopen_replaced`` (the default), questions are answered from the index as it is on disk:
@@ -148,6 +148,7 @@ class Pipeline:
         dense_weight: float = DENSE_WEIGHT,
         abstention: Abstention | str | None = "reader",
         precision: str = "auto",
+        backend: str = "auto",
         question_batch: int = QUESTION_BATCH,
         aggregate: str = "none",
         reopen_replaced: bool = True,
@@ -165,7 +166,7 @@ class Pipeline:
             self.reader: Reader | None = reader
         else:
             resolved = resolve_reader(reader)
-            self.reader = Reader(resolved, device=device, precision=precision) if resolved else None
+            self.reader = Reader(resolved, device=device, precision=precision, backend=backend) if resolved else None
         if abstention == "reader":
             abstention = self.reader.abstention if self.reader else None
         elif abstention is not None and not isinstance(abstention, Abstention):

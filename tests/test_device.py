@@ -40,3 +40,27 @@ def test_cuda_without_a_gpu_is_refused():
     with pytest.raises(QAError, match="no usable CUDA GPU"):
         pick_device("cuda")
     assert pick_device(None) == "cpu" and pick_device("cpu") == "cpu"
+
+
+def test_the_backend_is_checked_against_device_precision_and_installation(monkeypatch):
+    from qa.device import choose_backend
+
+    monkeypatch.setattr("qa.device.openvino_installed", lambda: True)
+    monkeypatch.setattr("qa.device.cpu_has_bf16", lambda: True)
+    assert choose_backend("auto", "cpu", "bf16") == "openvino"
+    assert choose_backend("auto", "cpu", "fp32") == "torch"  # measured faster in bf16 only, so far
+    assert choose_backend("auto", "cpu", "int8") == choose_backend("auto", "cuda", "fp16") == "torch"
+    assert choose_backend("openvino", "cpu", "fp32") == "openvino"
+    with pytest.raises(QAError, match="runs on the CPU"):
+        choose_backend("openvino", "cuda", "fp16")
+    with pytest.raises(QAError, match="runs bf16 or fp32, not int8"):
+        choose_backend("openvino", "cpu", "int8")
+    with pytest.raises(QAError, match="unknown backend"):
+        choose_backend("onnx", "cpu", "bf16")
+    monkeypatch.setattr("qa.device.cpu_has_bf16", lambda: False)
+    assert choose_backend("auto", "cpu", "bf16") == "torch"  # bf16 emulated: not where OpenVINO was measured
+    monkeypatch.setattr("qa.device.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("qa.device.openvino_installed", lambda: False)
+    assert choose_backend("auto", "cpu", "bf16") == "torch"
+    with pytest.raises(QAError, match=r"pip install 'qa\[openvino\]'"):
+        choose_backend("openvino", "cpu", "bf16")

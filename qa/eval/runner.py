@@ -130,6 +130,7 @@ def evaluate(
     no_answer_threshold: float | None = None,
     question_batch: int = QUESTION_BATCH,
     precision: str = "auto",
+    backend: str = "auto",
     device: str | None = None,
     show_progress: bool = False,
     on_question: Callable[[], None] | None = None,
@@ -168,7 +169,7 @@ def evaluate(
         raise QAError("qa evaluate needs a reader: pass --reader PATH_OR_HUB_ID or set QA_READER")
     if isinstance(question_set, str):
         question_set = load_question_set(question_set, path=path, data=data, gold=gold)
-    reader = resolved if isinstance(resolved, Reader) else Reader(resolved, device=device, precision=precision)
+    reader = resolved if isinstance(resolved, Reader) else Reader(resolved, device=device, precision=precision, backend=backend)
     rule = reader.abstention if abstain else None
     if abstain and no_answer_threshold is not None:
         rule = Abstention(no_answer_threshold, rule.scope if rule else "passage")
@@ -185,6 +186,8 @@ def evaluate(
         "sources": question_set.sources,
         "abstention": asdict(rule) if rule else None,
         "question_batch": question_batch,
+        "precision": reader.precision,
+        "backend": reader.backend,
     }
     if question_set.gold:
         with _progress(f"Evaluating {question_set.name}", len(examples), show_progress, on_question) as advance:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.device import autocast, choose_precision, pick_device
+from qa.device import autocast, choose_backend, choose_precision, pick_device
 from qa.errors import QAError
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.reader.abstention import Abstention, load_abstention
@@ -122,6 +122,8 @@ class Reader:
     sorted by length and padded per batch. ``precision="auto"`` runs the forward pass under fp16
     autocast on CUDA, bf16 autocast on CPUs with native bf16, else in fp32; ``"int8"`` quantises
     the linear layers dynamically (CPU; see ``benchmarks/bench_reader.py`` for speed and accuracy).
+    ``backend`` is what runs the forward passes (:func:`qa.device.choose_backend`: OpenVINO for
+    bf16 on a CPU where it is installed, else torch).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class Reader:
         max_answer_tokens: int = 30,
         batch_size: int | None = None,
         precision: str = "auto",
+        backend: str = "auto",
     ):
         started = time.perf_counter()  # the imports are part of what loading costs
         self.name = str(model)
@@ -165,7 +168,14 @@ class Reader:
         self.precision = choose_precision(precision, self.device, "the reader")
         if self.precision == "int8":
             self.model = _quantize_int8(self.model)
-        logger.info("loaded the reader %s on %s in %s in %.1f s", self.name, self.device, self.precision, time.perf_counter() - started)
+        self.backend = choose_backend(backend, self.device, self.precision, "the reader")
+        self._compiled = None
+        if self.backend == "openvino":
+            from qa.openvino_runtime import compile_module
+
+            self._compiled = compile_module(self.model, 3, self.precision)
+        logger.info("loaded the reader %s on %s in %s (%s) in %.1f s", self.name, self.device, self.precision, self.backend,
+                    time.perf_counter() - started)
 
     def fit_question(self, question: str) -> str:
         """``question`` cut to the first :attr:`max_question_tokens` tokens, if it is longer."""
@@ -265,11 +275,13 @@ class Reader:
         length = max(len(w.ids) for w in windows)
 
         def padded(rows, fill):
-            return torch.tensor([row + [fill] * (length - len(row)) for row in rows], device=self.device)
+            return np.array([row + [fill] * (length - len(row)) for row in rows], dtype=np.int64)
 
-        input_ids = padded([w.ids for w in windows], self.pad_id)
-        token_type_ids = padded([w.type_ids for w in windows], 0)
-        attention_mask = padded([w.attention_mask for w in windows], 0)
+        arrays = padded([w.ids for w in windows], self.pad_id), padded([w.type_ids for w in windows], 0), padded([w.attention_mask for w in windows], 0)
+        if self._compiled is not None:
+            start, end = self._compiled(arrays)
+            return start, end
+        input_ids, token_type_ids, attention_mask = (torch.from_numpy(a).to(self.device) for a in arrays)
         with torch.inference_mode(), autocast(self.device, self.precision):
             start, end = self.model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
         return start.float().cpu().numpy(), end.float().cpu().numpy()

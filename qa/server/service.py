@@ -31,6 +31,7 @@ class ServiceOptions:
     reader: str | None = None
     device: str | None = None
     precision: str = "auto"
+    backend: str = "auto"
     max_queue: int = 32
     max_batch: int = QUESTION_BATCH
     batch_window: float = 0.005
@@ -64,7 +65,7 @@ class Service:
         """Load the index (every part) and the reader, then start answering."""
         o = self.options
         started = time.perf_counter()
-        pipeline = Pipeline(o.index, reader=o.reader, retriever=DEFAULT_RETRIEVER, device=o.device, precision=o.precision,
+        pipeline = Pipeline(o.index, reader=o.reader, retriever=DEFAULT_RETRIEVER, device=o.device, precision=o.precision, backend=o.backend,
                             reopen_replaced=False)
         self.index, self.reader = pipeline.index.load(), pipeline.reader
         self._pipelines = {DEFAULT_RETRIEVER: pipeline}
