@@ -184,6 +184,10 @@ def index(
     batch_size: Annotated[
         Optional[int], typer.Option(min=1, help=f"Embedding batch size. Default: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA.")
     ] = None,
+    backend: Annotated[
+        str, typer.Option(help="What runs the embedding model: auto (OpenVINO for bf16 on a CPU with native bf16 where the extra "
+                               "qa\\[openvino] is installed, else torch), torch or openvino.")
+    ] = "auto",
     id_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the document id.")] = "id",
     title_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the title.")] = "title",
     text_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the text.")] = "text",
@@ -235,7 +239,7 @@ def index(
         add=add,
         reading=ReadOptions(tuple(include or ()), tuple(exclude or ()), max_file_mb, id_field, title_field, text_field),
         passages=PassageOptions(max_tokens, overlap_tokens, max_words, overlap_words),
-        embedding=EmbeddingOptions(embedding_model, device, batch_size),
+        embedding=EmbeddingOptions(embedding_model, device, batch_size, backend),
         layout_options=LayoutOptions(dense_index),
         show_progress=not as_json and err.is_terminal,
         ray=None if ray is None else RayOptions(ray, ray_workers),

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.device import autocast, choose_precision, pick_device
+from qa.device import autocast, choose_backend, choose_precision, pick_device
+from qa.errors import QAError
 from qa.hub import load_error, quiet_transformers, resolve_model
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -29,7 +30,10 @@ class Embedder:
     """Unit-length float32 embeddings from a sentence-transformers model (or a plain encoder,
     mean-pooled). Runs on CUDA when available; ``precision`` as for the reader (``auto``: fp16
     autocast on CUDA, bf16 on CPUs with native bf16, else fp32; ``int8`` is the reader's alone,
-    and leaves the encoder at ``auto``)."""
+    and leaves the encoder at ``auto``). With ``backend`` OpenVINO (:func:`qa.device.choose_backend`),
+    a mean-pooled BERT (all-MiniLM-L6-v2 is one) embeds through :class:`QuestionEncoder`'s
+    :mod:`qa.bert` model compiled by OpenVINO, passages sorted by length per chunk as
+    sentence-transformers sorts them; other models stay on torch (``auto``) or are refused."""
 
     def __init__(
         self,
@@ -37,6 +41,7 @@ class Embedder:
         device: str | None = None,
         batch_size: int | None = None,
         precision: str = "auto",
+        backend: str = "auto",
     ):
         started = time.perf_counter()  # the import is part of what loading costs (seconds)
         from sentence_transformers import SentenceTransformer
@@ -52,8 +57,22 @@ class Embedder:
         except (OSError, ValueError) as err:  # ValueError: a folder without a usable config.json
             raise load_error("embedding model", model, err) from err
         self._model.eval()
+        self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
+        self._compiled: QuestionEncoder | None = None
+        if self.backend == "openvino":
+            source = resolve_model(model)
+            settings = _mean_pooled_bert(source) if Path(source).is_dir() else None
+            if settings is None and backend == "openvino":
+                raise QAError(f"--backend openvino embeds with mean-pooled BERT models (all-MiniLM-L6-v2 is one), not {model!r}: "
+                              "pass --backend torch")
+            if settings is None:
+                self.backend = "torch"
+            else:
+                self._compiled = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
+                                                 backend="openvino", batch_size=self.batch_size)
         logger.info(
-            "loaded the embedding model %s on %s in %s in %.1f s", model, self.device, self.precision, time.perf_counter() - started
+            "loaded the embedding model %s on %s in %s (%s) in %.1f s", model, self.device, self.precision, self.backend,
+            time.perf_counter() - started,
         )
 
     @property
@@ -82,6 +101,11 @@ class Embedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for first in range(0, len(texts), chunk):
             part = texts[first : first + chunk]
+            if self._compiled is not None:
+                out[first : first + len(part)] = self._compiled.encode(part)
+                if on_batch:
+                    on_batch(len(part))
+                continue
             with autocast(self.device, self.precision):
                 vectors = self._model.encode(
                     list(part),
@@ -150,13 +174,15 @@ class QuestionEncoder:
     the last hidden state, unit length) without importing sentence-transformers or transformers.
     Built by :func:`load_question_encoder` for the models it reproduces."""
 
-    def __init__(self, name: str, folder: str, config, max_tokens: int, lower_case: bool, *, device: str | None = None, precision: str = "auto"):
+    def __init__(self, name: str, folder: str, config, max_tokens: int, lower_case: bool, *, device: str | None = None,
+                 precision: str = "auto", backend: str = "torch", batch_size: int = QUESTION_BATCH_SIZE):
         started = time.perf_counter()
         from qa import bert
 
         self.name = name
         self.device = pick_device(device)
         self.precision = choose_precision("auto" if precision == "int8" else precision, self.device, "the embedding model")
+        self.batch_size = batch_size
         self.lower_case = lower_case
         self.dim = config.hidden_size
         try:
@@ -166,28 +192,37 @@ class QuestionEncoder:
             raise load_error("embedding model", name, err) from err
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.enable_padding(pad_id=config.pad_token_id)
+        self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
+        self._compiled = None
+        if self.backend == "openvino":
+            from qa.openvino_runtime import compile_module
+
+            self._compiled = compile_module(self._model, 3, self.precision)
         logger.info(
             "loaded the embedding model %s on %s in %s in %.1f s (for questions, with qa.bert)",
             name, self.device, self.precision, time.perf_counter() - started,
         )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` into an ``(n, dim)`` float32 array of unit vectors."""
+        """Embed ``texts`` into an ``(n, dim)`` float32 array of unit vectors, :attr:`batch_size`
+        at a time, longest first (less padding; each vector is that of its text alone)."""
         import torch
 
         from qa.bert import mean_pool
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for first in range(0, len(texts), QUESTION_BATCH_SIZE):
-            part = [t.strip() for t in texts[first : first + QUESTION_BATCH_SIZE]]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for first in range(0, len(order), self.batch_size):
+            rows = order[first : first + self.batch_size]
+            part = [texts[i].strip() for i in rows]
             encodings = self.tokenizer.encode_batch([t.lower() for t in part] if self.lower_case else part)
-
-            def tensor(rows):
-                return torch.tensor(rows, device=self.device)
-
-            mask = tensor([e.attention_mask for e in encodings])
-            with torch.inference_mode(), autocast(self.device, self.precision):
-                hidden = self._model(tensor([e.ids for e in encodings]), tensor([e.type_ids for e in encodings]), mask)
+            arrays = [np.array([getattr(e, key) for e in encodings], dtype=np.int64) for key in ("ids", "type_ids", "attention_mask")]
+            mask = torch.from_numpy(arrays[2]).to(self.device)
+            if self._compiled is not None:
+                hidden = torch.from_numpy(self._compiled(arrays)[0])
+            else:
+                with torch.inference_mode(), autocast(self.device, self.precision):
+                    hidden = self._model(*(torch.from_numpy(a).to(self.device) for a in arrays[:2]), mask)
             vectors = torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1)
-            out[first : first + len(part)] = vectors.cpu().numpy()
+            out[rows] = vectors.cpu().numpy()
         return out

@@ -119,3 +119,27 @@ def test_damaged_weights_are_a_clear_error(tiny_models, tmp_path):
     (folder / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(QAError, match="reader .* not a usable model"):
         Reader(folder)
+
+
+def test_openvino_embeds_what_sentence_transformers_embeds(tiny_models, tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'qa[openvino]')")
+    from qa.errors import QAError
+
+    texts = [f"passage {i}: " + "the river runs past the tower " * (1 + 7 * i % 40) for i in range(21)]  # several lengths, some truncated
+    expected = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="torch").encode(texts)
+    embedder = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="openvino", batch_size=4)
+    assert embedder.backend == "openvino"
+    np.testing.assert_allclose(embedder.encode(texts), expected, atol=1e-5)
+    # CLS pooling is not what qa.bert computes: refused when asked for, sentence-transformers on torch under auto
+    folder = tmp_path / "cls"
+    shutil.copytree(tiny_models["encoder"], folder)
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": True}))
+    with pytest.raises(QAError, match="mean-pooled BERT models"):
+        Embedder(str(folder), precision="fp32", backend="openvino")
+    monkeypatch.setattr("qa.embedding.choose_backend", lambda *args: "openvino")  # what auto picks on a bf16 CPU
+    assert Embedder(str(folder), precision="fp32").backend == "torch"

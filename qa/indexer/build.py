@@ -100,7 +100,7 @@ def build_index(
         if ray is not None and corpus_path is None:
             raise QAError("a Ray build reads a corpus folder or file: give its path, not documents")
         if ray is None:
-            embedder = Embedder(model, device=embedding.device, batch_size=embedding.batch_size)
+            embedder = Embedder(model, device=embedding.device, batch_size=embedding.batch_size, backend=embedding.backend)
             where, dim = embedder.device, embedder.dim
         else:
             embedder, where = None, "ray"

@@ -63,11 +63,13 @@ class PassageOptions:
 @dataclass(frozen=True)
 class EmbeddingOptions:
     """The sentence-transformers model (a local folder or hub id; None: all-MiniLM-L6-v2, or
-    with ``add`` the index's own) and where and how many passages at a time it embeds."""
+    with ``add`` the index's own), where and how many passages at a time it embeds, and what runs it."""
 
     model: str | None = None
     device: str | None = None
     batch_size: int | None = None
+    backend: str = "auto"
+    """What runs the encoder (:func:`qa.device.choose_backend`): ``auto``, ``torch`` or ``openvino``."""
 
     @property
     def model_id(self) -> str | None:

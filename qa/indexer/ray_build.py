@@ -147,7 +147,7 @@ def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage
             _SplitAndEmbed,
             fn_constructor_kwargs={
                 "model": model, "passage_config": passage_config, "device": embedding.device if gpus else "cpu",
-                "batch_size": embedding.batch_size, "threads": threads,
+                "batch_size": embedding.batch_size, "backend": embedding.backend, "threads": threads,
             },
             batch_size=options.documents_per_batch,
             batch_format="pandas",
@@ -187,14 +187,15 @@ class _SplitAndEmbed:
     """A Ray actor: the embedding model, loaded once; each batch of document rows comes back
     with its passages' character spans (``windows``) and float16 vectors, as bytes."""
 
-    def __init__(self, model: str, passage_config: dict[str, Any], device: str | None, batch_size: int | None, threads: int | None):
+    def __init__(self, model: str, passage_config: dict[str, Any], device: str | None, batch_size: int | None, backend: str,
+                 threads: int | None):
         import torch
 
         from qa.embedding import Embedder
 
         if threads:
             torch.set_num_threads(threads)
-        self.embedder = Embedder(model, device=device, batch_size=batch_size)
+        self.embedder = Embedder(model, device=device, batch_size=batch_size, backend=backend)
         self.split = splitter(passage_config, self.embedder)
 
     def __call__(self, batch):
