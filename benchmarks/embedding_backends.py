@@ -89,7 +89,8 @@ def main() -> int:
     lengths = [min(len(ids), reference_model.max_seq_length) for ids in reference_model.tokenizer(texts)["input_ids"]]
     flops = sum(encoder_flops(reference_model[0].auto_model.config, n) for n in lengths)
 
-    qa_embedder = Embedder(str(model_dir))
+    qa_embedder = Embedder(str(model_dir), backend="torch")  # what qa index ran before OpenVINO
+    qa_openvino = Embedder(str(model_dir), backend="openvino") if qa_embedder.precision == "bf16" else None
     onnx = SentenceTransformer(str(model_dir), device="cpu", backend="onnx")
     onnx.save(str(work / "onnx-model"))
     flavour = "avx512_vnni" if "avx512_vnni" in cpu_info().flags else "avx2"
@@ -103,7 +104,8 @@ def main() -> int:
         return lambda: model.encode(texts, batch_size=BATCH, normalize_embeddings=True)
 
     paths = {
-        f"torch, qa's Embedder ({qa_embedder.precision})": lambda: qa_embedder.encode(texts),
+        f"qa's Embedder, torch ({qa_embedder.precision} autocast)": lambda: qa_embedder.encode(texts),
+        **({"qa's Embedder, OpenVINO (bf16; qa index's default here)": lambda: qa_openvino.encode(texts)} if qa_openvino else {}),
         "torch fp32": encode(reference_model),
         "onnx fp32": encode(onnx),
         f"onnx int8 ({flavour})": encode(onnx_int8),
