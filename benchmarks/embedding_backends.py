@@ -23,15 +23,14 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_index import encoder_flops, gemm_peak  # noqa: E402
-from embedding_paths import passages  # noqa: E402
+from bench_index import encoder_flops  # noqa: E402
+from embedding_paths import passages, run_paths  # noqa: E402
 
 from qa.device import cpu_info  # noqa: E402
 from qa.embedding import DEFAULT_EMBEDDING_MODEL, Embedder, load_question_encoder  # noqa: E402
@@ -115,27 +114,7 @@ def main() -> int:
     for run in paths.values():
         run()  # warm-up
     peak_dtype = "bf16" if qa_embedder.precision == "bf16" else "fp32"
-    peaks = [gemm_peak(peak_dtype, 2.0)]
-    seconds: dict[str, list[float]] = {name: [] for name in paths}
-    vectors = {}
-    for _ in range(args.rounds):
-        for name, run in paths.items():
-            t0 = time.perf_counter()
-            vectors[name] = np.asarray(run(), dtype=np.float32)
-            seconds[name].append(time.perf_counter() - t0)
-            peaks.append(gemm_peak(peak_dtype, 2.0))
-    peak = float(np.median(peaks))
-    exact_top = np.argsort(-(question_vectors @ reference.T), axis=1)[:, :10]
-    rows = []
-    for name in paths:
-        s = float(np.median(seconds[name]))
-        cos = np.sum(vectors[name] * reference, axis=1)
-        top = np.argsort(-(question_vectors @ vectors[name].T), axis=1)[:, :10]
-        kept = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact_top, top)])
-        rows.append({"backend": name, "passages_per_s": round(len(texts) / s, 1), "gflop_s": round(flops / s / 1e9, 1),
-                     "of_gemm_peak": round(flops / s / 1e9 / peak, 3), "seconds": [round(x, 2) for x in seconds[name]],
-                     "cosine_min": round(float(cos.min()), 5), "cosine_mean": round(float(cos.mean()), 6),
-                     "top10_kept": round(float(kept), 4)})
+    rows, peak, peaks = run_paths(paths, args.rounds, peak_dtype, reference, question_vectors, flops, "backend")
     import openvino
     import onnxruntime
     import sentence_transformers

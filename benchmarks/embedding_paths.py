@@ -67,6 +67,37 @@ def bert_encode(encoder, texts: list[str], batch: int, precision: str | None) ->
     return out
 
 
+def run_paths(paths: dict, rounds: int, peak_dtype: str, reference: np.ndarray, question_vectors: np.ndarray,
+              flops: float, label: str) -> tuple[list[dict], float, list[float]]:
+    """Each path of ``paths`` (name -> function embedding the passages) once per round, in turn,
+    with ``peak_dtype`` 1024^3 matrix products timed between runs; per path, the median speed
+    against the median peak, and its agreement with the fp32 ``reference`` vectors (cosine, and
+    the share of the fp32 top 10 kept for ``question_vectors``). Returns (rows, median peak, peaks);
+    ``label`` is the rows' key for the path's name."""
+    peaks = [gemm_peak(peak_dtype, 2.0)]
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    vectors = {}
+    for _ in range(rounds):
+        for name, run in paths.items():
+            t0 = time.perf_counter()
+            vectors[name] = np.asarray(run(), dtype=np.float32)
+            seconds[name].append(time.perf_counter() - t0)
+            peaks.append(gemm_peak(peak_dtype, 2.0))
+    peak = float(np.median(peaks))
+    exact_top = np.argsort(-(question_vectors @ reference.T), axis=1)[:, :10]
+    rows = []
+    for name in paths:
+        s = float(np.median(seconds[name]))
+        cos = np.sum(vectors[name] * reference, axis=1)
+        top = np.argsort(-(question_vectors @ vectors[name].T), axis=1)[:, :10]
+        kept = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact_top, top)])
+        rows.append({label: name, "passages_per_s": round(len(reference) / s, 1), "gflop_s": round(flops / s / 1e9, 1),
+                     "of_gemm_peak": round(flops / s / 1e9 / peak, 3), "seconds": [round(x, 2) for x in seconds[name]],
+                     "cosine_min": round(float(cos.min()), 5), "cosine_mean": round(float(cos.mean()), 6),
+                     "top10_kept": round(float(kept), 4)})
+    return rows, peak, peaks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passages", type=int, default=1000)
@@ -93,27 +124,7 @@ def main() -> int:
     for run in paths.values():
         run()  # warm-up
     peak_dtype = "bf16" if precision == "bf16" else "fp32"
-    peaks = [gemm_peak(peak_dtype, 2.0)]
-    seconds = {name: [] for name in paths}
-    vectors = {}
-    for _ in range(args.rounds):
-        for name, run in paths.items():
-            t0 = time.perf_counter()
-            vectors[name] = run()
-            seconds[name].append(time.perf_counter() - t0)
-            peaks.append(gemm_peak(peak_dtype, 2.0))
-    peak = float(np.median(peaks))
-    exact_top = np.argsort(-(question_vectors @ reference.T), axis=1)[:, :10]
-    rows = []
-    for name in paths:
-        s = float(np.median(seconds[name]))
-        cos = np.sum(vectors[name] * reference, axis=1)
-        top = np.argsort(-(question_vectors @ vectors[name].T), axis=1)[:, :10]
-        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact_top, top)])
-        rows.append({"path": name, "passages_per_s": round(len(texts) / s, 1), "gflop_s": round(flops / s / 1e9, 1),
-                     "of_gemm_peak": round(flops / s / 1e9 / peak, 3), "seconds": [round(x, 2) for x in seconds[name]],
-                     "cosine_min": round(float(cos.min()), 5), "cosine_mean": round(float(cos.mean()), 6),
-                     "top10_kept": round(float(overlap), 4)})
+    rows, peak, peaks = run_paths(paths, args.rounds, peak_dtype, reference, question_vectors, flops, "path")
     print(f"{len(texts)} passages, {flops / len(texts) / 1e9:.2f} GFLOP each; {peak_dtype} matrix-product peak {peak:.1f} GFLOP/s "
           f"(runs {min(peaks):.0f}–{max(peaks):.0f}); precision {precision}; {cpu_info().name}")
     print("| path | passages/s | GFLOP/s | of peak | cosine with fp32 (min / mean) | fp32 top 10 kept |\n|---|---|---|---|---|---|")
