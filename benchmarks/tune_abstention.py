@@ -44,17 +44,6 @@ from qa.reader.abstention import SCOPES, Abstention, save_abstention  # noqa: E4
 BUDGETS = (0.1, 0.25, 0.3, 0.5, 1.0, 2.0, 5.0)
 
 
-def margins(reading, pairs: list[int], scope: str) -> float:
-    """The best span's margin over the no-answer score, over the pairs ``pairs`` of ``reading``."""
-    spans = [s for s in reading.spans if s.passage in set(pairs)]
-    if not spans:
-        return -np.inf
-    best = max(spans, key=lambda s: s.score)
-    if scope == "passage":
-        return float(best.score - reading.null_scores[best.passage])
-    return float(best.score - np.logaddexp.reduce(reading.null_starts[pairs]) - np.logaddexp.reduce(reading.null_ends[pairs]))
-
-
 def sweep(correct: np.ndarray, answerable: np.ndarray, unanswerable: np.ndarray, budget: float) -> dict:
     """The highest threshold losing at most ``budget`` EM points, and what it does."""
     full = 100 * correct.mean()
@@ -104,8 +93,8 @@ def main() -> int:
             without = [i for i, h in enumerate(hits) if not contains_answer(h.passage.text, example.answers)][: args.top_k]
             short += len(without) < args.top_k
             for scope in SCOPES:
-                margin_with[scope].append(margins(reading, list(range(len(top))), scope))
-                margin_without[scope].append(margins(reading, without, scope))
+                margin_with[scope].append(reading.margin(len(top), scope))
+                margin_without[scope].append(reading.select(without).margin(scope=scope))
         if (first // pipe.question_batch) % 20 == 0:
             print(f"read {first + len(group)}/{len(examples)} questions", file=sys.stderr)
     seconds = time.perf_counter() - started

@@ -94,6 +94,9 @@ def test_question_scope_weighs_the_no_answer_of_all_the_passages_read_together()
     assert texts(rank_answers(hits, reading, 1, abstention=Abstention(4.0 - null + 0.01))) == ["1889"]  # per passage: margin 104
     # over the first two passages only (a smaller top-k), the third's [CLS] does not count
     assert reading.margin(2) == pytest.approx(4.0 - np.log(2 * np.e) - np.log(2), rel=1e-6)
+    assert reading.select([1, 0]).margin() == pytest.approx(reading.margin(2), rel=1e-6)  # the same pairs, reordered
+    assert reading.select([1, 2]).margin() == -np.inf  # no span among them
+    assert reading.margin(scope="passage") == pytest.approx(104.0)
     with pytest.raises(QAError, match="unknown no-answer scope"):
         Abstention(1.0, "document")
 

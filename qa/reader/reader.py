@@ -52,26 +52,33 @@ class ReaderOutput:
     null_starts: np.ndarray
     null_ends: np.ndarray
 
-    def margin(self, passages: int | None = None) -> float:
+    def margin(self, passages: int | None = None, scope: str = "question") -> float:
         """How far the best span of the first ``passages`` pairs (default: all) beats the no-answer
-        score of those pairs together (``-inf`` without a span)."""
+        score of ``scope``: of those pairs together (``question``), or of the best span's own pair
+        (``passage``); ``-inf`` without a span."""
         n = len(self.null_scores) if passages is None else passages
-        best = max((s.score for s in self.spans if s.passage < n), default=-np.inf)
-        if n == 0 or best == -np.inf:
+        best = max((s for s in self.spans if s.passage < n), key=lambda s: s.score, default=None)
+        if best is None:
             return -np.inf
-        return float(best - np.logaddexp.reduce(self.null_starts[:n]) - np.logaddexp.reduce(self.null_ends[:n]))
+        if scope == "passage":
+            return float(best.score - self.null_scores[best.passage])
+        return float(best.score - np.logaddexp.reduce(self.null_starts[:n]) - np.logaddexp.reduce(self.null_ends[:n]))
 
     def abstains(self, rule: Abstention | None, passages: int | None = None) -> bool:
         """True when ``rule`` is set and the best span of the first ``passages`` pairs (default: all)
         does not beat the no-answer score of its ``rule.scope`` by ``rule.threshold``; False without
         a rule or a span."""
-        n = len(self.null_scores) if passages is None else passages
-        best = max((s for s in self.spans if s.passage < n), key=lambda s: s.score, default=None)
-        if rule is None or best is None:
+        if rule is None:
             return False
-        if rule.scope == "question":
-            return self.margin(n) < rule.threshold
-        return best.score - self.null_scores[best.passage] < rule.threshold
+        margin = self.margin(passages, rule.scope)
+        return margin != -np.inf and margin < rule.threshold
+
+    def select(self, pairs: Sequence[int]) -> ReaderOutput:
+        """The output for the pairs ``pairs`` of the batch, in that order, numbered from 0 again."""
+        number = {pair: i for i, pair in enumerate(pairs)}
+        spans = [replace(s, passage=number[s.passage]) for s in self.spans if s.passage in number]
+        rows = list(pairs)
+        return ReaderOutput(spans, self.null_scores[rows], self.null_starts[rows], self.null_ends[rows])
 
     def part(self, lo: int, hi: int) -> ReaderOutput:
         """The output for pairs ``lo`` to ``hi - 1`` of the batch, numbered from 0 again."""
