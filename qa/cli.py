@@ -683,7 +683,8 @@ def train_open_data(
     negatives: Annotated[int, typer.Option(min=0, help="Retrieved passages without an answer per question, labelled unanswerable.")] = 2,
     retriever: Annotated[RetrieverChoice, typer.Option(help="How passages are retrieved.")] = RetrieverChoice(DEFAULT_RETRIEVER),
     depth: Annotated[int, typer.Option(min=1, help="Retrieved passages searched for negatives.")] = DEFAULT_TOP_K,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="The first N answerable questions only.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="The first N answerable questions only (after --skip).")] = None,
+    skip: Annotated[int, typer.Option(min=0, help="Leave out the first N answerable questions (e.g. those an earlier run trained on).")] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Write training data for reading retrieved passages: each question with its gold passage and
@@ -694,7 +695,7 @@ def train_open_data(
     if output.exists():
         raise QAError(f"{str(output)!r} exists: choose a new file (qa never overwrites what it did not write)")
     data, counts = open_training_data(train, Index(index_dir), negatives=negatives, retriever=retriever.value, depth=depth,
-                                      limit=limit, show_progress=not as_json and err.is_terminal)
+                                      limit=limit, skip=skip, show_progress=not as_json and err.is_terminal)
     write_open_training_data(data, output)
     if as_json:
         print(json.dumps({"output": str(output), **counts}))

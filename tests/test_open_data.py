@@ -44,6 +44,13 @@ def test_gold_passages_hold_their_answer_and_negatives_none(tiny_models, tmp_pat
     assert json.loads(result.stdout)["questions"] == counts["questions"]
     assert CliRunner().invoke(app, ["train", "open-data", "--train", str(train), "--index", str(index), "--output", str(out)]).exit_code == 1
     written = load_squad(out)
+    later = tmp_path / "later.json"  # --skip: the questions an earlier run did not take
+    result = CliRunner().invoke(app, ["train", "open-data", "--train", str(train), "--index", str(index), "--output", str(later),
+                                      "--retriever", "bm25", "--skip", "4", "--limit", "3"])
+    assert result.exit_code == 0, result.output
+    answerable = [e.question for e in load_squad(train).examples if e.answerable]
+    taken = {e.question for e in load_squad(later).examples if e.answerable}
+    assert taken and taken <= set(answerable[4:7])
     assert sum(not e.answerable for e in written.examples) == counts["negative passages"]
     metrics = train_reader(TrainConfig(train=str(out), base=str(tiny_models["reader"]), output=str(tmp_path / "reader"),
                                        max_length=64, stride=16, batch_size=4, epochs=1))

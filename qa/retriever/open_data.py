@@ -43,13 +43,15 @@ def open_training_data(
     retriever: str = "hybrid",
     depth: int = 10,
     limit: int | None = None,
+    skip: int = 0,
     show_progress: bool = False,
 ) -> tuple[dict, Counter]:
     """The SQuAD v2.0 data (one paragraph per passage used, its questions under it) and the
-    count of what was kept and left out."""
+    count of what was kept and left out: ``limit`` answerable questions after the first ``skip``
+    (so that a later run can take the questions an earlier one did not)."""
     data = load_squad(train)
     documents = {d.id: d for d in data.documents}
-    examples = [e for e in data.examples if e.answerable][:limit]
+    examples = [e for e in data.examples if e.answerable][skip:][:limit]
     search = make_retriever(index, retriever)
     passages_of = functools.cache(index.store.passages_with_content)  # a paragraph has several questions
     paragraphs: dict[int, dict] = {}
