@@ -206,6 +206,17 @@ def index(
     dense_index: Annotated[
         str, typer.Option(help=f"FAISS index: {', '.join(DENSE_KINDS)} (auto: exact below 200,000 passages, else IVF).")
     ] = LayoutOptions.dense_index,
+    shard_passages: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, metavar="N",
+            help="Write the index as shards of N passages or just over (a document stays in one shard; each shard its own "
+            "store, BM25 and dense part, searched as one). "
+            "With --add: the added documents go into new shards (an unsharded index becomes shard 0); adding to a sharded "
+            "index always writes new shards.",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOption = None,
     ray: Annotated[
         Optional[str],
@@ -240,7 +251,7 @@ def index(
         reading=ReadOptions(tuple(include or ()), tuple(exclude or ()), max_file_mb, id_field, title_field, text_field),
         passages=PassageOptions(max_tokens, overlap_tokens, max_words, overlap_words),
         embedding=EmbeddingOptions(embedding_model, device, batch_size, backend),
-        layout_options=LayoutOptions(dense_index),
+        layout_options=LayoutOptions(dense_index, shard_passages),
         show_progress=not as_json and err.is_terminal,
         ray=None if ray is None else RayOptions(ray, ray_workers),
     )
@@ -253,16 +264,18 @@ def index(
         return
     counts = result.manifest["counts"]
     report = result.report
+    shards = result.manifest.get("shards")
+    in_shards = f" in {len(shards)} shards" if shards else ""
     if add:
         out.print(
             f"Added [bold]{report.documents}[/] documents as [bold]{result.new_passages}[/] passages to "
-            f"[bold]{escape(str(result.path))}[/] (now {counts['documents']} documents, {counts['passages']} passages) "
+            f"[bold]{escape(str(result.path))}[/] (now {counts['documents']} documents, {counts['passages']} passages{in_shards}) "
             f"in {result.seconds:.1f} s"
         )
     else:
         out.print(
             f"Indexed [bold]{counts['documents']}[/] documents as [bold]{counts['passages']}[/] passages "
-            f"into [bold]{escape(str(result.path))}[/] in {result.seconds:.1f} s"
+            f"into [bold]{escape(str(result.path))}[/]{in_shards} in {result.seconds:.1f} s"
         )
     if report.skipped:
         reasons = ", ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())

@@ -23,7 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 from qa.cli import app  # noqa: E402
 from qa.errors import QAError  # noqa: E402
 from qa.index import Index  # noqa: E402
-from qa.indexer import EmbeddingOptions, PassageOptions, RayOptions, ReadOptions, build_index  # noqa: E402
+from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions, build_index  # noqa: E402
 from qa.retriever import BM25Retriever, DenseRetriever  # noqa: E402
 
 WORDS = ("river bank flood rain cloud storm harbour ship sail wind engine wheel road bridge tower "
@@ -105,6 +105,21 @@ def test_adding_with_ray_skips_what_the_index_holds(two_builds, tmp_path, tiny_m
     index = Index(tmp_path / "index")
     assert index.manifest["counts"]["documents"] == single.manifest["counts"]["documents"] + 1
     assert len(index.vectors) == len(index)
+
+
+def test_a_sharded_ray_build_writes_the_shards_the_single_process_build_does(two_builds, tiny_models, tmp_path):
+    root, single, _ = two_builds
+    options = dict(embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=20, overlap_words=5),
+                   reading=ReadOptions(exclude=("page00.md",)), layout_options=LayoutOptions(shard_passages=15))
+    sharded = build_index(root, tmp_path / "single", **options)
+    parallel = build_index(root, tmp_path / "ray", ray=RayOptions(address=None, documents_per_batch=5), **options)
+    sizes = [e["passages"] for e in sharded.manifest["shards"]]
+    assert len(sizes) >= 2 and [e["passages"] for e in parallel.manifest["shards"]] == sizes
+    a, b = Index(single.path), Index(parallel.path)
+    ids = list(range(len(a)))
+    assert [(p.doc_id, p.start, p.end) for p in a.store.get(ids)] == [(p.doc_id, p.start, p.end) for p in b.store.get(ids)]
+    question = " ".join(WORDS[:3])
+    assert [h.passage.idx for h in DenseRetriever(a).search(question, 10)] == [h.passage.idx for h in DenseRetriever(b).search(question, 10)]
 
 
 def test_a_ray_build_needs_a_corpus_path(local_ray, tiny_models, tmp_path):

@@ -77,7 +77,7 @@ def test_an_index_of_qa_0_1_without_the_marker_is_replaced_but_a_newer_format_is
     _build(corpus, out, tiny_models)
     (out / layout.MARKER).unlink()  # as qa 0.1.0 wrote it: the manifest names the format
     assert _build(corpus, out, tiny_models).manifest["generation"] == 2
-    (out / layout.MARKER).write_text(f"qa-index {layout.FORMAT_VERSION + 1}\n")
+    (out / layout.MARKER).write_text(f"qa-index {layout.NEWEST_VERSION + 1}\n")
     with pytest.raises(QAError, match="newer than this qa"):
         _build(corpus, out, tiny_models)
 

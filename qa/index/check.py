@@ -46,6 +46,9 @@ def check_index(path: str | Path) -> CheckReport:
     report.checks.append("manifest")
     if layout.marker_version(path) is None:
         report.checks.append(f"no {layout.MARKER} marker (an index of qa 0.1.0)")
+    if layout.is_sharded(manifest):
+        _check_shards(report, path, manifest)
+        return report
     n = manifest["counts"]["passages"]
     files = manifest.get("files")
     if files is None:
@@ -68,6 +71,24 @@ def check_index(path: str | Path) -> CheckReport:
     if "faiss_file" in manifest["dense"]:
         _check(report, "FAISS index", lambda: _faiss_vectors(path / layout.FAISS_FILE), n)
     return report
+
+
+def _check_shards(report: CheckReport, path: Path, manifest: dict) -> None:
+    """Each shard checked as an index, and found to be the shard the manifest lists."""
+    passages = documents = 0
+    for entry in manifest["shards"]:
+        shard = check_index(path / entry["path"])
+        report.problems.extend(f"{entry['path']}: {problem}" for problem in shard.problems)
+        if shard.manifest is None:
+            continue
+        if shard.manifest.get("build_id") != entry.get("build_id") or shard.manifest["counts"]["passages"] != entry.get("passages"):
+            report.problems.append(f"{entry['path']} is not the shard the build wrote (another build id or size)")
+        passages += shard.manifest["counts"]["passages"]
+        documents += shard.manifest["counts"]["documents"]
+    counts = manifest["counts"]
+    if not report.problems and (passages, documents) != (counts["passages"], counts["documents"]):
+        report.problems.append(f"the shards hold {documents} documents and {passages} passages, the manifest {counts['documents']} and {counts['passages']}")
+    report.checks.append(f"{len(manifest['shards'])} shards: each checked as an index")
 
 
 def _check(report: CheckReport, part: str, count, expected: int) -> None:

@@ -13,7 +13,9 @@ from qa.errors import QAError
 from qa.fsutil import directory_lock, recover_directory
 
 FORMAT_NAME = "qa-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # one folder: a store, a BM25 part and a dense part
+SHARDED_VERSION = 2  # shards/NNN/, each an index of version 1, listed by the manifest
+NEWEST_VERSION = SHARDED_VERSION
 
 MARKER = "qa-index-format"  # one line, "qa-index VERSION": this folder was written by qa index
 MANIFEST = "manifest.json"
@@ -21,10 +23,11 @@ STORE = "passages.sqlite"
 BM25_DIR = "bm25"
 VECTORS = "dense/vectors.npy"
 FAISS_FILE = "dense/faiss.index"  # only for approximate (IVF, HNSW) dense indexes
+SHARDS_DIR = "shards"  # a sharded index's shards: shards/000, shards/001, ...
 
 # Everything qa index writes at the top of an index folder; a folder holding anything else is
 # never replaced (it would be deleted with the old index).
-ENTRIES = frozenset({MARKER, MANIFEST, STORE, BM25_DIR, "dense", f"{STORE}-journal"})
+ENTRIES = frozenset({MARKER, MANIFEST, STORE, BM25_DIR, "dense", f"{STORE}-journal", SHARDS_DIR})
 
 DEFAULT_INDEX_DIR = ".qa-index"
 INDEX_ENV = "QA_INDEX"
@@ -43,8 +46,17 @@ def default_index_dir() -> Path:
     return Path(os.environ.get(INDEX_ENV) or DEFAULT_INDEX_DIR)
 
 
-def marker_text() -> str:
-    return f"{FORMAT_NAME} {FORMAT_VERSION}\n"
+def marker_text(version: int = FORMAT_VERSION) -> str:
+    return f"{FORMAT_NAME} {version}\n"
+
+
+def shard_dir(number: int) -> str:
+    """The folder of shard ``number``, relative to the index."""
+    return f"{SHARDS_DIR}/{number:03d}"
+
+
+def is_sharded(manifest: dict[str, Any]) -> bool:
+    return manifest.get("format_version") == SHARDED_VERSION
 
 
 def marker_version(index_dir: Path) -> int | None:
@@ -87,9 +99,9 @@ def check_replaceable(target: Path) -> None:
             f"{str(target)!r} is not empty and is not a qa index; qa index only replaces folders it wrote: "
             "choose a new or empty folder with --index"
         )
-    if version is not None and version > FORMAT_VERSION:
+    if version is not None and version > NEWEST_VERSION:
         raise QAError(
-            f"{str(target)!r} holds an index of format version {version}, newer than this qa ({FORMAT_VERSION}): "
+            f"{str(target)!r} holds an index of format version {version}, newer than this qa ({NEWEST_VERSION}): "
             "upgrade qa, or choose another --index"
         )
     foreign = [name for name in entries if name not in ENTRIES]
@@ -122,11 +134,16 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise QAError(f"{str(path)!r} is not a qa index manifest: rebuild the index with `qa index`")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, SHARDED_VERSION):
         raise QAError(
-            f"index {str(index_dir)!r} has format version {version}, this qa reads version "
-            f"{FORMAT_VERSION}: rebuild it with `qa index`"
+            f"index {str(index_dir)!r} has format version {version}, this qa reads versions "
+            f"{FORMAT_VERSION} and {SHARDED_VERSION}: rebuild it with `qa index`"
         )
+    shards = manifest.get("shards")
+    if version == SHARDED_VERSION and not (
+        isinstance(shards, list) and shards and all(isinstance(s, dict) and isinstance(s.get("path"), str) for s in shards)
+    ):
+        raise QAError(f"index manifest {str(path)!r} lists no shards: it is damaged; rebuild the index with `qa index`")
     for section, keys in REQUIRED.items():
         value = manifest.get(section)
         missing = [k for k in keys if not isinstance(value, dict) or k not in value]
@@ -152,11 +169,12 @@ def manifest_stamp(index_dir: Path) -> tuple[int, int, int] | None:
 
 
 def data_files(index_dir: Path) -> list[str]:
-    """The index's data files (everything but the manifest and marker), relative, sorted."""
+    """The index's data files (everything but the manifest and marker), relative, sorted; a
+    sharded index's shards are left out (each shard's manifest records its own)."""
     return sorted(
         p.relative_to(index_dir).as_posix()
         for p in index_dir.rglob("*")
-        if p.is_file() and p.name not in (MANIFEST, MARKER)
+        if p.is_file() and p.name not in (MANIFEST, MARKER) and p.relative_to(index_dir).parts[0] != SHARDS_DIR
     )
 
 

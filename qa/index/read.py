@@ -16,6 +16,8 @@ from qa.embedding import Embedder, QuestionEncoder, load_question_encoder
 from qa.errors import QAError, first_line
 from qa.index import layout
 from qa.index.dense import open_faiss
+from qa.index.shards import ShardedSearch, ShardedStore, ShardedVectors
+from qa.index.shards import bm25_scores as sharded_bm25_scores
 from qa.index.store import PassageStore
 
 logger = logging.getLogger(__name__)
@@ -38,11 +40,25 @@ class Index:
         self.precision = precision  # of the question encoder (see Embedder)
         self.generation = int(self.manifest.get("generation", 1))
         self.build_id = self.manifest.get("build_id")
-        missing = [
-            name
-            for name in (layout.STORE, layout.BM25_DIR, layout.VECTORS)
-            if not (self.path / name).exists()
-        ]
+        self.shards: list[Index] = [self._open_shard(i, entry) for i, entry in enumerate(self.manifest.get("shards") or [])]
+        if self.shards:
+            self.store = ShardedStore([s.store for s in self.shards], [len(s) for s in self.shards])
+            stored, where = sum(len(s) for s in self.shards), "its shards hold"  # each shard checked its own store
+        else:
+            self.store = self._open_parts()
+            stored, where = self.store.count(), f"{layout.STORE} holds"
+        if stored != len(self):
+            raise self._damaged(f"{where} {stored} passages, the manifest {len(self)}")
+        dense = self.manifest["dense"]
+        logger.info(
+            "opened the index at %s: %d documents, %d passages in %d shard(s), generation %d, dense %s (%s, %d dims)",
+            self.path, self.manifest["counts"]["documents"], len(self), max(len(self.shards), 1), self.generation,
+            dense.get("faiss_index", "IndexFlatIP"), dense["model"], dense["dim"],
+        )
+
+    def _open_parts(self) -> PassageStore:
+        """Check that an unsharded index's parts are there at the sizes the build wrote; its store."""
+        missing = [name for name in (layout.STORE, layout.BM25_DIR, layout.VECTORS) if not (self.path / name).exists()]
         if missing:
             raise QAError(
                 f"index {str(self.path)!r} is incomplete (missing {', '.join(missing)}): rebuild it with `qa index`"
@@ -50,16 +66,16 @@ class Index:
         problems = layout.size_problems(self.path, self.manifest)
         if problems:
             raise self._damaged("; ".join(problems[:3]))
-        self.store = PassageStore(self.path / layout.STORE)
-        stored = self.store.count()
-        if stored != len(self):
-            raise self._damaged(f"{layout.STORE} holds {stored} passages, the manifest {len(self)}")
-        dense = self.manifest["dense"]
-        logger.info(
-            "opened the index at %s: %d documents, %d passages, generation %d, dense %s (%s, %d dims)",
-            self.path, self.manifest["counts"]["documents"], len(self), self.generation,
-            dense.get("faiss_index", "IndexFlatIP"), dense["model"], dense["dim"],
-        )
+        return PassageStore(self.path / layout.STORE)
+
+    def _open_shard(self, number: int, entry: dict) -> Index:
+        """Shard ``number`` as the manifest lists it, checked to be the shard that build wrote."""
+        shard = Index(self.path / entry["path"], device=self.device, precision=self.precision)
+        if shard.shards or shard.build_id != entry.get("build_id") or len(shard) != entry.get("passages"):
+            raise self._damaged(f"{entry['path']} is not the shard the build wrote")
+        if shard.manifest["dense"]["dim"] != self.manifest["dense"]["dim"]:
+            raise self._damaged(f"{entry['path']} holds vectors of another dimension")
+        return shard
 
     def __len__(self) -> int:
         return int(self.manifest["counts"]["passages"])
@@ -91,7 +107,11 @@ class Index:
 
     @functools.cached_property
     def bm25(self):
+        """The bm25s model of an unsharded index (a sharded one has one per shard: ``shards[i].bm25``)."""
         import bm25s
+
+        if self.shards:
+            raise QAError(f"the index at {str(self.path)!r} is sharded: its BM25 parts are its shards' (Index.shards)")
 
         self._check_current("BM25 index")
         try:
@@ -109,6 +129,8 @@ class Index:
     def vectors(self) -> np.ndarray:
         """Passage vectors as stored (float16, unit length), memory-mapped."""
         self._check_current("vectors")
+        if self.shards:
+            return ShardedVectors([s.vectors for s in self.shards])  # type: ignore[return-value]
         try:
             vectors = np.load(self.path / layout.VECTORS, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
@@ -123,6 +145,8 @@ class Index:
         """The FAISS index the manifest names: exact (built now from the vectors) or approximate
         (read from disk); on the GPU when this index's device is CUDA and faiss supports it."""
         vectors = self.vectors
+        if self.shards:
+            return ShardedSearch([s.faiss for s in self.shards])
         try:
             index = open_faiss(vectors, self.manifest["dense"], self.path / layout.FAISS_FILE.rsplit("/", 1)[0], pick_device(self.device))
         except RuntimeError as err:  # faiss reports damage as RuntimeError
@@ -151,7 +175,9 @@ class Index:
     def load(self) -> Index:
         """Load now every part that is otherwise loaded on first use (BM25, vectors, the dense
         index, the question encoder), so that no question pays for it; returns the index."""
-        _ = self.bm25, self.faiss, self.question_encoder
+        for part in self.shards or [self]:
+            _ = part.bm25
+        _ = self.faiss, self.question_encoder
         return self
 
     def reopen(self) -> Index:
@@ -166,6 +192,9 @@ class Index:
     def bm25_scores(self, terms: list[str]) -> np.ndarray | None:
         """BM25 scores of every passage for a query of analysed ``terms`` (a full pass over the
         index's postings of those terms); None when no term is in the index."""
+        if self.shards:
+            self._check_current("BM25 index")
+            return sharded_bm25_scores([s.bm25 for s in self.shards], terms)
         bm25 = self.bm25
         ids = bm25.get_tokens_ids(terms)
         if not ids:
@@ -176,4 +205,4 @@ class Index:
             raise self._damaged(f"{layout.BM25_DIR}: {first_line(err)}") from None
 
     def close(self) -> None:
-        self.store.close()
+        self.store.close()  # a sharded index's store closes its shards' stores

@@ -69,6 +69,19 @@ class Passage:
         }
 
 
+def _holds(db: sqlite3.Connection, doc: Document) -> str | None:
+    """``"same"`` when a document with ``doc``'s id and content is stored, ``"changed"`` when one
+    with its id but other content is, else None."""
+    row = db.execute("SELECT sha256 FROM documents WHERE id = ?", (doc.id,)).fetchone()
+    return None if row is None else "same" if row[0] == doc.sha256 else "changed"
+
+
+def _holds_content(db: sqlite3.Connection, doc: Document) -> str | None:
+    """The id of a stored document with ``doc``'s title and text, if there is one."""
+    row = db.execute("SELECT id FROM documents WHERE sha256 = ? LIMIT 1", (doc.sha256,)).fetchone()
+    return None if row is None else row[0]
+
+
 class PassageWriter:
     """Writes documents and their passage offsets to a new store file, or appends them to an
     existing one (``append=True``), numbering on from what is there. Nothing is held in memory
@@ -86,15 +99,10 @@ class PassageWriter:
         self._db.execute("CREATE INDEX IF NOT EXISTS documents_sha256 ON documents(sha256)")
 
     def holds(self, doc: Document) -> str | None:
-        """``"same"`` when a document with ``doc``'s id and content is stored, ``"changed"``
-        when one with its id but other content is, else None."""
-        row = self._db.execute("SELECT sha256 FROM documents WHERE id = ?", (doc.id,)).fetchone()
-        return None if row is None else "same" if row[0] == doc.sha256 else "changed"
+        return _holds(self._db, doc)
 
     def holds_content(self, doc: Document) -> str | None:
-        """The id of a stored document with ``doc``'s title and text, if there is one."""
-        row = self._db.execute("SELECT id FROM documents WHERE sha256 = ? LIMIT 1", (doc.sha256,)).fetchone()
-        return None if row is None else row[0]
+        return _holds_content(self._db, doc)
 
     def add_document(self, doc: Document) -> int:
         """Store ``doc``; its passages follow with :meth:`add_passages`. Returns its number."""
@@ -188,6 +196,14 @@ class PassageStore:
                 (row[0],),
             ).fetchall()
         return [Passage(*r) for r in rows]
+
+    def holds(self, doc: Document) -> str | None:
+        with self._damage_is_an_error():
+            return _holds(self._db, doc)
+
+    def holds_content(self, doc: Document) -> str | None:
+        with self._damage_is_an_error():
+            return _holds_content(self._db, doc)
 
     def document(self, doc_id: str) -> Document | None:
         with self._damage_is_an_error():

@@ -76,25 +76,27 @@ class IndexWriter:
         shutil.copyfile(self.target / name, self.staging / name)
         return self.staging / name
 
+    def link_previous(self, source: str, destination: str) -> Path:
+        """Hard-link the previous index's folder ``source`` (``""``: the whole of an unsharded
+        index; else a shard's folder) into the staging folder at ``destination``. Index files are
+        never changed once written (an addition writes new ones), so generations can share them;
+        where a link cannot be made the file is copied."""
+        origin, copy = self.target / source, self.staging / destination
+        for path in sorted(origin.rglob("*")):
+            relative = path.relative_to(origin)
+            if not path.is_file() or relative.parts[0] == layout.SHARDS_DIR or path.name == f"{layout.STORE}-journal":
+                continue
+            (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, copy / relative)
+            except OSError:
+                shutil.copyfile(path, copy / relative)
+        return copy
+
     def commit(self, content: dict[str, Any]) -> dict[str, Any]:
-        """Write the manifest (format, version, dates, generation, build id, ``content``, and the
-        size and SHA-256 of every file in the staging folder) and the marker, then swap the
-        folder in. Returns the manifest."""
-        previous = self.previous
-        now = utc_now()
-        self.manifest = {
-            "format": layout.FORMAT_NAME,
-            "format_version": layout.FORMAT_VERSION,
-            "created": previous["created"] if previous else now,
-            **({"updated": now} if previous else {}),
-            "generation": self._generation() + 1,
-            "build_id": uuid.uuid4().hex,
-            "qa_version": qa.__version__,
-            **content,
-            "files": {name: layout.file_record(self.staging / name) for name in layout.data_files(self.staging)},
-        }
-        (self.staging / layout.MARKER).write_text(layout.marker_text())
-        (self.staging / layout.MANIFEST).write_text(json.dumps(self.manifest, indent=2) + "\n")
+        """Write the manifest (:func:`write_manifest`, one generation on) and the marker, flush
+        every file to disk and swap the folder in. Returns the manifest."""
+        self.manifest = write_manifest(self.staging, content, self.previous, self._generation() + 1)
         _sync_tree(self.staging)
         replace_directory(self.staging, self.target)
         return self.manifest
@@ -109,6 +111,28 @@ class IndexWriter:
                 return 0
         generation = previous.get("generation", 1) if isinstance(previous, dict) else 0
         return generation if isinstance(generation, int) else 0
+
+
+def write_manifest(folder: Path, content: dict[str, Any], previous: dict[str, Any] | None = None, generation: int = 1) -> dict[str, Any]:
+    """Make ``folder`` an index: write its manifest (format, version, dates, generation, build id,
+    ``content``, and the size and SHA-256 of every data file) and its format marker (version 2
+    when ``content`` lists shards). Returns the manifest."""
+    now = utc_now()
+    version = layout.SHARDED_VERSION if "shards" in content else layout.FORMAT_VERSION
+    manifest = {
+        "format": layout.FORMAT_NAME,
+        "format_version": version,
+        "created": previous["created"] if previous else now,
+        **({"updated": now} if previous else {}),
+        "generation": generation,
+        "build_id": uuid.uuid4().hex,
+        "qa_version": qa.__version__,
+        **content,
+        "files": {name: layout.file_record(folder / name) for name in layout.data_files(folder)},
+    }
+    (folder / layout.MARKER).write_text(layout.marker_text(version))
+    (folder / layout.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
 
 
 def _sync_tree(folder: Path) -> None:

@@ -30,6 +30,7 @@ from qa.index.dense import build_faiss, choose_kind
 from qa.index.vectors import VectorFile
 from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions
 from qa.index.store import retrieval_text
+from qa.indexer.sharding import ShardedParts, is_sharded_build, shard_limit
 from qa.indexer.stages import BM25_B, BM25_K1, Parts, already_stored, splitter
 from qa.indexer.stages import EmbeddingQueue  # noqa: F401  (qa.indexer.build.EmbeddingQueue: what tests and benchmarks replace)
 from qa.progress import progress_bar
@@ -106,15 +107,30 @@ def build_index(
             embedder, where = None, "ray"
             dim = int(previous["dense"]["dim"]) if previous is not None else None
         staging = writer.staging
+        sharded = is_sharded_build(previous, layout_options.shard_passages)
         with progress_bar("files", disable=not show_progress) as progress:
             task = progress.add_task(f"Indexing ({where})", total=None)
+            say = lambda what: progress.update(task, description=what)  # noqa: E731
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
-            parts = Parts(writer, dim, embedder)
-            if previous is not None:
-                progress.update(task, description="Reading the index")
-                _carry_over(parts, writer)
+            corpus_summary = {"path": corpus_path}
+            if sharded:
+                def finish_shard(shard: Parts) -> dict[str, Any]:
+                    description = _write_search_parts(shard, shard.folder, layout_options, say)
+                    counts = {"documents": shard.store.documents, "passages": shard.passages}
+                    return _manifest_content(None, corpus_summary, counts, passage_config, model, shard.dim, description)
+
+                parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, embedder, finish_shard)
+                stored = parts.kept_store
+            else:
+                if previous is not None:
+                    writer.copy_previous(layout.STORE)
+                parts = Parts(staging, dim, embedder, append=previous is not None)
+                if previous is not None:
+                    say("Reading the index")
+                    _carry_over(parts, writer)
+                stored = parts.store if previous is not None else None
             stage = time.perf_counter()
-            on_document = lambda n: progress.update(task, description=f"Indexing ({where}): {n} passages")  # noqa: E731
+            on_document = lambda n: say(f"Indexing ({where}): {n} passages")  # noqa: E731
             if ray is None:
                 docs = reading.read(corpus, report) if corpus_path is not None else _counted(corpus, report)
                 split = splitter(passage_config, embedder)
@@ -124,22 +140,30 @@ def build_index(
 
                 documents = documents_with_ray(corpus, report, reading=reading, passage_config=passage_config,
                                                model=model, embedding=embedding, ray=ray)
-            documents_read = _ingest(documents, parts, report, check_stored=previous is not None, on_document=on_document)
+            documents_read = _ingest(documents, parts, report, stored=stored, on_document=on_document)
             logger.info("read, split and embedded %d documents into %d passages in %.1f s",
-                        report.documents, parts.store.passages - parts.first_new, time.perf_counter() - stage)
+                        report.documents, parts.new_passages, time.perf_counter() - stage)
             if documents_read == 0:
                 raise _nothing_found(corpus, corpus_path, report, reading.include)
-            if parts.store.passages == 0:
+            if parts.passages == 0:
                 raise QAError("the documents contain no words to index")
-            if not parts.bm25.vocab:
+            if not parts.has_words:
                 raise QAError("the documents hold no searchable words (only stop words or symbols): nothing to index")
-            faiss_description = _write_search_parts(parts, staging, layout_options, lambda what: progress.update(task, description=what))
-        content = _manifest_content(previous, {"path": corpus_path, **report.as_dict()}, parts, passage_config, model, parts.dim, faiss_description)
+            read = {"path": corpus_path, **report.as_dict()}
+            if sharded:
+                counts = {"documents": parts.documents, "passages": parts.passages}
+                kinds = sorted({_shard_dense_kind(staging / e["path"]) for e in parts.shards})
+                content = _manifest_content(previous, read, counts, passage_config, model, parts.dim, {"faiss_index": ", ".join(kinds)})
+                content.update(shards=parts.shards, shard_passages=parts.limit)
+            else:
+                faiss_description = _write_search_parts(parts, staging, layout_options, say)
+                counts = {"documents": parts.store.documents, "passages": parts.passages}
+                content = _manifest_content(previous, read, counts, passage_config, model, parts.dim, faiss_description)
         content["metadata"] = {**(previous or {}).get("metadata", {}), **(metadata or {})}
         manifest = writer.commit(content)
     seconds = time.perf_counter() - started
     logger.info("indexed into %s (generation %d) in %.1f s", target, manifest["generation"], seconds)
-    return BuildResult(target, manifest, report, seconds, parts.store.passages - parts.first_new)
+    return BuildResult(target, manifest, report, seconds, parts.new_passages)
 
 
 def _write_search_parts(parts: Parts, staging: Path, options: LayoutOptions, say: Callable[[str], None]) -> dict[str, Any]:
@@ -157,12 +181,12 @@ def _write_search_parts(parts: Parts, staging: Path, options: LayoutOptions, say
     return description
 
 
-def _manifest_content(previous, read, parts: Parts, passage_config, model: str, dim: int, faiss_description) -> dict[str, Any]:
-    """What the manifest says of this build (``IndexWriter.commit`` adds format, dates, generation and files)."""
+def _manifest_content(previous, read, counts: dict[str, int], passage_config, model: str, dim: int, faiss_description) -> dict[str, Any]:
+    """What the manifest says of this build (``write_manifest`` adds format, dates, generation and files)."""
     return {
         "corpus": previous["corpus"] if previous else read,
         "additions": [*previous.get("additions", []), {"added": utc_now(), **read}] if previous else [],
-        "counts": {"documents": parts.store.documents, "passages": parts.store.passages},
+        "counts": counts,
         "passages": passage_config,
         "bm25": {
             "engine": "bm25s",
@@ -211,24 +235,29 @@ def _carry_over(parts: Parts, writer: IndexWriter) -> None:
 
 def _ingest(
     documents: Iterable[tuple[Document, Iterable[tuple[int, int]], np.ndarray | None]],
-    parts: Parts,
+    parts: Parts | ShardedParts,
     report: ReadReport,
     *,
-    check_stored: bool,
+    stored: Any,
     on_document: Callable[[int], None],
 ) -> int:
     """Store, analyse and embed each document with its windows as they arrive: split (lazily)
     in this process and embedded through the queue, or split and embedded on Ray workers
-    (:mod:`qa.indexer.ray_build`, vectors given); returns the documents read."""
+    (:mod:`qa.indexer.ray_build`, vectors given). Documents that ``stored`` (the store of the
+    index added to) holds are skipped. Returns the documents read."""
     documents_read = 0
     for doc, windows, vectors in documents:
         documents_read += 1
-        if check_stored and already_stored(parts.store, doc, report):
+        if stored is not None and already_stored(stored, doc, report):
             continue
         if parts.add_document(doc, windows, report, vectors):
-            on_document(parts.store.passages - parts.first_new)
+            on_document(parts.new_passages)
     parts.close()
     return documents_read
+
+
+def _shard_dense_kind(folder: Path) -> str:
+    return layout.read_manifest(folder)["dense"].get("faiss_index", "IndexFlatIP")
 
 
 def _counted(documents: Iterable[Document], report: ReadReport) -> Iterator[Document]:

@@ -83,14 +83,22 @@ class EmbeddingOptions:
 
 @dataclass(frozen=True)
 class LayoutOptions:
-    """The dense index's kind: ``auto`` (exact below 200,000 passages, else IVF), ``flat``,
-    ``ivf`` or ``hnsw`` (see :mod:`qa.index.dense`)."""
+    """How the index is laid out on disk. ``dense_index``: the dense index's kind, ``auto``
+    (exact below 200,000 passages, else IVF), ``flat``, ``ivf`` or ``hnsw`` (see
+    :mod:`qa.index.dense`), per shard in a sharded index. ``shard_passages``: write shards of this
+    many passages or just over (a document's passages stay in one shard; each shard is a store, a
+    BM25 and a dense part, and the shards are searched as one index); when
+    adding to an index, the added documents go into new shards and an unsharded index becomes
+    shard 0. Adding to a sharded index always writes new shards (of the size it was built with)."""
 
     dense_index: str = "auto"
+    shard_passages: int | None = None
 
     def __post_init__(self):
         if self.dense_index not in KINDS:
             raise QAError(f"unknown dense index {self.dense_index!r}: choose from {', '.join(KINDS)}")
+        if self.shard_passages is not None and self.shard_passages < 1:
+            raise QAError(f"--shard-passages must be at least 1, not {self.shard_passages}")
 
 
 @dataclass(frozen=True)

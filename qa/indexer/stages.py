@@ -10,13 +10,14 @@ embedding on Ray workers and hands the results to the same :meth:`Parts.add_docu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qa.corpora import Document, ReadReport
 from qa.embedding import Embedder
-from qa.index import IndexWriter, PassageWriter, layout
+from qa.index import PassageWriter, layout
 from qa.index.bm25 import BM25Writer
 from qa.index.store import retrieval_text
 from qa.index.vectors import VectorWriter
@@ -29,17 +30,29 @@ BM25_B = 0.75
 class Parts:
     """The parts a build streams into: the passage store, the BM25 postings and the vectors."""
 
-    def __init__(self, writer: IndexWriter, dim: int | None, embedder: Embedder | None):
-        staging, append = writer.staging, writer.previous is not None
-        if append:
-            writer.copy_previous(layout.STORE)
-        self.store = PassageWriter(staging / layout.STORE, append=append)
+    def __init__(self, folder: Path, dim: int | None, embedder: Embedder | None, *, append: bool = False):
+        """Parts written into ``folder`` (an index's staging folder, or a shard's in it); with
+        ``append`` the store there, a copy of the previous index's, is numbered on."""
+        self.folder = folder
+        self.store = PassageWriter(folder / layout.STORE, append=append)
         self.first_new = self.store.passages
-        self.bm25 = BM25Writer(staging / "bm25-scratch", BM25_K1, BM25_B)
-        self._vectors_path = staging / layout.VECTORS
+        self.bm25 = BM25Writer(folder / "bm25-scratch", BM25_K1, BM25_B)
+        self._vectors_path = folder / layout.VECTORS
         self.dim = dim
         self._vectors = VectorWriter(self._vectors_path, dim) if dim is not None else None
         self.queue = EmbeddingQueue(embedder, self) if embedder is not None else None
+
+    @property
+    def passages(self) -> int:
+        return self.store.passages
+
+    @property
+    def new_passages(self) -> int:
+        return self.store.passages - self.first_new
+
+    @property
+    def has_words(self) -> bool:
+        return bool(self.bm25.vocab)
 
     def add_vectors(self, rows: np.ndarray) -> None:
         """Append embedded passages' vectors; the first rows fix the dimension when it was not known."""
@@ -104,9 +117,11 @@ class EmbeddingQueue:
         return self.embedder.encode(texts)
 
 
-def already_stored(writer: PassageWriter, doc: Document, report: ReadReport) -> bool:
-    held = writer.holds(doc)
-    same_content = writer.holds_content(doc) if held is None else None
+def already_stored(stored, doc: Document, report: ReadReport) -> bool:
+    """True (and the reason in ``report``) when ``stored`` (a passage store or writer) holds
+    ``doc``, its id or its content."""
+    held = stored.holds(doc)
+    same_content = stored.holds_content(doc) if held is None else None
     if held is None and same_content is None:
         return False
     report.documents -= 1

@@ -1,0 +1,134 @@
+"""Same answers whichever way the index is built (issue 20): the open-squad corpus indexed by
+``qa index --ray local`` and by ``qa index --shard-passages N``, each compared with the
+single-process index that ``qa evaluate open-squad`` builds: the same passages, the same top 10
+for the first ``--questions`` SQuAD dev questions (BM25, dense and hybrid), and the time a
+question's search takes on each.
+
+    python benchmarks/compare_builds.py --questions 200 --out benchmarks/results/compare_builds.json
+
+The corpus is written as one JSON Lines file (id, title, text of each document, in the order the
+evaluation indexes them) and indexed by ``qa index`` in a fresh process per build, with the
+reference index's embedding backend (``--backend``; the cached open-squad index of 2026-12-01 was
+embedded with torch). ``--documents N`` takes the first N documents only and builds the
+single-process reference too (a quick run of the script itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qa.device import cpu_info
+from qa.eval.question_sets import load_question_set
+from qa.eval.runner import prepare_index
+from qa.index import Index
+from qa.retriever import make_retriever
+
+RETRIEVERS = ("bm25", "dense", "hybrid")
+
+
+def write_corpus(documents, path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for doc in documents:
+            f.write(json.dumps({"id": doc.id, "title": doc.title, "text": doc.text}) + "\n")
+
+
+def build(corpus: Path, index: Path, options: list[str]) -> dict:
+    command = [sys.executable, "-m", "qa", "index", str(corpus), "--index", str(index), "--json", *options]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"build failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
+    manifest = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"options": " ".join(options) or "(single process)", "seconds": round(time.perf_counter() - started, 1),
+            "passages": manifest["counts"]["passages"], "shards": len(manifest.get("shards") or [])}
+
+
+def compare(reference: Index, other: Index, questions: list[str], k: int) -> dict:
+    """Passages and top ``k`` of ``other`` against ``reference``; search times of both, interleaved."""
+    n = len(reference)
+    same_passages = len(other) == n and all(
+        (a.doc_id, a.start, a.end, a.text) == (b.doc_id, b.start, b.end, b.text)
+        for first in range(0, n, 5000)
+        for a, b in zip(reference.store.get(list(range(first, min(first + 5000, n)))), other.store.get(list(range(first, min(first + 5000, n)))))
+    )
+    row = {"same_passages": same_passages, "passages": len(other)}
+    for name in RETRIEVERS:
+        ours, theirs = make_retriever(reference, name), make_retriever(other, name)
+        identical = overlap = 0
+        times = {"reference": [], "other": []}
+        for question in questions:
+            started = time.perf_counter()
+            a = [h.passage.idx for h in ours.search(question, k, evidence=False)]
+            times["reference"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            b = [h.passage.idx for h in theirs.search(question, k, evidence=False)]
+            times["other"].append(time.perf_counter() - started)
+            identical += a == b
+            overlap += len(set(a) & set(b)) / max(len(a), 1)
+        row[name] = {
+            "identical_top_k": round(100 * identical / len(questions), 1),
+            "mean_overlap_top_k": round(100 * overlap / len(questions), 1),
+            "reference_ms_p50": round(1000 * float(np.median(times["reference"])), 2),
+            "ms_p50": round(1000 * float(np.median(times["other"])), 2),
+        }
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--shard-passages", type=int, default=5000)
+    parser.add_argument("--ray-workers", type=int, default=2)
+    parser.add_argument("--backend", default="torch", help="embedding backend of every build (the reference index's)")
+    parser.add_argument("--builds", default="ray,shards", help="comma-separated: ray, shards")
+    parser.add_argument("--documents", type=int, default=None, help="first N documents only (builds the reference too)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_builds.json")
+    args = parser.parse_args()
+
+    question_set = load_question_set("open-squad")
+    questions = [e.question for e in question_set.examples[: args.questions]]
+    results = {"cpu": cpu_info().name, "cores": os.cpu_count(), "questions": len(questions), "k": args.k, "builds": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "open-squad.jsonl"
+        write_corpus(question_set.corpus[: args.documents], corpus)
+        common = ["--backend", args.backend]
+        if args.documents is None:
+            reference_path = prepare_index(question_set)
+            results["reference"] = {"options": f"qa evaluate open-squad's cached index ({reference_path.name})"}
+        else:
+            reference_path = Path(tmp) / "single"
+            results["reference"] = build(corpus, reference_path, common)
+        reference = Index(reference_path).load()
+        options = {"ray": ["--ray", "local", "--ray-workers", str(args.ray_workers)], "shards": ["--shard-passages", str(args.shard_passages)]}
+        for name in args.builds.split(","):
+            path = Path(tmp) / name
+            row = build(corpus, path, [*common, *options[name]])
+            row.update(compare(reference, Index(path).load(), questions, args.k))
+            results["builds"].append(row)
+            print(json.dumps(row), file=sys.stderr)
+
+    print(f"{len(questions)} open-squad questions, top {args.k}, against the single-process index ({results['cpu']}, {results['cores']} cores)")
+    print("| build | seconds | passages | same passages | retriever | identical top 10 | mean overlap | ms/question (reference → this) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in results["builds"]:
+        for name in RETRIEVERS:
+            r = row[name]
+            print(f"| {row['options']} | {row['seconds']} | {row['passages']} | {row['same_passages']} | {name} | {r['identical_top_k']}% | "
+                  f"{r['mean_overlap_top_k']}% | {r['reference_ms_p50']} → {r['ms_p50']} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
