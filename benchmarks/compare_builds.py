@@ -1,7 +1,8 @@
 """Same answers whichever way the index is built (issue 20): the open-squad corpus indexed by
-``qa index --ray local`` and by ``qa index --shard-passages N``, each compared with the
-single-process index that ``qa evaluate open-squad`` builds: the same passages, the same top 10
-for the first ``--questions`` SQuAD dev questions (BM25, dense and hybrid), and the time a
+``qa index --ray local``, by ``qa index --shard-passages N`` and with the OpenVINO passage encoder
+(``--backend openvino``), each compared with the single-process torch index that ``qa evaluate
+open-squad`` builds: the same passages, the same top 10 for the first ``--questions`` SQuAD dev
+questions (BM25, dense and hybrid), recall@10 of an answer string on both, and the time a
 question's search takes on each.
 
     python benchmarks/compare_builds.py --questions 200 --out benchmarks/results/compare_builds.json
@@ -28,6 +29,7 @@ import numpy as np
 
 from qa.device import cpu_info
 from qa.eval.question_sets import load_question_set
+from qa.eval.retrieval import contains_answer
 from qa.eval.runner import prepare_index
 from qa.index import Index
 from qa.retriever import make_retriever
@@ -52,7 +54,7 @@ def build(corpus: Path, index: Path, options: list[str]) -> dict:
             "passages": manifest["counts"]["passages"], "shards": len(manifest.get("shards") or [])}
 
 
-def compare(reference: Index, other: Index, questions: list[str], k: int) -> dict:
+def compare(reference: Index, other: Index, examples, k: int) -> dict:
     """Passages and top ``k`` of ``other`` against ``reference``; search times of both, interleaved."""
     n = len(reference)
     same_passages = len(other) == n and all(
@@ -64,19 +66,25 @@ def compare(reference: Index, other: Index, questions: list[str], k: int) -> dic
     for name in RETRIEVERS:
         ours, theirs = make_retriever(reference, name), make_retriever(other, name)
         identical = overlap = 0
+        found = {"reference": 0, "other": 0}
         times = {"reference": [], "other": []}
-        for question in questions:
+        for example in examples:
             started = time.perf_counter()
-            a = [h.passage.idx for h in ours.search(question, k, evidence=False)]
+            a = ours.search(example.question, k, evidence=False)
             times["reference"].append(time.perf_counter() - started)
             started = time.perf_counter()
-            b = [h.passage.idx for h in theirs.search(question, k, evidence=False)]
+            b = theirs.search(example.question, k, evidence=False)
             times["other"].append(time.perf_counter() - started)
+            found["reference"] += any(contains_answer(h.passage.text, example.answers) for h in a)
+            found["other"] += any(contains_answer(h.passage.text, example.answers) for h in b)
+            a, b = [h.passage.idx for h in a], [h.passage.idx for h in b]
             identical += a == b
             overlap += len(set(a) & set(b)) / max(len(a), 1)
         row[name] = {
-            "identical_top_k": round(100 * identical / len(questions), 1),
-            "mean_overlap_top_k": round(100 * overlap / len(questions), 1),
+            "identical_top_k": round(100 * identical / len(examples), 1),
+            "mean_overlap_top_k": round(100 * overlap / len(examples), 1),
+            "reference_recall_answer": round(100 * found["reference"] / len(examples), 1),
+            "recall_answer": round(100 * found["other"] / len(examples), 1),
             "reference_ms_p50": round(1000 * float(np.median(times["reference"])), 2),
             "ms_p50": round(1000 * float(np.median(times["other"])), 2),
         }
@@ -90,14 +98,14 @@ def main() -> int:
     parser.add_argument("--shard-passages", type=int, default=5000)
     parser.add_argument("--ray-workers", type=int, default=2)
     parser.add_argument("--backend", default="torch", help="embedding backend of every build (the reference index's)")
-    parser.add_argument("--builds", default="ray,shards", help="comma-separated: ray, shards")
+    parser.add_argument("--builds", default="ray,shards,openvino", help="comma-separated: ray, shards, openvino")
     parser.add_argument("--documents", type=int, default=None, help="first N documents only (builds the reference too)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_builds.json")
     args = parser.parse_args()
 
     question_set = load_question_set("open-squad")
-    questions = [e.question for e in question_set.examples[: args.questions]]
-    results = {"cpu": cpu_info().name, "cores": os.cpu_count(), "questions": len(questions), "k": args.k, "builds": []}
+    examples = question_set.examples[: args.questions]
+    results = {"cpu": cpu_info().name, "cores": os.cpu_count(), "questions": len(examples), "k": args.k, "builds": []}
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "open-squad.jsonl"
         write_corpus(question_set.corpus[: args.documents], corpus)
@@ -109,22 +117,23 @@ def main() -> int:
             reference_path = Path(tmp) / "single"
             results["reference"] = build(corpus, reference_path, common)
         reference = Index(reference_path).load()
-        options = {"ray": ["--ray", "local", "--ray-workers", str(args.ray_workers)], "shards": ["--shard-passages", str(args.shard_passages)]}
+        options = {"ray": [*common, "--ray", "local", "--ray-workers", str(args.ray_workers)],
+                   "shards": [*common, "--shard-passages", str(args.shard_passages)], "openvino": ["--backend", "openvino"]}
         for name in args.builds.split(","):
             path = Path(tmp) / name
-            row = build(corpus, path, [*common, *options[name]])
-            row.update(compare(reference, Index(path).load(), questions, args.k))
+            row = build(corpus, path, options[name])
+            row.update(compare(reference, Index(path).load(), examples, args.k))
             results["builds"].append(row)
             print(json.dumps(row), file=sys.stderr)
 
-    print(f"{len(questions)} open-squad questions, top {args.k}, against the single-process index ({results['cpu']}, {results['cores']} cores)")
-    print("| build | seconds | passages | same passages | retriever | identical top 10 | mean overlap | ms/question (reference → this) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"{len(examples)} open-squad questions, top {args.k}, against the single-process index ({results['cpu']}, {results['cores']} cores)")
+    print("| build | seconds | passages | same passages | retriever | identical top 10 | mean overlap | answer recall@10 (reference → this) | ms/question (reference → this) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in results["builds"]:
         for name in RETRIEVERS:
             r = row[name]
             print(f"| {row['options']} | {row['seconds']} | {row['passages']} | {row['same_passages']} | {name} | {r['identical_top_k']}% | "
-                  f"{r['mean_overlap_top_k']}% | {r['reference_ms_p50']} → {r['ms_p50']} |")
+                  f"{r['mean_overlap_top_k']}% | {r['reference_recall_answer']} → {r['recall_answer']} | {r['reference_ms_p50']} → {r['ms_p50']} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -43,7 +43,7 @@ def _build(corpus, out, tiny_models, **kw):
 
 def _expected_bm25(index: Index, query: list[str], shard_sizes: list[int]) -> np.ndarray:
     """BM25 (bm25s's Lucene variant) by hand: idf over the whole index, length normalised by the
-    average passage length of each passage's shard (one shard: the index's)."""
+    average passage length of each passage's shard (one size: the whole index's)."""
     passages = index.store.get(list(range(len(index))))
     terms = [Counter(analyze(p.retrieval_text)) for p in passages]
     lengths = np.array([sum(t.values()) for t in terms], dtype=np.float64)
@@ -90,10 +90,10 @@ def test_a_sharded_index_holds_and_finds_what_the_unsharded_one_does(tiny_models
     scores, ids = sharded.faiss.search(vectors, 5)
     assert np.array_equal(ids, exact_ids) and np.allclose(scores, exact_scores, atol=1e-2)
 
-    for question in QUESTIONS:
+    for question in QUESTIONS:  # BM25 as if unsharded: the idf and the average length of all shards
         query = analyze(question)
         np.testing.assert_allclose(whole.bm25_scores(query), _expected_bm25(whole, query, [n]), rtol=1e-5)
-        np.testing.assert_allclose(sharded.bm25_scores(query), _expected_bm25(whole, query, sizes), rtol=1e-5)
+        np.testing.assert_allclose(sharded.bm25_scores(query), whole.bm25_scores(query), rtol=1e-5, atol=1e-6)
     assert sharded.bm25_scores(["zzz"]) is None
     with pytest.raises(QAError, match="is sharded"):
         _ = sharded.bm25
@@ -151,6 +151,22 @@ def test_an_unsharded_index_becomes_shard_0_when_added_to_with_shards(tiny_model
     index = Index(out)
     assert index.store.get(list(range(len(before)))) == before and len(index) == len(before) + second.new_passages
     assert check_index(out).ok
+
+
+def test_shards_without_stored_lengths_keep_their_own_length_normalisation(tiny_models, tmp_path):
+    out = tmp_path / "idx"
+    _build(_corpus(tmp_path / "corpus", documents=10), out, tiny_models)
+    manifest = json.loads((out / layout.MANIFEST).read_text())  # as an index of qa before 2026-12 was
+    (out / layout.BM25_DIR / layout.BM25_LENGTHS).unlink()
+    del manifest["files"][f"{layout.BM25_DIR}/{layout.BM25_LENGTHS}"]
+    (out / layout.MANIFEST).write_text(json.dumps(manifest))
+    build_index(_corpus(tmp_path / "more", documents=24), out, add=True, layout_options=LayoutOptions(shard_passages=1000))
+    index = Index(out)
+    sizes = [len(shard) for shard in index.shards]
+    assert len(sizes) == 2 and index.shards[0].bm25_lengths is None and index.shards[1].bm25_lengths is not None
+    for question in QUESTIONS:
+        query = analyze(question)
+        np.testing.assert_allclose(index.bm25_scores(query), _expected_bm25(index, query, sizes), rtol=1e-5)
 
 
 def test_a_damaged_shard_is_named(tiny_models, tmp_path):

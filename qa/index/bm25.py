@@ -19,6 +19,7 @@ import bm25s
 import numpy as np
 
 from qa.index.analysis import analyze
+from qa.index.layout import BM25_LENGTHS  # terms per passage: a sharded index normalises lengths over all shards
 
 DATA = "data.csc.index.npy"
 INDICES = "indices.csc.index.npy"
@@ -76,6 +77,7 @@ class BM25Writer:
         empty = np.zeros(0, np.float32)
         model.scores = {"data": empty, "indices": empty.astype(index_dtype), "indptr": indptr, "num_docs": n_docs}
         model.save(folder, show_progress=False)
+        np.save(folder / BM25_LENGTHS, lengths.astype(np.int32), allow_pickle=False)
 
         unique = np.asarray(self._unique, dtype=np.int64)
         pair_offsets = np.zeros(n_docs + 1, dtype=np.int64)

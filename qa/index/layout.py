@@ -21,6 +21,7 @@ MARKER = "qa-index-format"  # one line, "qa-index VERSION": this folder was writ
 MANIFEST = "manifest.json"
 STORE = "passages.sqlite"
 BM25_DIR = "bm25"
+BM25_LENGTHS = "lengths.npy"  # in BM25_DIR: terms per passage (qa's addition to bm25s's files; absent before 2026-12)
 VECTORS = "dense/vectors.npy"
 FAISS_FILE = "dense/faiss.index"  # only for approximate (IVF, HNSW) dense indexes
 SHARDS_DIR = "shards"  # a sharded index's shards: shards/000, shards/001, ...

@@ -16,8 +16,7 @@ from qa.embedding import Embedder, QuestionEncoder, load_question_encoder
 from qa.errors import QAError, first_line
 from qa.index import layout
 from qa.index.dense import open_faiss
-from qa.index.shards import ShardedSearch, ShardedStore, ShardedVectors
-from qa.index.shards import bm25_scores as sharded_bm25_scores
+from qa.index.shards import ShardedBM25, ShardedSearch, ShardedStore, ShardedVectors
 from qa.index.store import PassageStore
 
 logger = logging.getLogger(__name__)
@@ -126,6 +125,26 @@ class Index:
         return bm25
 
     @functools.cached_property
+    def bm25_lengths(self) -> np.ndarray | None:
+        """Terms per passage as BM25 counted them (memory-mapped); None for an index written
+        before qa stored them."""
+        path = self.path / layout.BM25_DIR / layout.BM25_LENGTHS
+        if self.shards or not path.is_file():
+            return None
+        try:
+            lengths = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise self._damaged(f"{layout.BM25_DIR}/{layout.BM25_LENGTHS}: {first_line(err)}") from None
+        if lengths.shape != (len(self),):
+            raise self._damaged(f"{layout.BM25_DIR}/{layout.BM25_LENGTHS} holds {lengths.shape} lengths, expected {len(self)}")
+        return lengths
+
+    @functools.cached_property
+    def _sharded_bm25(self) -> ShardedBM25:
+        settings = self.manifest["bm25"]
+        return ShardedBM25([s.bm25 for s in self.shards], [s.bm25_lengths for s in self.shards], settings["k1"], settings["b"])
+
+    @functools.cached_property
     def vectors(self) -> np.ndarray:
         """Passage vectors as stored (float16, unit length), memory-mapped."""
         self._check_current("vectors")
@@ -175,8 +194,10 @@ class Index:
     def load(self) -> Index:
         """Load now every part that is otherwise loaded on first use (BM25, vectors, the dense
         index, the question encoder), so that no question pays for it; returns the index."""
-        for part in self.shards or [self]:
-            _ = part.bm25
+        if self.shards:
+            _ = self._sharded_bm25
+        else:
+            _ = self.bm25
         _ = self.faiss, self.question_encoder
         return self
 
@@ -194,7 +215,7 @@ class Index:
         index's postings of those terms); None when no term is in the index."""
         if self.shards:
             self._check_current("BM25 index")
-            return sharded_bm25_scores([s.bm25 for s in self.shards], terms)
+            return self._sharded_bm25.scores(terms)
         bm25 = self.bm25
         ids = bm25.get_tokens_ids(terms)
         if not ids:

@@ -3,11 +3,11 @@ and dense parts, numbered from 0); passage ``i`` of shard ``s`` is passage ``off
 the whole. The store, the vectors and the dense search are put together here so that
 :class:`qa.index.Index` offers a sharded index the interface of an unsharded one.
 
-BM25 scores are made comparable across shards with the collection's statistics: each shard
-stored its scores with its own inverse document frequencies, which are rescaled per query term
-to the idf of all shards together (the document frequencies are read from the shards' matrices;
-Lucene's distributed "DFS" search does the same). Length normalisation keeps each shard's own
-average passage length, which differs little between shards of one corpus.
+BM25 scores are made those of one index with the collection's statistics (:class:`ShardedBM25`):
+each shard stored its scores with its own inverse document frequencies and average passage
+length, which are replaced per query term by those of all shards together (the document
+frequencies are read from the shards' matrices, as a distributed search engine's global
+statistics pass does; the lengths from ``bm25/lengths.npy``).
 """
 
 from __future__ import annotations
@@ -140,34 +140,56 @@ class ShardedSearch:
         return np.take_along_axis(scores, best, axis=1), np.take_along_axis(ids, best, axis=1)
 
 
-def _idf(passages: int, holding: int) -> float:
-    """bm25s's (Lucene's) inverse document frequency."""
-    return math.log(1 + (passages - holding + 0.5) / (holding + 0.5))
+def _idf(passages: int, holding: int) -> np.float32:
+    """bm25s's (Lucene's) inverse document frequency, rounded to float32 as its stored scores are."""
+    return np.float32(math.log(1 + (passages - holding + 0.5) / (holding + 0.5)))
 
 
-def bm25_scores(models: Sequence, terms: list[str]) -> np.ndarray | None:
-    """BM25 scores of every passage of every shard (bm25s models, in shard order) for a query of
-    analysed ``terms``, each term's scores rescaled to the idf of all shards together; None when
-    no term is in any shard."""
-    counts = Counter(terms)
-    columns, holding, passages = [], Counter(), 0
-    for model in models:
-        indptr = model.scores["indptr"]
-        found = {t: model.vocab_dict[t] for t in counts if t and t in model.vocab_dict}
-        for term, column in found.items():
-            holding[term] += int(indptr[column + 1] - indptr[column])
-        columns.append(found)
-        passages += int(model.scores["num_docs"])
-    if not holding:
-        return None
-    parts = []
-    for model, found in zip(models, columns):
-        n = int(model.scores["num_docs"])
-        indptr, data, indices = model.scores["indptr"], model.scores["data"], model.scores["indices"]
-        scores = np.zeros(n, dtype=np.float32)
-        for term, column in found.items():
-            lo, hi = int(indptr[column]), int(indptr[column + 1])
-            weight = counts[term] * _idf(passages, holding[term]) / _idf(n, hi - lo)
-            scores[indices[lo:hi]] += (np.asarray(data[lo:hi], dtype=np.float32) * np.float32(weight))
-        parts.append(scores)
-    return np.concatenate(parts)
+class ShardedBM25:
+    """BM25 over the shards' bm25s models (in shard order) as if they were one index: each query
+    term's stored scores are rescaled from the shard's idf to that of all shards together and,
+    where the shards stored their passage lengths (``lengths``), from the shard's average passage
+    length to the average of all shards (exactly the unsharded scores, up to float rounding);
+    shards without them keep their own length normalisation."""
+
+    def __init__(self, models: Sequence, lengths: Sequence[np.ndarray | None], k1: float, b: float):
+        self.models, self.k1, self.b = list(models), k1, b
+        self.passages = sum(int(m.scores["num_docs"]) for m in self.models)
+        self.lengths = list(lengths) if all(x is not None for x in lengths) else None
+        if self.lengths is not None:
+            totals = [float(np.sum(x, dtype=np.float64)) for x in self.lengths]
+            self.averages = [t / max(len(x), 1) for t, x in zip(totals, self.lengths)]
+            self.average = sum(totals) / max(self.passages, 1)
+
+    def scores(self, terms: list[str]) -> np.ndarray | None:
+        """Scores of every passage for a query of analysed ``terms``; None when no term is in any shard."""
+        counts = Counter(terms)
+        columns, holding = [], Counter()
+        for model in self.models:
+            indptr = model.scores["indptr"]
+            found = {t: model.vocab_dict[t] for t in counts if t and t in model.vocab_dict}
+            for term, column in found.items():
+                holding[term] += int(indptr[column + 1] - indptr[column])
+            columns.append(found)
+        if not holding:
+            return None
+        parts = []
+        for shard, (model, found) in enumerate(zip(self.models, columns)):
+            n = int(model.scores["num_docs"])
+            indptr, data, indices = model.scores["indptr"], model.scores["data"], model.scores["indices"]
+            scores = np.zeros(n, dtype=np.float32)
+            for term, column in found.items():
+                lo, hi = int(indptr[column]), int(indptr[column + 1])
+                rows, stored = indices[lo:hi], np.asarray(data[lo:hi], dtype=np.float64)
+                own, every = _idf(n, hi - lo), _idf(self.passages, holding[term])
+                if self.lengths is None:
+                    rescaled = stored * (float(every) / float(own))
+                else:  # stored = idf * tf / (tf + norm): recover tf / (tf + norm), renormalise the length
+                    length = np.asarray(self.lengths[shard][rows], dtype=np.float64)
+                    norm_own = self.k1 * (1 - self.b + self.b * length / self.averages[shard])
+                    norm_all = self.k1 * (1 - self.b + self.b * length / self.average)
+                    part = stored / float(own)
+                    rescaled = float(every) * part * norm_own / (part * norm_own + (1 - part) * norm_all)
+                scores[rows] += (counts[term] * rescaled).astype(np.float32)
+            parts.append(scores)
+        return np.concatenate(parts)
