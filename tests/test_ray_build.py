@@ -22,7 +22,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from qa.cli import app  # noqa: E402
 from qa.errors import QAError  # noqa: E402
-from qa.index import Index  # noqa: E402
+from qa.index import Index, check_index  # noqa: E402
+from qa.index.analysis import analyze  # noqa: E402
 from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions, build_index  # noqa: E402
 from qa.retriever import BM25Retriever, DenseRetriever  # noqa: E402
 
@@ -115,11 +116,13 @@ def test_a_sharded_ray_build_writes_the_shards_the_single_process_build_does(two
     parallel = build_index(root, tmp_path / "ray", ray=RayOptions(address=None, documents_per_batch=5), **options)
     sizes = [e["passages"] for e in sharded.manifest["shards"]]
     assert len(sizes) >= 2 and [e["passages"] for e in parallel.manifest["shards"]] == sizes
-    a, b = Index(single.path), Index(parallel.path)
-    ids = list(range(len(a)))
-    assert [(p.doc_id, p.start, p.end) for p in a.store.get(ids)] == [(p.doc_id, p.start, p.end) for p in b.store.get(ids)]
+    whole, local, b = Index(single.path), Index(sharded.path), Index(parallel.path)  # b's shards came from writer actors
+    ids = list(range(len(whole)))
+    assert [(p.doc_id, p.start, p.end) for p in whole.store.get(ids)] == [(p.doc_id, p.start, p.end) for p in b.store.get(ids)]
     question = " ".join(WORDS[:3])
-    assert [h.passage.idx for h in DenseRetriever(a).search(question, 10)] == [h.passage.idx for h in DenseRetriever(b).search(question, 10)]
+    assert [h.passage.idx for h in DenseRetriever(whole).search(question, 10)] == [h.passage.idx for h in DenseRetriever(b).search(question, 10)]
+    assert np.array_equal(local.bm25_scores(analyze(question)), b.bm25_scores(analyze(question)))
+    assert check_index(parallel.path).ok
 
 
 def test_a_ray_build_needs_a_corpus_path(local_ray, tiny_models, tmp_path):

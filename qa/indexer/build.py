@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bm25s
 import numpy as np
 
 from qa.corpora import SUPPORTED_SUFFIXES, Document, ReadReport
@@ -24,14 +23,11 @@ from qa.embedding import DEFAULT_EMBEDDING_MODEL, Embedder
 from qa.errors import QAError
 from qa.fsutil import absolute
 from qa.index import IndexWriter, PassageStore, layout
-from qa.index.write import utc_now
-from qa.index.analysis import ANALYZER_NAME
-from qa.index.dense import build_faiss, choose_kind
 from qa.index.vectors import VectorFile
 from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions
 from qa.index.store import retrieval_text
-from qa.indexer.sharding import ShardedParts, is_sharded_build, shard_limit
-from qa.indexer.stages import BM25_B, BM25_K1, Parts, already_stored, splitter
+from qa.indexer.sharding import LocalShard, ShardedParts, ShardSettings, is_sharded_build, shard_limit
+from qa.indexer.stages import Parts, already_stored, manifest_content, splitter, write_search_parts
 from qa.indexer.stages import EmbeddingQueue  # noqa: F401  (qa.indexer.build.EmbeddingQueue: what tests and benchmarks replace)
 from qa.progress import progress_bar
 
@@ -112,14 +108,15 @@ def build_index(
             task = progress.add_task(f"Indexing ({where})", total=None)
             say = lambda what: progress.update(task, description=what)  # noqa: E731
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
-            corpus_summary = {"path": corpus_path}
             if sharded:
-                def finish_shard(shard: Parts) -> dict[str, Any]:
-                    description = _write_search_parts(shard, shard.folder, layout_options, say)
-                    counts = {"documents": shard.store.documents, "passages": shard.passages}
-                    return _manifest_content(None, corpus_summary, counts, passage_config, model, shard.dim, description)
+                settings = ShardSettings(layout_options, passage_config, model, {"path": corpus_path})
+                if ray is None:
+                    open_shard = lambda folder, dim: LocalShard(folder, dim, embedder, settings, say)  # noqa: E731
+                else:
+                    from qa.indexer.ray_build import shard_writers
 
-                parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, embedder, finish_shard)
+                    open_shard = shard_writers(settings)
+                parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, open_shard)
                 stored = parts.kept_store
             else:
                 if previous is not None:
@@ -152,60 +149,18 @@ def build_index(
             read = {"path": corpus_path, **report.as_dict()}
             if sharded:
                 counts = {"documents": parts.documents, "passages": parts.passages}
-                kinds = sorted({_shard_dense_kind(staging / e["path"]) for e in parts.shards})
-                content = _manifest_content(previous, read, counts, passage_config, model, parts.dim, {"faiss_index": ", ".join(kinds)})
+                kinds = sorted({e.get("faiss_index", "IndexFlatIP") for e in parts.shards})
+                content = manifest_content(previous, read, counts, passage_config, model, parts.dim, {"faiss_index": ", ".join(kinds)})
                 content.update(shards=parts.shards, shard_passages=parts.limit)
             else:
-                faiss_description = _write_search_parts(parts, staging, layout_options, say)
+                faiss_description = write_search_parts(parts, layout_options, say)
                 counts = {"documents": parts.store.documents, "passages": parts.passages}
-                content = _manifest_content(previous, read, counts, passage_config, model, parts.dim, faiss_description)
+                content = manifest_content(previous, read, counts, passage_config, model, parts.dim, faiss_description)
         content["metadata"] = {**(previous or {}).get("metadata", {}), **(metadata or {})}
         manifest = writer.commit(content)
     seconds = time.perf_counter() - started
     logger.info("indexed into %s (generation %d) in %.1f s", target, manifest["generation"], seconds)
     return BuildResult(target, manifest, report, seconds, parts.new_passages)
-
-
-def _write_search_parts(parts: Parts, staging: Path, options: LayoutOptions, say: Callable[[str], None]) -> dict[str, Any]:
-    """Write the BM25 index and the dense index from what the build streamed; returns the dense
-    index's description for the manifest."""
-    say("Writing the BM25 index")
-    stage = time.perf_counter()
-    parts.bm25.write(staging / layout.BM25_DIR)
-    logger.info("wrote the BM25 index (%d terms) in %.1f s", len(parts.bm25.vocab), time.perf_counter() - stage)
-    say("Writing the dense index")
-    stage = time.perf_counter()
-    kind = choose_kind(options.dense_index, parts.store.passages)
-    description = build_faiss(VectorFile(staging / layout.VECTORS), kind, staging / layout.FAISS_FILE)  # read, not mapped
-    logger.info("built the dense index (%s) in %.1f s", description["faiss_index"], time.perf_counter() - stage)
-    return description
-
-
-def _manifest_content(previous, read, counts: dict[str, int], passage_config, model: str, dim: int, faiss_description) -> dict[str, Any]:
-    """What the manifest says of this build (``write_manifest`` adds format, dates, generation and files)."""
-    return {
-        "corpus": previous["corpus"] if previous else read,
-        "additions": [*previous.get("additions", []), {"added": utc_now(), **read}] if previous else [],
-        "counts": counts,
-        "passages": passage_config,
-        "bm25": {
-            "engine": "bm25s",
-            "engine_version": bm25s.__version__,
-            "k1": BM25_K1,
-            "b": BM25_B,
-            "analyzer": ANALYZER_NAME,
-            "fields": "title+text",
-        },
-        "dense": {
-            "model": model,
-            "dim": dim,
-            "dtype": "float16",
-            "normalized": True,
-            "metric": "inner_product",
-            **faiss_description,
-            "fields": "title+text",
-        },
-    }
 
 
 def _model_and_passages(writer: IndexWriter, model: str | None, requested: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -254,10 +209,6 @@ def _ingest(
             on_document(parts.new_passages)
     parts.close()
     return documents_read
-
-
-def _shard_dense_kind(folder: Path) -> str:
-    return layout.read_manifest(folder)["dense"].get("faiss_index", "IndexFlatIP")
 
 
 def _counted(documents: Iterable[Document], report: ReadReport) -> Iterator[Document]:

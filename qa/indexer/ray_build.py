@@ -9,6 +9,11 @@ and ``Parts.add_document`` (:mod:`qa.indexer.stages`) write them through the sam
 vectors, then the BM25 and dense indexes. The result is the very index the single-process build
 makes, and its guarantees hold (a staging folder replaces the old index only when complete).
 
+With shards (``--shard-passages``), the driver does not write them itself: each shard gets a writer
+actor (:class:`_ShardWriter`, on the driver's machine, whose disk holds the staging folder) that
+stores, analyses and writes it (:func:`qa.indexer.sharding.finish_shard`) while the build goes on,
+so shards are written in parallel and the driver only filters documents and hands them on.
+
 The driver holds the batches in flight, never the corpus. Ray restarts an actor that dies and
 retries a reading task whose worker dies, so a killed worker costs time, not the build. On a
 cluster of several machines, the corpus path and a model given as a folder must exist at the same
@@ -32,11 +37,14 @@ from qa.corpora.readers import CorpusPart, DocumentFilter, corpus_parts, read_pa
 from qa.errors import QAError, first_line
 from qa.hub import resolve_model
 from qa.indexer.options import EmbeddingOptions, RayOptions, ReadOptions
-from qa.indexer.stages import splitter
+from qa.indexer.sharding import ShardSettings, finish_shard
+from qa.indexer.stages import Parts, splitter
 
 logger = logging.getLogger(__name__)
 
 READ_CPUS = 0.5  # logical CPUs a reading task holds; an actor holds cpus_per_worker - READ_CPUS
+SEND_DOCUMENTS = 64  # documents the driver hands a shard writer at a time
+SENDS_IN_FLIGHT = 4  # per writer: then the driver waits (its memory stays bounded)
 
 
 def documents_with_ray(
@@ -215,3 +223,84 @@ class _SplitAndEmbed:
         batch = batch.copy()
         batch["windows"], batch["vectors"] = windows_column, vectors_column
         return batch
+
+
+def shard_writers(settings: ShardSettings):
+    """``open_shard(folder, dim)`` for :class:`qa.indexer.sharding.ShardedParts`: a writer actor per
+    shard, on this machine. Writers that are still writing hold no CPU reservation, so that
+    they never wait for the embedding actors' resources."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    writer = ray.remote(_ShardWriter).options(num_cpus=0, scheduling_strategy=here)
+    return lambda folder, dim: _RemoteShard(writer.remote(str(folder), dim, settings))
+
+
+class _ShardWriter:
+    """A Ray actor that writes one shard: documents with their windows and vectors come in order;
+    ``finish`` writes its BM25 and dense indexes and manifest and returns its entry with what the
+    store refused (the build's read report gets it)."""
+
+    def __init__(self, folder: str, dim: int | None, settings: ShardSettings):
+        self.parts, self.settings, self.report = Parts(Path(folder), dim, None), settings, ReadReport()
+
+    def add(self, documents: list[tuple[Document, list[tuple[int, int]], np.ndarray | None]]) -> None:
+        for doc, windows, vectors in documents:
+            self.parts.add_document(doc, windows, self.report, vectors)
+
+    def finish(self) -> dict[str, Any]:
+        entry = finish_shard(self.parts, self.settings)
+        refused = {"documents": self.report.documents, "skipped": list(self.report.skipped.items()), "warnings": self.report.warnings}
+        return {"entry": entry, "refused": refused}
+
+
+class _RemoteShard:
+    """The driver's side of a writer actor: documents are sent in groups, a few groups in flight."""
+
+    def __init__(self, actor):
+        self.actor, self.group, self.sent, self.passages = actor, [], [], 0
+        self.report: ReadReport | None = None
+
+    def add_document(self, doc: Document, windows, report: ReadReport, vectors: np.ndarray | None = None) -> bool:
+        windows = list(windows)
+        self.report = report
+        self.group.append((doc, windows, vectors))
+        self.passages += len(windows)
+        if len(self.group) == SEND_DOCUMENTS:
+            self._send()
+        return True  # what the store refuses is counted when the shard is finished
+
+    def _send(self) -> None:
+        import ray
+
+        self.sent.append(self.actor.add.remote(self.group))
+        self.group = []
+        if len(self.sent) > SENDS_IN_FLIGHT:
+            ray.get(self.sent.pop(0))
+
+    def finish(self):
+        import ray
+
+        if self.group:
+            self._send()
+        finished = self.actor.finish.remote()
+
+        def result() -> dict[str, Any] | None:
+            try:
+                ray.get(self.sent)
+                outcome = ray.get(finished)
+            except Exception as err:
+                if not type(err).__module__.startswith("ray"):
+                    raise
+                raise QAError(f"the Ray build failed writing a shard: {_worker_error(err)}") from None
+            ray.kill(self.actor)
+            refused = outcome["refused"]
+            if self.report is not None:
+                self.report.documents += refused["documents"]
+                for reason, count in refused["skipped"]:
+                    self.report.skipped[reason] += count
+                self.report.warnings += refused["warnings"]
+            return outcome["entry"]
+
+        return result

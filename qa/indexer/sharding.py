@@ -1,15 +1,21 @@
 """Writing a sharded index (``LayoutOptions.shard_passages``; docs/INDEX_FORMAT.md): the build's
-documents go into shards of at most N passages, each written as an ordinary index in
+documents go into shards of N passages or just over, each written as an ordinary index in
 ``shards/NNN`` of the staging folder (its passage store, BM25 and dense parts, and a manifest of
 its own), and the index's manifest lists them. Adding to a sharded index keeps its shards (hard
 links: index files never change once written) and writes the new documents into new ones; an
 unsharded index that is added to this way becomes shard 0.
+
+A shard is written by a :class:`LocalShard` in the build's process, or, in a Ray build, by a
+writer actor (:mod:`qa.indexer.ray_build`), so that shards are written in parallel while the
+build goes on: both run :func:`finish_shard`.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +25,11 @@ from qa.embedding import Embedder
 from qa.index import IndexWriter, PassageStore, layout
 from qa.index.shards import ShardedStore
 from qa.index.write import write_manifest
-from qa.indexer.stages import Parts
+from qa.indexer.options import LayoutOptions
+from qa.indexer.stages import Parts, manifest_content, write_search_parts
+
+
+SHARDS_IN_FLIGHT = 2  # new shards being written at once (a Ray build's writer actors); then the build waits
 
 
 def shard_limit(previous: dict[str, Any] | None, requested: int | None) -> int | None:
@@ -36,22 +46,68 @@ def is_sharded_build(previous: dict[str, Any] | None, requested: int | None) -> 
     return requested is not None or (previous is not None and layout.is_sharded(previous))
 
 
+@dataclass(frozen=True)
+class ShardSettings:
+    """What every shard of a build is written with (sent to writer actors as it is)."""
+
+    layout: LayoutOptions
+    passage_config: dict[str, Any]
+    model: str
+    corpus: dict[str, Any]
+
+
+def finish_shard(parts: Parts, settings: ShardSettings, say: Callable[[str], None] = lambda what: None) -> dict[str, Any] | None:
+    """Close a shard's parts, write its BM25 and dense indexes and its manifest; its entry for the
+    index's manifest (with ``dim`` and ``has_words`` for the build), or None (and its folder
+    removed) when it holds no passage."""
+    parts.close()
+    if parts.passages == 0:  # its documents had no passages
+        shutil.rmtree(parts.folder)
+        return None
+    description = write_search_parts(parts, settings.layout, say)
+    counts = {"documents": parts.store.documents, "passages": parts.passages}
+    manifest = write_manifest(parts.folder, manifest_content(None, settings.corpus, counts, settings.passage_config,
+                                                             settings.model, parts.dim, description))
+    return {**counts, "build_id": manifest["build_id"], "dim": parts.dim, "has_words": parts.has_words,
+            "faiss_index": description["faiss_index"]}
+
+
+class LocalShard:
+    """A shard written in this process."""
+
+    def __init__(self, folder: Path, dim: int | None, embedder: Embedder | None, settings: ShardSettings, say: Callable[[str], None]):
+        self.parts, self.settings, self.say = Parts(folder, dim, embedder), settings, say
+
+    @property
+    def passages(self) -> int:
+        return self.parts.passages
+
+    def add_document(self, doc: Document, windows: Iterable[tuple[int, int]], report: ReadReport, vectors: np.ndarray | None = None) -> bool:
+        return self.parts.add_document(doc, windows, report, vectors)
+
+    def finish(self) -> Callable[[], dict[str, Any] | None]:
+        entry = finish_shard(self.parts, self.settings, self.say)
+        return lambda: entry
+
+
 class ShardedParts:
     """What a sharded build streams into: the kept shards of the index added to, then new shards
-    of at most ``limit`` passages, each finished (``finish(parts)`` writes its BM25 and dense
-    parts and returns its manifest content) as soon as it is full. Offers the interface of
+    of ``limit`` passages or just over, each finished as soon as it is full. ``open_shard(folder,
+    dim)`` makes a shard (a :class:`LocalShard`, or a Ray writer); its ``finish()`` returns a
+    function that gives the shard's entry once it is written. Offers the interface of
     :class:`Parts` that the build's ingest uses."""
 
-    def __init__(self, writer: IndexWriter, limit: int | None, dim: int | None, embedder: Embedder | None,
-                 finish: Callable[[Parts], dict[str, Any]]):
-        self.writer, self.limit, self.dim, self.embedder, self.finish = writer, limit, dim, embedder, finish
+    def __init__(self, writer: IndexWriter, limit: int | None, dim: int | None, open_shard: Callable[[Path, int | None], Any]):
+        self.writer, self.limit, self.dim, self.open_shard = writer, limit, dim, open_shard
         self.shards: list[dict[str, Any]] = self._keep_previous()
         kept = [PassageStore(writer.staging / entry["path"] / layout.STORE) for entry in self.shards]
         self.kept_store = ShardedStore(kept, [entry["passages"] for entry in self.shards]) if kept else None
         self.kept_passages = sum(entry["passages"] for entry in self.shards)
-        self.kept_words = bool(self.shards)
-        self.current: Parts | None = None
-        self.finished_passages = 0
+        self.has_words = bool(self.shards)
+        self.current = None
+        self.finishing: list[tuple[str, Callable[[], dict[str, Any] | None]]] = []
+        self.written, self.entries = 0, []  # finished shards waited for, and their entries
+        self.sent_passages = 0  # of finished new shards
 
     def _keep_previous(self) -> list[dict[str, Any]]:
         previous = self.writer.previous
@@ -64,7 +120,8 @@ class ShardedParts:
         path = layout.shard_dir(0)
         self.writer.link_previous("", path)
         counts = previous["counts"]
-        return [{"path": path, "documents": counts["documents"], "passages": counts["passages"], "build_id": previous.get("build_id")}]
+        return [{"path": path, "documents": counts["documents"], "passages": counts["passages"], "build_id": previous.get("build_id"),
+                 "faiss_index": previous["dense"].get("faiss_index", "IndexFlatIP")}]
 
     @property
     def passages(self) -> int:
@@ -72,11 +129,7 @@ class ShardedParts:
 
     @property
     def new_passages(self) -> int:
-        return self.finished_passages + (self.current.passages if self.current is not None else 0)
-
-    @property
-    def has_words(self) -> bool:
-        return self.kept_words or (self.current is not None and self.current.has_words)
+        return self.sent_passages + (self.current.passages if self.current is not None else 0)
 
     @property
     def documents(self) -> int:
@@ -84,29 +137,40 @@ class ShardedParts:
 
     def add_document(self, doc: Document, windows: Iterable[tuple[int, int]], report: ReadReport, vectors: np.ndarray | None = None) -> bool:
         if self.current is None:
-            folder = self.writer.staging / layout.shard_dir(len(self.shards))
-            folder.mkdir(parents=True)
-            self.current = Parts(folder, self.dim, self.embedder)
+            path = layout.shard_dir(len(self.shards) + len(self.finishing))
+            (self.writer.staging / path).mkdir(parents=True)
+            self.current = self.open_shard(self.writer.staging / path, self.dim)
+        if vectors is not None and self.dim is None:
+            self.dim = int(vectors.shape[1])
         added = self.current.add_document(doc, windows, report, vectors)
         if self.limit is not None and self.current.passages >= self.limit:
             self._finish_shard()
         return added
 
+    def _finish_shard(self) -> None:
+        shard, self.current = self.current, None
+        self.sent_passages += shard.passages
+        path = layout.shard_dir(len(self.shards) + len(self.finishing))
+        self.finishing.append((path, shard.finish()))
+        while len(self.finishing) - self.written > SHARDS_IN_FLIGHT:  # bounded: wait for the oldest
+            self._written(self.written)
+
+    def _written(self, number: int) -> None:
+        path, result = self.finishing[number]
+        entry = result()
+        self.written += 1
+        if entry is not None:
+            self.dim = entry.pop("dim")
+            self.has_words = self.has_words or entry.pop("has_words")
+            self.entries.append({"path": path, **entry})
+
     def close(self) -> None:
+        """Finish the last shard and wait for every shard to be written, in order."""
         if self.current is not None:
             self._finish_shard()
+        while self.written < len(self.finishing):
+            self._written(self.written)
+        self.shards += self.entries
+        self.finishing, self.entries, self.written = [], [], 0
         if self.kept_store is not None:
             self.kept_store.close()
-
-    def _finish_shard(self) -> None:
-        parts, self.current = self.current, None
-        parts.close()
-        if parts.passages == 0:  # its documents had no passages
-            shutil.rmtree(parts.folder)
-            return
-        self.dim = parts.dim
-        self.kept_words = self.kept_words or parts.has_words
-        manifest = write_manifest(parts.folder, self.finish(parts))
-        self.shards.append({"path": parts.folder.relative_to(self.writer.staging).as_posix(), "documents": parts.store.documents,
-                            "passages": parts.passages, "build_id": manifest["build_id"]})
-        self.finished_passages += parts.passages

@@ -1,7 +1,8 @@
 """The stages of a build that every way of running it shares: splitting a document into windows
 (:func:`splitter`), embedding passages in the chunks the embedder makes (:class:`EmbeddingQueue`),
-skipping what an index already holds (:func:`already_stored`), and writing a document with its
-passages into the store, the BM25 postings and the vectors (:class:`Parts`).
+skipping what an index already holds (:func:`already_stored`), writing a document with its
+passages into the store, the BM25 postings and the vectors (:class:`Parts`), then the BM25 and
+dense indexes (:func:`write_search_parts`) and what the manifest says (:func:`manifest_content`).
 
 :mod:`qa.indexer.build` runs them in one process; :mod:`qa.indexer.ray_build` runs splitting and
 embedding on Ray workers and hands the results to the same :meth:`Parts.add_document`.
@@ -9,19 +10,28 @@ embedding on Ray workers and hands the results to the same :meth:`Parts.add_docu
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import bm25s
 import numpy as np
 
 from qa.corpora import Document, ReadReport
 from qa.embedding import Embedder
 from qa.index import PassageWriter, layout
+from qa.index.analysis import ANALYZER_NAME
 from qa.index.bm25 import BM25Writer
+from qa.index.dense import build_faiss, choose_kind
+from qa.index.write import utc_now
 from qa.index.store import retrieval_text
-from qa.index.vectors import VectorWriter
+from qa.index.vectors import VectorFile, VectorWriter
+from qa.indexer.options import LayoutOptions
 from qa.indexer.passages import Window, split_passages, split_token_windows, tokenizer_counter
+
+logger = logging.getLogger(__name__)
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -143,3 +153,46 @@ def splitter(config: dict[str, Any], embedder: Embedder) -> Callable[[str], Iter
     return lambda text: split_token_windows(
         text, count, config["max_tokens"], config["overlap_tokens"], config.get("sentence_aware", True)
     )
+
+
+def write_search_parts(parts: Parts, options: LayoutOptions, say: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
+    """Write the BM25 index and the dense index into ``parts.folder`` from what the build
+    streamed; returns the dense index's description for the manifest."""
+    staging = parts.folder
+    say("Writing the BM25 index")
+    stage = time.perf_counter()
+    parts.bm25.write(staging / layout.BM25_DIR)
+    logger.info("wrote the BM25 index (%d terms) in %.1f s", len(parts.bm25.vocab), time.perf_counter() - stage)
+    say("Writing the dense index")
+    stage = time.perf_counter()
+    kind = choose_kind(options.dense_index, parts.store.passages)
+    description = build_faiss(VectorFile(staging / layout.VECTORS), kind, staging / layout.FAISS_FILE)  # read, not mapped
+    logger.info("built the dense index (%s) in %.1f s", description["faiss_index"], time.perf_counter() - stage)
+    return description
+
+
+def manifest_content(previous, read, counts: dict[str, int], passage_config, model: str, dim: int, faiss_description) -> dict[str, Any]:
+    """What the manifest says of this build (``write_manifest`` adds format, dates, generation and files)."""
+    return {
+        "corpus": previous["corpus"] if previous else read,
+        "additions": [*previous.get("additions", []), {"added": utc_now(), **read}] if previous else [],
+        "counts": counts,
+        "passages": passage_config,
+        "bm25": {
+            "engine": "bm25s",
+            "engine_version": bm25s.__version__,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "analyzer": ANALYZER_NAME,
+            "fields": "title+text",
+        },
+        "dense": {
+            "model": model,
+            "dim": dim,
+            "dtype": "float16",
+            "normalized": True,
+            "metric": "inner_product",
+            **faiss_description,
+            "fields": "title+text",
+        },
+    }
