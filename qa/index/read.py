@@ -39,7 +39,7 @@ class Index:
         self.precision = precision  # of the question encoder (see Embedder)
         self.generation = int(self.manifest.get("generation", 1))
         self.build_id = self.manifest.get("build_id")
-        self.shards: list[Index] = [self._open_shard(i, entry) for i, entry in enumerate(self.manifest.get("shards") or [])]
+        self.shards: list[Index] = [self._open_shard(entry) for entry in self.manifest.get("shards") or []]
         if self.shards:
             self.store = ShardedStore([s.store for s in self.shards], [len(s) for s in self.shards])
             stored, where = sum(len(s) for s in self.shards), "its shards hold"  # each shard checked its own store
@@ -67,8 +67,8 @@ class Index:
             raise self._damaged("; ".join(problems[:3]))
         return PassageStore(self.path / layout.STORE)
 
-    def _open_shard(self, number: int, entry: dict) -> Index:
-        """Shard ``number`` as the manifest lists it, checked to be the shard that build wrote."""
+    def _open_shard(self, entry: dict) -> Index:
+        """A shard as the manifest lists it, checked to be the shard that build wrote."""
         shard = Index(self.path / entry["path"], device=self.device, precision=self.precision)
         if shard.shards or shard.build_id != entry.get("build_id") or len(shard) != entry.get("passages"):
             raise self._damaged(f"{entry['path']} is not the shard the build wrote")
@@ -111,7 +111,6 @@ class Index:
 
         if self.shards:
             raise QAError(f"the index at {str(self.path)!r} is sharded: its BM25 parts are its shards' (Index.shards)")
-
         self._check_current("BM25 index")
         try:
             bm25 = bm25s.BM25.load(self.path / layout.BM25_DIR, mmap=True, show_progress=False)

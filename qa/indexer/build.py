@@ -102,30 +102,13 @@ def build_index(
         else:
             embedder, where = None, "ray"
             dim = int(previous["dense"]["dim"]) if previous is not None else None
-        staging = writer.staging
         sharded = is_sharded_build(previous, layout_options.shard_passages)
         with progress_bar("files", disable=not show_progress) as progress:
             task = progress.add_task(f"Indexing ({where})", total=None)
             say = lambda what: progress.update(task, description=what)  # noqa: E731
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
-            if sharded:
-                settings = ShardSettings(layout_options, passage_config, model, {"path": corpus_path})
-                if ray is None:
-                    open_shard = lambda folder, dim: LocalShard(folder, dim, embedder, settings, say)  # noqa: E731
-                else:
-                    from qa.indexer.ray_build import shard_writers
-
-                    open_shard = shard_writers(settings)
-                parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, open_shard)
-                stored = parts.kept_store
-            else:
-                if previous is not None:
-                    writer.copy_previous(layout.STORE)
-                parts = Parts(staging, dim, embedder, append=previous is not None)
-                if previous is not None:
-                    say("Reading the index")
-                    _carry_over(parts, writer)
-                stored = parts.store if previous is not None else None
+            parts, stored = _open_parts(writer, sharded, layout_options, ShardSettings(layout_options, passage_config, model, {"path": corpus_path}),
+                                        dim, embedder, ray is not None, say)
             stage = time.perf_counter()
             on_document = lambda n: say(f"Indexing ({where}): {n} passages")  # noqa: E731
             if ray is None:
@@ -146,21 +129,50 @@ def build_index(
                 raise QAError("the documents contain no words to index")
             if not parts.has_words:
                 raise QAError("the documents hold no searchable words (only stop words or symbols): nothing to index")
-            read = {"path": corpus_path, **report.as_dict()}
-            if sharded:
-                counts = {"documents": parts.documents, "passages": parts.passages}
-                kinds = sorted({e.get("faiss_index", "IndexFlatIP") for e in parts.shards})
-                content = manifest_content(previous, read, counts, passage_config, model, parts.dim, {"faiss_index": ", ".join(kinds)})
-                content.update(shards=parts.shards, shard_passages=parts.limit)
-            else:
-                faiss_description = write_search_parts(parts, layout_options, say)
-                counts = {"documents": parts.store.documents, "passages": parts.passages}
-                content = manifest_content(previous, read, counts, passage_config, model, parts.dim, faiss_description)
+            content = _content(parts, previous, {"path": corpus_path, **report.as_dict()}, passage_config, model, layout_options, say)
         content["metadata"] = {**(previous or {}).get("metadata", {}), **(metadata or {})}
         manifest = writer.commit(content)
     seconds = time.perf_counter() - started
     logger.info("indexed into %s (generation %d) in %.1f s", target, manifest["generation"], seconds)
     return BuildResult(target, manifest, report, seconds, parts.new_passages)
+
+
+def _open_parts(writer: IndexWriter, sharded: bool, layout_options: LayoutOptions, settings: ShardSettings, dim: int | None,
+                embedder: Embedder | None, on_ray: bool, say: Callable[[str], None]) -> tuple[Parts | ShardedParts, Any]:
+    """Where the build streams to: the parts of one index (with those of the index added to
+    carried over), or shards (written here, or by Ray writer actors); and the store of what the
+    index added to holds (None for a new index)."""
+    previous = writer.previous
+    if sharded:
+        if on_ray:
+            from qa.indexer.ray_build import shard_writers
+
+            open_shard = shard_writers(settings)
+        else:
+            open_shard = lambda folder, dim: LocalShard(folder, dim, embedder, settings, say)  # noqa: E731
+        parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, open_shard)
+        return parts, parts.kept_store
+    if previous is not None:
+        writer.copy_previous(layout.STORE)
+    parts = Parts(writer.staging, dim, embedder, append=previous is not None)
+    if previous is not None:
+        say("Reading the index")
+        _carry_over(parts, writer)
+    return parts, parts.store if previous is not None else None
+
+
+def _content(parts: Parts | ShardedParts, previous, read, passage_config, model: str, layout_options: LayoutOptions,
+             say: Callable[[str], None]) -> dict[str, Any]:
+    """The manifest's content: of one index once its BM25 and dense parts are written, or of the
+    shards (each wrote its own parts)."""
+    if isinstance(parts, ShardedParts):
+        counts = {"documents": parts.documents, "passages": parts.passages}
+        kinds = sorted({e.get("faiss_index", "IndexFlatIP") for e in parts.shards})
+        content = manifest_content(previous, read, counts, passage_config, model, parts.dim, {"faiss_index": ", ".join(kinds)})
+        return {**content, "shards": parts.shards, "shard_passages": parts.limit}
+    faiss_description = write_search_parts(parts, layout_options, say)
+    counts = {"documents": parts.store.documents, "passages": parts.passages}
+    return manifest_content(previous, read, counts, passage_config, model, parts.dim, faiss_description)
 
 
 def _model_and_passages(writer: IndexWriter, model: str | None, requested: dict[str, Any]) -> tuple[str, dict[str, Any]]:

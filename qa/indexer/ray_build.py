@@ -229,12 +229,16 @@ def shard_writers(settings: ShardSettings):
     """``open_shard(folder, dim)`` for :class:`qa.indexer.sharding.ShardedParts`: a writer actor per
     shard, on this machine. Writers that are still writing hold no CPU reservation, so that
     they never wait for the embedding actors' resources."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    writer = ray.remote(_ShardWriter).options(num_cpus=0, scheduling_strategy=here)
-    return lambda folder, dim: _RemoteShard(writer.remote(str(folder), dim, settings))
+    def open_shard(folder: Path, dim: int | None) -> _RemoteShard:  # called once Ray runs (the first document read)
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        writer = ray.remote(_ShardWriter).options(num_cpus=0, scheduling_strategy=here)
+        return _RemoteShard(writer.remote(str(folder), dim, settings))
+
+    return open_shard
 
 
 class _ShardWriter:
