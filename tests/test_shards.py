@@ -7,6 +7,10 @@ import json
 import math
 import os
 import random
+import signal
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 
 import numpy as np
@@ -135,6 +139,40 @@ def test_adding_to_a_sharded_index_writes_a_new_shard_and_keeps_the_old_ones(tin
     after = Index(out)  # the previous index, untouched
     assert after.build_id == second.manifest["build_id"] and len(after) == len(index)
     assert check_index(out).ok
+
+
+KILLED_ADDER = textwrap.dedent(
+    """
+    import sys, time
+    from qa.indexer import build
+
+    def stall(*args):
+        print("embedding", flush=True)
+        time.sleep(120)
+
+    build.EmbeddingQueue.encode = stall
+    build.build_index(sys.argv[1], sys.argv[2], add=True)
+    """
+)
+
+
+def test_kill_9_while_adding_a_shard_leaves_the_previous_index_and_its_linked_shards(tiny_models, tmp_path):
+    out = tmp_path / "idx"
+    _build(_corpus(tmp_path / "corpus", documents=10), out, tiny_models, layout_options=LayoutOptions(shard_passages=6))
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    adder = subprocess.Popen([sys.executable, "-c", KILLED_ADDER, str(_corpus(tmp_path / "more", documents=16)), str(out)],
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        assert adder.stdout.readline().strip() == "embedding"  # the old shards are linked, the new one half written
+    finally:
+        adder.send_signal(signal.SIGKILL)
+        adder.wait()
+    assert any(p.name.startswith(".idx.building-") for p in tmp_path.iterdir())
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files  # not a byte changed
+    assert check_index(out).ok
+    result = build_index(_corpus(tmp_path / "later", documents=16), out, add=True)  # the leftovers are cleaned
+    assert result.manifest["counts"]["documents"] == 16 and check_index(out).ok
+    assert not [p for p in tmp_path.iterdir() if ".building-" in p.name or ".old-" in p.name]
 
 
 def test_an_unsharded_index_becomes_shard_0_when_added_to_with_shards(tiny_models, tmp_path):
