@@ -163,6 +163,36 @@ def test_a_killed_worker_costs_time_not_the_build(local_ray, tiny_models, tmp_pa
     assert len(index.vectors) == len(index) and index.bm25 is not None
 
 
+def test_a_killed_shard_writer_stops_the_build_and_leaves_the_previous_index(local_ray, tiny_models, tmp_path):
+    """kill -9 of a shard writer actor mid-build: a writer's shard cannot be resumed, so the build
+    stops with a clear error and the index it would have replaced stays."""
+    import psutil
+
+    root = _corpus(tmp_path / "corpus", files=40)
+    options = dict(embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=20, overlap_words=5))
+    previous = build_index(_corpus(tmp_path / "small", files=2), tmp_path / "index", **options)
+    killed = []
+
+    def kill_a_writer():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for proc in psutil.process_iter(["pid", "cmdline"]):
+                if "_ShardWriter" in " ".join(proc.info["cmdline"] or ()):
+                    os.kill(proc.info["pid"], signal.SIGKILL)
+                    killed.append(proc.info["pid"])
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_writer)
+    killer.start()
+    with pytest.raises(QAError, match="failed writing a shard"):
+        build_index(root, tmp_path / "index", ray=RayOptions(address=None, documents_per_batch=2),
+                    layout_options=LayoutOptions(shard_passages=10_000), **options)
+    killer.join()
+    assert killed, "no shard writer process was found to kill"
+    assert Index(tmp_path / "index").build_id == previous.manifest["build_id"] and check_index(tmp_path / "index").ok
+
+
 def test_ray_workers_without_ray_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["index", str(tmp_path), "--ray-workers", "2"])
     assert result.exit_code == 1 and "--ray local" in result.output

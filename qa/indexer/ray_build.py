@@ -276,12 +276,10 @@ class _RemoteShard:
         return True  # what the store refuses is counted when the shard is finished
 
     def _send(self) -> None:
-        import ray
-
         self.sent.append(self.actor.add.remote(self.group))
         self.group = []
         if len(self.sent) > SENDS_IN_FLIGHT:
-            ray.get(self.sent.pop(0))
+            _written(self.sent.pop(0))
 
     def finish(self):
         import ray
@@ -291,13 +289,8 @@ class _RemoteShard:
         finished = self.actor.finish.remote()
 
         def result() -> dict[str, Any] | None:
-            try:
-                ray.get(self.sent)
-                outcome = ray.get(finished)
-            except Exception as err:
-                if not type(err).__module__.startswith("ray"):
-                    raise
-                raise QAError(f"the Ray build failed writing a shard: {_worker_error(err)}") from None
+            _written(self.sent)
+            outcome = _written(finished)
             ray.kill(self.actor)
             refused = outcome["refused"]
             if self.report is not None:
@@ -308,3 +301,16 @@ class _RemoteShard:
             return outcome["entry"]
 
         return result
+
+
+def _written(refs):
+    """``ray.get`` of a shard writer's calls; a writer that failed or died is a :class:`QAError`
+    (the build stops and the previous index stays)."""
+    import ray
+
+    try:
+        return ray.get(refs)
+    except Exception as err:
+        if not type(err).__module__.startswith("ray"):
+            raise
+        raise QAError(f"the Ray build failed writing a shard: {_worker_error(err)}") from None
