@@ -64,10 +64,6 @@ class ShardedStore:
                 found[at] = dataclasses.replace(passage, idx=passage.idx + offset)
         return found  # type: ignore[return-value]
 
-    def texts(self) -> Iterable[tuple[str, str]]:
-        for store in self.stores:
-            yield from store.texts()
-
     def passages_with_content(self, sha256: str) -> list[Passage]:
         for store, offset in zip(self.stores, self.offsets.tolist()):
             passages = store.passages_with_content(sha256)

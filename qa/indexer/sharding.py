@@ -104,7 +104,7 @@ class ShardedParts:
         self.kept_store = ShardedStore(kept, [entry["passages"] for entry in self.shards]) if kept else None
         self.kept_passages = sum(entry["passages"] for entry in self.shards)
         self.has_words = bool(self.shards)
-        self.current = None
+        self.current, self.current_path = None, ""
         self.finishing: list[tuple[str, Callable[[], dict[str, Any] | None]]] = []
         self.written, self.entries = 0, []  # finished shards waited for, and their entries
         self.sent_passages = 0  # of finished new shards
@@ -137,9 +137,9 @@ class ShardedParts:
 
     def add_document(self, doc: Document, windows: Iterable[tuple[int, int]], report: ReadReport, vectors: np.ndarray | None = None) -> bool:
         if self.current is None:
-            path = layout.shard_dir(len(self.shards) + len(self.finishing))
-            (self.writer.staging / path).mkdir(parents=True)
-            self.current = self.open_shard(self.writer.staging / path, self.dim)
+            self.current_path = layout.shard_dir(len(self.shards) + len(self.finishing))
+            (self.writer.staging / self.current_path).mkdir(parents=True)
+            self.current = self.open_shard(self.writer.staging / self.current_path, self.dim)
         if vectors is not None and self.dim is None:
             self.dim = int(vectors.shape[1])
         added = self.current.add_document(doc, windows, report, vectors)
@@ -150,8 +150,7 @@ class ShardedParts:
     def _finish_shard(self) -> None:
         shard, self.current = self.current, None
         self.sent_passages += shard.passages
-        path = layout.shard_dir(len(self.shards) + len(self.finishing))
-        self.finishing.append((path, shard.finish()))
+        self.finishing.append((self.current_path, shard.finish()))
         while len(self.finishing) - self.written > SHARDS_IN_FLIGHT:  # bounded: wait for the oldest
             self._written(self.written)
 
