@@ -13,6 +13,7 @@ pytest.importorskip("datasets", reason="qa train retriever needs the training ex
 from qa.errors import QAError  # noqa: E402
 from qa.index import Index  # noqa: E402
 from qa.indexer import EmbeddingOptions, PassageOptions, build_index  # noqa: E402
+from qa.retriever.retrievers import make_retriever  # noqa: E402
 from qa.retriever.train import RetrieverTrainConfig, mine_triples, train_retriever  # noqa: E402
 from tests.corpus_fixtures import squad_questions as squad_file  # noqa: E402
 
@@ -56,6 +57,29 @@ def test_questions_whose_paragraph_is_not_in_the_index_are_left_out(setup, tiny_
     assert triples.skipped["its paragraph is not in the index"] == 5 and len(triples) >= 12
     with pytest.raises(QAError, match="one per file"):
         mine_triples(config(setup, tiny_models, tmp_path / "out", train=[str(other)] * 3, index=[str(setup[1])] * 2))
+
+
+def test_hard_negatives_come_only_from_the_training_files_own_paragraphs(tiny_models, tmp_path):
+    # One index over the training file and another set (as open-squad holds SQuAD dev beside train):
+    # BM25 ranks the other set's towers high, but training must never see them.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    train = squad_file(corpus / "train.json")
+    other = squad_file(corpus / "dev.json", n=24, seed=7)
+    data = json.loads(other.read_text())
+    for article in data["data"]:
+        article["title"] = article["title"].replace("Tower", "Dev")
+    other.write_text(json.dumps(data))
+    index = tmp_path / "index"
+    build_index(corpus, index, embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=10, overlap_words=2))
+    c = config((train, index), tiny_models, tmp_path / "out", negatives=2)
+    bm25 = make_retriever(Index(index), "bm25")
+    questions = [p["qas"][0]["question"] for a in json.loads(train.read_text())["data"] for p in a["paragraphs"]]
+    ranked = [h.passage.title for hits in bm25.search_batch(questions, c.negative_depth, evidence=False) for h in hits]
+    assert any(t.startswith("Dev") for t in ranked)  # BM25 ranks the other set high: the rule has something to leave out
+    triples = mine_triples(c)
+    assert len(triples) >= 12
+    assert all(n.startswith("Tower ") for n in triples.columns["negative_1"] + triples.columns["negative_2"])
 
 
 def test_train_stop_resume_and_use_the_model(setup, tiny_models, tmp_path, monkeypatch):

@@ -5,8 +5,10 @@ on (question, passage that answers it, hard negative) triples, so every other pa
 is a negative too. The passages are an index's, as the index embedded them (title, then text):
 a question's positive is the passage of its gold paragraph (found in the index by its content,
 whatever id the index gave it) that holds the first gold answer, and its hard negatives are the
-passages BM25 ranks highest for it that hold none of its gold answers. Checkpoints are the
-trainer's; ``--stop-after-minutes`` saves one and stops, ``--resume`` continues it.
+passages of the same training file that BM25 ranks highest for it and that hold none of its gold
+answers (the index may hold other documents too, such as a benchmark's dev set: they are never
+used). Checkpoints are the trainer's; ``--stop-after-minutes`` saves one and stops, ``--resume``
+continues it.
 
 A slice of the questions (``held_out``) is kept out of training; the model card reports their
 recall@1/5/10 and MRR@10 among all held-out passages (positives and hard negatives) before and
@@ -77,6 +79,9 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
         examples = [e for e in data.examples if e.answerable][: config.limit]
         found: list[tuple[Any, Any]] = []  # (example, positive passage)
         passages_of = functools.cache(index.store.passages_with_content)  # a paragraph has several questions
+        # Negatives come from this file's own paragraphs: an index may also hold evaluation
+        # documents (open-squad holds SQuAD dev, covid-qa its dev articles), which training must not see.
+        own = {p.idx for d in data.documents for p in passages_of(d.sha256)}
         for e in examples:
             doc = documents[e.doc_id]
             passages = passages_of(doc.sha256)
@@ -97,7 +102,8 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
                     answers = [a.lower() for a in e.answers]
                     negatives = [
                         h.passage for h in hits
-                        if h.passage.idx != positive.idx and not any(a in h.passage.text.lower() for a in answers)
+                        if h.passage.idx != positive.idx and h.passage.idx in own
+                        and not any(a in h.passage.text.lower() for a in answers)
                     ][: config.negatives]
                     if len(negatives) < config.negatives:
                         triples.skipped["too few hard negatives in BM25's top passages"] += 1
@@ -262,7 +268,7 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
         f"- Base model: `{config.base}`",
         *[f"- Training data: `{path}` (sha256 `{digest}`)" for path, digest in sha256.items()],
         f"- Passages and hard negatives: the index(es) {', '.join(f'`{i}`' for i in config.index)}; {config.negatives} BM25 hard negative(s) per question "
-        f"from its top {config.negative_depth} passages that hold no gold answer",
+        f"from its top {config.negative_depth} passages that come from the same training file and hold no gold answer",
         f"- {metrics['train_questions']} training questions ({metrics['skipped']} left out), {metrics['held_out_questions']} held out",
         f"- Loss: {loss}, batches of {config.batch_size} without duplicates",
         f"- Trained {metrics['steps']} steps ({config.epochs} epochs) in {metrics['train_seconds'] / 60:.1f} minutes on "

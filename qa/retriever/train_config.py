@@ -25,7 +25,8 @@ class RetrieverTrainConfig:
     """Cached MultipleNegativesRankingLoss (GradCache): the batch's in-batch negatives at the memory
     of this many; 0 for the plain loss (the whole batch in memory)."""
     negatives: int = 1
-    """BM25 hard negatives per question: top passages that hold none of its gold answers."""
+    """BM25 hard negatives per question: top passages of the same training file that hold none of
+    its gold answers."""
     negative_depth: int = 30
     lr: float = 2e-5
     epochs: float = 1.0
