@@ -45,6 +45,7 @@ COMMAND = "retriever"
 CHECKPOINTS = "checkpoints"
 CONFIG = "qa_train_config.json"
 TRIPLES = "qa_triples.json"  # the mined rows, kept for --resume
+SECONDS = "qa_train_seconds.json"  # training time up to the last checkpoint: a resumed run's card gives the whole
 CHECKPOINT_STATE = f"{CHECKPOINTS}/checkpoint-*/trainer_state.json"
 CARD_MARK = training.card_mark(COMMAND)
 SEARCH_BATCH = 256  # questions per BM25 search call while mining
@@ -167,7 +168,7 @@ def train_retriever(
             raise QAError(f"{str(output)!r} holds a checkpoint: pass --resume to continue it, or choose another --output")
         if not overwrite:
             training.check_output(output, COMMAND, CHECKPOINT_STATE)
-    training.check_work_folder(checkpoints, (CONFIG, TRIPLES, "checkpoint-*"), COMMAND)  # removed at the end
+    training.check_work_folder(checkpoints, (CONFIG, TRIPLES, SECONDS, "checkpoint-*"), COMMAND)  # removed at the end
     device = pick_device(config.device)
     started = time.perf_counter()
     mined = checkpoints / TRIPLES
@@ -195,6 +196,9 @@ def train_retriever(
     if not (resume and mined.is_file()):  # a fresh run replaces what an interrupted one may have left
         mined.write_text(json.dumps({"columns": triples.columns, "skipped": triples.skipped, "sha256": triples.sha256}))
     budget = stop_after_minutes * 60 if stop_after_minutes is not None else None
+    seconds_file = checkpoints / SECONDS
+    seconds_before = json.loads(seconds_file.read_text())["seconds"] if resume and seconds_file.is_file() else 0.0
+    clock = {"started": time.perf_counter()}  # reset when training starts
     stopped = {"early": False}
 
     class StopAfter(TrainerCallback):
@@ -207,6 +211,10 @@ def train_retriever(
                 stopped["early"] = True
             if log and state.global_step % config.checkpoint_every == 0 and state.log_history:
                 log(f"step {state.global_step}/{state.max_steps}, {state.log_history[-1]}")
+
+        def on_save(self, args, state, control, **kwargs):
+            seconds = seconds_before + time.perf_counter() - clock["started"]
+            seconds_file.write_text(json.dumps({"step": state.global_step, "seconds": round(seconds, 1)}))
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
@@ -232,9 +240,9 @@ def train_retriever(
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(train_rows), loss=loss,
                                          callbacks=[StopAfter()])
     trainer.remove_callback(PrinterCallback)  # it prints the logs on stdout, which --json keeps for its result
-    training_started = time.perf_counter()
+    clock["started"] = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=True if resume else None)
-    train_seconds = time.perf_counter() - training_started
+    train_seconds = seconds_before + time.perf_counter() - clock["started"]
     if stopped["early"]:
         return None
     after = recall(model, held_out) if config.held_out else None
@@ -244,7 +252,7 @@ def train_retriever(
         "train_questions": len(train_rows["anchor"]),
         "held_out_questions": config.held_out,
         "skipped": dict(triples.skipped),
-        "train_seconds": round(train_seconds, 1),  # this call's part of the training (a resumed run: since the resume)
+        "train_seconds": round(train_seconds, 1),  # a resumed run: the parts before it up to their last checkpoint, and this one
         "final_loss": round(float(result.training_loss), 4),
         "device": training.hardware(device),
         "recall_before": before,
