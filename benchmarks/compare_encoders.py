@@ -54,15 +54,18 @@ def main() -> int:
         "dense": lambda row: [i for i, _ in row["dense"]],
         "hybrid": fusion(RRF_K, HYBRID_WEIGHTS[1] / HYBRID_WEIGHTS[0]),
     }
+    benchmarks = {}  # each corpus and its dev questions, the same for every model
+    for name in ("open-squad", "covid-qa"):
+        benchmark = load_question_set(name, data=args.data)
+        examples = sample_examples(benchmark.examples, args.dev_questions if name == "open-squad" else None, args.seed)
+        benchmarks[name] = benchmark, [e for e in examples if e.answerable]
     results = []
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-        for name in ("open-squad", "covid-qa"):
-            benchmark = load_question_set(name, data=args.data)
+        for name, (benchmark, examples) in benchmarks.items():
             started = time.perf_counter()
             index = Index(prepare_index(benchmark, embedding_model=model, show_progress=True))
             built = time.perf_counter() - started
-            examples = sample_examples(benchmark.examples, args.dev_questions if name == "open-squad" else None, args.seed)
-            rows = rankings(index, [e for e in examples if e.answerable], args.depth)
+            rows = rankings(index, examples, args.depth)
             for method, rank in methods.items():
                 results.append({"model": model, "corpus": name, "method": method, "questions": len(rows),
                                 "index_seconds": round(built, 1), **metrics(rows, rank)})

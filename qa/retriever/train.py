@@ -198,7 +198,6 @@ def train_retriever(
     budget = stop_after_minutes * 60 if stop_after_minutes is not None else None
     seconds_file = checkpoints / SECONDS
     seconds_before = json.loads(seconds_file.read_text())["seconds"] if resume and seconds_file.is_file() else 0.0
-    clock = {"started": time.perf_counter()}  # reset when training starts
     stopped = {"early": False}
 
     class StopAfter(TrainerCallback):
@@ -213,7 +212,7 @@ def train_retriever(
                 log(f"step {state.global_step}/{state.max_steps}, {state.log_history[-1]}")
 
         def on_save(self, args, state, control, **kwargs):
-            seconds = seconds_before + time.perf_counter() - clock["started"]
+            seconds = seconds_before + time.perf_counter() - training_started  # set below, before training starts
             seconds_file.write_text(json.dumps({"step": state.global_step, "seconds": round(seconds, 1)}))
 
     args = SentenceTransformerTrainingArguments(
@@ -240,9 +239,9 @@ def train_retriever(
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(train_rows), loss=loss,
                                          callbacks=[StopAfter()])
     trainer.remove_callback(PrinterCallback)  # it prints the logs on stdout, which --json keeps for its result
-    clock["started"] = time.perf_counter()
+    training_started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=True if resume else None)
-    train_seconds = seconds_before + time.perf_counter() - clock["started"]
+    train_seconds = seconds_before + time.perf_counter() - training_started
     if stopped["early"]:
         return None
     after = recall(model, held_out) if config.held_out else None
