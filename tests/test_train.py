@@ -215,6 +215,7 @@ def test_distillation_with_alpha_zero_is_plain_training_and_logits_are_kept_once
     assert not (tmp_path / "distilled" / "checkpoint-teacher").exists()  # removed with the checkpoint
     card = (tmp_path / "distilled" / "README.md").read_text()
     assert f"Distilled from `{tiny_models['reader']}`" in card and "--teacher" in card
+    assert distilled["teacher_seconds"] > 0 and "the teacher's logits took" in card and "teacher_seconds" not in plain
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["reader"])
     data = load_squad(train)

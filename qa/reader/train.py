@@ -51,6 +51,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0
     seconds: float = 0.0
+    teacher_seconds: float = 0.0  # computing the teacher's logits (not in ``seconds``, which counts steps)
     losses: list[float] = field(default_factory=list)
 
 
@@ -155,7 +156,7 @@ def train_reader(
     featurize_seconds = time.perf_counter() - started
     if len(features) == 0:
         raise QAError(f"no training examples in {', '.join(config.train)}")
-    teacher = None
+    teacher, teacher_seconds = None, 0.0
     if config.teacher:
         from qa.reader.distill import check_same_tokenizer, teacher_logits
 
@@ -164,7 +165,9 @@ def train_reader(
             check_same_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_source), config.teacher)
         except (OSError, ValueError) as err:
             raise load_error("teacher", config.teacher, err) from err
+        teacher_started = time.perf_counter()
         teacher = teacher_logits(teacher_source, features, tokenizer.pad_token_id or 0, output / TEACHER_DIR, device, show_progress)
+        teacher_seconds = time.perf_counter() - teacher_started  # about 0 when a resumed run finds them computed
 
     optimizer = _optimizer(model, config)
     per_epoch = math.ceil(len(_epoch_batches(features, config, 0)) / config.grad_accum)
@@ -175,6 +178,7 @@ def train_reader(
         state = TrainState(**saved["state"])
         _load_optimizer(optimizer, checkpoint / OPTIMIZER, model)
         torch.set_rng_state(load_file(checkpoint / OPTIMIZER)["rng.torch"])
+    state.teacher_seconds += teacher_seconds
 
     scaler = torch.amp.GradScaler("cuda") if device.startswith("cuda") else None
     autocast = _train_autocast(device)
@@ -226,6 +230,7 @@ def train_reader(
         "epochs": round(state.step / per_epoch, 3),
         "train_seconds": round(state.seconds, 1),
         "featurize_seconds": round(featurize_seconds, 1),
+        **({"teacher_seconds": round(state.teacher_seconds, 2)} if config.teacher else {}),
         "final_loss": float(np.mean(state.losses[-50:])) if state.losses else None,
         "device": training.hardware(device),
     }
@@ -427,7 +432,8 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], sources: list[str]
         "",
         f"- Base model: `{config.base}`" + (f", {config.layers} of its layers kept (evenly spaced)" if config.layers else ""),
         *([f"- Distilled from `{config.teacher}`: soft start/end targets at temperature {config.temperature:g}, weight "
-           f"{config.alpha:g} (hard labels {1 - config.alpha:g})"] if config.teacher else []),
+           f"{config.alpha:g} (hard labels {1 - config.alpha:g}); the teacher's logits took "
+           f"{metrics.get('teacher_seconds', 0) / 60:.1f} minutes, besides the training time below"] if config.teacher else []),
         *(["- Loss: shared normalisation: each question's windows and retrieved passages in one batch, one softmax over "
            "all their tokens for the start and for the end"
            + (f"; {config.unanswerable_fraction:g} of the questions without their gold passage each epoch, "
