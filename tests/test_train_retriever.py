@@ -126,3 +126,12 @@ def test_a_checkpoints_folder_qa_did_not_write_is_not_deleted(setup, tiny_models
     with pytest.raises(QAError, match="did not write"):
         train_retriever(config(setup, tiny_models, out), overwrite=True)
     assert (out / "checkpoints" / "notes.txt").read_text() == "keep me"
+
+
+def test_the_card_says_which_questions_were_left_out_and_why_in_words():
+    from qa.retriever.train import _left_out
+
+    assert _left_out({}) == "" and _left_out({"its paragraph is not in the index": 0}) == ""
+    assert _left_out({"its answer is not inside one passage": 2, "its paragraph is not in the index": 5}) == (
+        " (7 left out: 5 its paragraph is not in the index; 2 its answer is not inside one passage)"
+    )

@@ -264,6 +264,14 @@ def train_retriever(
     return metrics
 
 
+def _left_out(skipped: dict[str, int]) -> str:
+    """The training questions left out and why, for the model card: " (12 left out: ...)" or ""."""
+    if not any(skipped.values()):
+        return ""
+    reasons = "; ".join(f"{n} {reason}" for reason, n in sorted(skipped.items(), key=lambda r: -r[1]) if n)
+    return f" ({sum(skipped.values())} left out: {reasons})"
+
+
 def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: dict[str, str]) -> str:
     hyper = {k: v for k, v in asdict(config).items() if k not in ("train", "index", "output", "base", "device")}
     loss = f"CachedMultipleNegativesRankingLoss (mini-batches of {config.mini_batch_size})" if config.mini_batch_size else "MultipleNegativesRankingLoss"
@@ -276,7 +284,7 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
         *[f"- Training data: `{path}` (sha256 `{digest}`)" for path, digest in sha256.items()],
         f"- Passages and hard negatives: the index(es) {', '.join(f'`{i}`' for i in config.index)}; {config.negatives} BM25 hard negative(s) per question "
         f"from its top {config.negative_depth} passages that come from the same training file and hold no gold answer",
-        f"- {metrics['train_questions']} training questions ({metrics['skipped']} left out), {metrics['held_out_questions']} held out",
+        f"- {metrics['train_questions']} training questions{_left_out(metrics['skipped'])}, {metrics['held_out_questions']} held out",
         f"- Loss: {loss}, batches of {config.batch_size} without duplicates",
         f"- Trained {metrics['steps']} steps ({config.epochs} epochs) in {metrics['train_seconds'] / 60:.1f} minutes on "
         f"{metrics['device']}; final loss {metrics['final_loss']:.4f}",
