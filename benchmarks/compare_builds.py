@@ -3,9 +3,12 @@
 (``--backend openvino``), each compared with the single-process torch index that ``qa evaluate
 open-squad`` builds: the same passages, the same top 10 for the first ``--questions`` SQuAD dev
 questions (BM25, dense and hybrid), recall@10 of an answer string on both, and the time a
-question's search takes on each.
+question's search takes on each. ``served``: the shards of the ``shards`` build, each served by
+its own ``qa serve-shard`` process (loopback ports standing in for other machines) and joined
+with ``qa index --join``, compared with the same shards searched on this machine.
 
     python benchmarks/compare_builds.py --questions 200 --out benchmarks/results/compare_builds.json
+    python benchmarks/compare_builds.py --builds shards,served --out benchmarks/results/compare_served.json
 
 The corpus is written as one JSON Lines file (id, title, text of each document, in the order the
 evaluation indexes them) and indexed by ``qa index`` in a fresh process per build, with the
@@ -19,10 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import contextlib
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +58,43 @@ def build(corpus: Path, index: Path, options: list[str]) -> dict:
     manifest = json.loads(done.stdout.strip().splitlines()[-1])
     return {"options": " ".join(options) or "(single process)", "seconds": round(time.perf_counter() - started, 1),
             "passages": manifest["counts"]["passages"], "shards": len(manifest.get("shards") or [])}
+
+
+@contextlib.contextmanager
+def served(index: Path):
+    """Each shard of ``index`` served by a ``qa serve-shard`` process; yields their URLs."""
+    manifest = json.loads((index / "manifest.json").read_text())
+    processes, urls = [], []
+    try:
+        for entry in manifest["shards"]:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            command = [sys.executable, "-m", "qa", "serve-shard", "--index", str(index / entry["path"]), "--port", str(port)]
+            processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, process in zip(urls, processes):
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(url + "/health", timeout=5).read()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"qa serve-shard did not start at {url}") from None
+                    time.sleep(0.2)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+def join(urls: list[str], index: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "qa", "index", *[a for url in urls for a in ("--join", url)], "--index", str(index), "--json"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"qa index --join failed:\n{done.stderr[-3000:]}")
 
 
 def compare(reference: Index, other: Index, examples, k: int) -> dict:
@@ -98,7 +141,7 @@ def main() -> int:
     parser.add_argument("--shard-passages", type=int, default=5000)
     parser.add_argument("--ray-workers", type=int, default=2)
     parser.add_argument("--backend", default="torch", help="embedding backend of every build (the reference index's)")
-    parser.add_argument("--builds", default="ray,shards,openvino", help="comma-separated: ray, shards, openvino")
+    parser.add_argument("--builds", default="ray,shards,openvino", help="comma-separated: ray, shards, openvino, served (after shards)")
     parser.add_argument("--documents", type=int, default=None, help="first N documents only (builds the reference too)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_builds.json")
     args = parser.parse_args()
@@ -121,8 +164,15 @@ def main() -> int:
                    "shards": [*common, "--shard-passages", str(args.shard_passages)], "openvino": ["--backend", "openvino"]}
         for name in args.builds.split(","):
             path = Path(tmp) / name
-            row = build(corpus, path, options[name])
-            row.update(compare(reference, Index(path).load(), examples, args.k))
+            if name == "served":
+                with served(Path(tmp) / "shards") as urls:
+                    join(urls, path)
+                    row = {"options": f"the {len(urls)} shards served by qa serve-shard, joined (against the same shards here)",
+                           "seconds": "-", "passages": len(Index(path)), "shards": len(urls)}
+                    row.update(compare(Index(Path(tmp) / "shards").load(), Index(path).load(), examples, args.k))
+            else:
+                row = build(corpus, path, options[name])
+                row.update(compare(reference, Index(path).load(), examples, args.k))
             results["builds"].append(row)
             print(json.dumps(row), file=sys.stderr)
 

@@ -22,6 +22,7 @@ from qa.device import PRECISIONS
 from qa.embedding import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEFAULT_EMBEDDING_MODEL
 from qa.errors import QAError
 from qa.index.dense import KINDS as DENSE_KINDS
+from qa.index.remote import SHARD_TOKEN_ENV
 from qa.indexer.options import LayoutOptions
 from qa.indexer.passages import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, DEFAULT_OVERLAP_WORDS
 from qa.pipeline import DEFAULT_ANSWERS, DEFAULT_TOP_K, QUESTION_BATCH
@@ -230,12 +231,24 @@ def index(
     ray_workers: Annotated[
         Optional[int], typer.Option(min=1, help="Embedding actors of a --ray build. Default: one per GPU, else one per 2 CPUs.", show_default=False)
     ] = None,
+    join: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--join", metavar="URL",
+            help="Instead of reading a corpus, write an index whose shards are indexes served by `qa serve-shard` on other "
+            f"machines (repeatable, in order; their token, if any: ${SHARD_TOKEN_ENV}).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Index a collection for `qa ask`: .txt, .md, .html, .pdf, .json(.gz), .jsonl(.gz), SQuAD and COVID-QA
     files, and CORD-19 releases (metadata.csv + document_parses)."""
     if check:
         _check_index(path or index_dir, as_json)
+        return
+    if join:
+        _join(join, path, index_dir, add or ray is not None, as_json)
         return
     if path is None:
         raise QAError("qa index needs the corpus to index: qa index PATH (or qa index --check to verify an index)")
@@ -282,6 +295,20 @@ def index(
         out.print(f"Files read: {report.files_read}; skipped: {escape(reasons)}")
     if report.linked_folders:
         out.print(f"Followed {report.linked_folders} symbolic link(s) to folders")
+
+
+def _join(urls: list[str], path: Optional[Path], index_dir: Optional[Path], building: bool, as_json: bool) -> None:
+    from qa.indexer.join import join_shards
+
+    if path is not None or building:
+        raise QAError("qa index --join writes an index of served shards and reads no corpus: drop PATH, --add and --ray")
+    result = join_shards(urls, index_dir)
+    if as_json:
+        print(json.dumps({"index": str(result.path), "seconds": result.seconds, **result.manifest}))
+        return
+    counts = result.manifest["counts"]
+    out.print(f"Joined [bold]{len(urls)}[/] served shards ({counts['documents']} documents, {counts['passages']} passages) "
+              f"into [bold]{escape(str(result.path))}[/]")
 
 
 def _check_index(path: Optional[Path], as_json: bool) -> None:
@@ -508,6 +535,40 @@ def serve(
     config = uvicorn.Config(app_, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     err.print(f"Serving {escape(str(index_path))} at {url} (loading the models; Ctrl+C stops)", highlight=False)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+@app.command("serve-shard")
+@_friendly_errors
+def serve_shard(
+    index_dir: IndexOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on. Any other than 127.0.0.1/localhost needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port, printed).")] = 8100,
+    token: Annotated[
+        Optional[str],
+        typer.Option(help=f"Require 'Authorization: Bearer TOKEN' on every request. Default: ${SHARD_TOKEN_ENV}.", show_default=False),
+    ] = None,
+) -> None:
+    """Serve an index as one shard of an index on another machine (`qa index --join URL ...` there): its passages,
+    BM25 and dense search, for questions that machine analyses and embeds."""
+    import uvicorn
+
+    from qa.index import default_index_dir
+    from qa.server.shard import create_shard_app
+
+    token = token or os.environ.get(SHARD_TOKEN_ENV) or None
+    if host not in LOOPBACK and not token:
+        raise QAError(
+            f"listening on {host} lets other machines in: pass --token (or set {SHARD_TOKEN_ENV}, on the joining machine "
+            "too) so that only holders of the token can search this shard, or keep the default --host 127.0.0.1"
+        )
+    index_path = index_dir or default_index_dir()
+    app_ = create_shard_app(index_path, token)
+    index = app_.state.served.index
+    sock = _listen(host, port)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{sock.getsockname()[1]}"
+    err.print(f"Serving {escape(str(index_path))} ({len(index)} passages, build {index.build_id}) as a shard at {url}: "
+              f"join it with `qa index --join {url}` (Ctrl+C stops)", highlight=False)
+    uvicorn.Server(uvicorn.Config(app_, log_level="warning", access_log=False, timeout_graceful_shutdown=5)).run(sockets=[sock])
 
 
 def _listen(host: str, port: int):

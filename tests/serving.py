@@ -16,11 +16,26 @@ from qa.server import ServerSettings, ServiceOptions, create_app
 @contextlib.contextmanager
 def running(index: Path, reader: Path | None, settings: ServerSettings = ServerSettings(), **options):
     """A server in a thread; yields its base URL once /ready says so."""
+    app = create_app(ServiceOptions(index=index, reader=str(reader) if reader else None, precision="fp32", **options), settings)
+    with _serving(app, lambda url: call(url, "GET", "/ready", token=settings.token)[0] == 200) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_shard(index: Path, token: str | None = None):
+    """`qa serve-shard` of ``index`` in a thread; yields its base URL."""
+    from qa.server.shard import create_shard_app
+
+    with _serving(create_shard_app(index, token), lambda url: True) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(app, ready):
     import socket
 
     import uvicorn
 
-    app = create_app(ServiceOptions(index=index, reader=str(reader) if reader else None, precision="fp32", **options), settings)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
@@ -29,7 +44,7 @@ def running(index: Path, reader: Path | None, settings: ServerSettings = ServerS
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
         deadline = time.monotonic() + 60
-        while call(url, "GET", "/health", token=settings.token)[0] != 200 or call(url, "GET", "/ready", token=settings.token)[0] != 200:
+        while call(url, "GET", "/health")[0] != 200 or not ready(url):
             assert time.monotonic() < deadline, "the server did not get ready"
             time.sleep(0.05)
         yield url

@@ -10,6 +10,7 @@ import numpy as np
 
 from qa.errors import QAError, first_line
 from qa.index import layout
+from qa.index.remote import ShardClient
 
 
 @dataclass
@@ -74,21 +75,37 @@ def check_index(path: str | Path) -> CheckReport:
 
 
 def _check_shards(report: CheckReport, path: Path, manifest: dict) -> None:
-    """Each shard checked as an index, and found to be the shard the manifest lists."""
+    """Each shard checked as an index (a shard served by another machine: by its server), and
+    found to be the shard the manifest lists."""
     passages = documents = 0
     for entry in manifest["shards"]:
-        shard = check_index(path / entry["path"])
-        report.problems.extend(f"{entry['path']}: {problem}" for problem in shard.problems)
+        name = entry.get("path") or entry["url"]
+        shard = check_index(path / entry["path"]) if "path" in entry else _check_served(entry)
+        report.problems.extend(f"{name}: {problem}" for problem in shard.problems)
         if shard.manifest is None:
             continue
         if shard.manifest.get("build_id") != entry.get("build_id") or shard.manifest["counts"]["passages"] != entry.get("passages"):
-            report.problems.append(f"{entry['path']} is not the shard the build wrote (another build id or size)")
+            report.problems.append(f"{name} is not the shard the build wrote (another build id or size)")
         passages += shard.manifest["counts"]["passages"]
         documents += shard.manifest["counts"]["documents"]
     counts = manifest["counts"]
     if not report.problems and (passages, documents) != (counts["passages"], counts["documents"]):
         report.problems.append(f"the shards hold {documents} documents and {passages} passages, the manifest {counts['documents']} and {counts['passages']}")
-    report.checks.append(f"{len(manifest['shards'])} shards: each checked as an index")
+    served = sum("url" in entry for entry in manifest["shards"])
+    report.checks.append(f"{len(manifest['shards'])} shards: each checked as an index" + (f" ({served} by their servers)" if served else ""))
+
+
+def _check_served(entry: dict) -> CheckReport:
+    """The check a shard server makes of the index it serves (``qa serve-shard``)."""
+    report = CheckReport(Path(entry["url"]))
+    try:
+        found = ShardClient(entry["url"], entry.get("build_id")).call("/shard/check", {})
+    except QAError as err:
+        report.problems.append(str(err))
+        return report
+    report.manifest = {"build_id": found["build_id"], "counts": found["counts"]}
+    report.problems.extend(found["problems"])
+    return report
 
 
 def _check(report: CheckReport, part: str, count, expected: int) -> None:

@@ -60,6 +60,11 @@ def is_sharded(manifest: dict[str, Any]) -> bool:
     return manifest.get("format_version") == SHARDED_VERSION
 
 
+def is_joined(manifest: dict[str, Any]) -> bool:
+    """True for an index some of whose shards are served by other machines (``qa index --join``)."""
+    return any("url" in shard for shard in manifest.get("shards") or [])
+
+
 def marker_version(index_dir: Path) -> int | None:
     """The format version the folder's marker names, or None when it has no qa marker."""
     try:
@@ -142,7 +147,7 @@ def read_manifest(index_dir: str | Path) -> dict[str, Any]:
         )
     shards = manifest.get("shards")
     if version == SHARDED_VERSION and not (
-        isinstance(shards, list) and shards and all(isinstance(s, dict) and isinstance(s.get("path"), str) for s in shards)
+        isinstance(shards, list) and shards and all(isinstance(s, dict) and isinstance(s.get("path", s.get("url")), str) for s in shards)
     ):
         raise QAError(f"index manifest {str(path)!r} lists no shards: it is damaged; rebuild the index with `qa index`")
     for section, keys in REQUIRED.items():

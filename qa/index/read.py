@@ -16,7 +16,9 @@ from qa.embedding import Embedder, QuestionEncoder, load_question_encoder
 from qa.errors import QAError, first_line
 from qa.index import layout
 from qa.index.dense import open_faiss
-from qa.index.shards import ShardedBM25, ShardedSearch, ShardedStore, ShardedVectors
+from qa.index.remote import RemoteShard
+from qa.index.scores import ArrayScores, Scores
+from qa.index.shards import BM25Part, ShardedBM25, ShardedSearch, ShardedStore, ShardedVectors, parallel, serial
 from qa.index.store import PassageStore
 
 logger = logging.getLogger(__name__)
@@ -39,9 +41,12 @@ class Index:
         self.precision = precision  # of the question encoder (see Embedder)
         self.generation = int(self.manifest.get("generation", 1))
         self.build_id = self.manifest.get("build_id")
-        self.shards: list[Index] = [self._open_shard(entry) for entry in self.manifest.get("shards") or []]
+        entries = self.manifest.get("shards") or []
+        self.remote = any("url" in entry for entry in entries)  # some shards are served by other machines
+        self._fan_out = parallel if self.remote else serial
+        self.shards: list[Index | RemoteShard] = self._fan_out(self._open_shard, entries)
         if self.shards:
-            self.store = ShardedStore([s.store for s in self.shards], [len(s) for s in self.shards])
+            self.store = ShardedStore([s.store for s in self.shards], [len(s) for s in self.shards], self._fan_out)
             stored, where = sum(len(s) for s in self.shards), "its shards hold"  # each shard checked its own store
         else:
             self.store = self._open_parts()
@@ -67,13 +72,17 @@ class Index:
             raise self._damaged("; ".join(problems[:3]))
         return PassageStore(self.path / layout.STORE)
 
-    def _open_shard(self, entry: dict) -> Index:
-        """A shard as the manifest lists it, checked to be the shard that build wrote."""
-        shard = Index(self.path / entry["path"], device=self.device, precision=self.precision)
+    def _open_shard(self, entry: dict) -> Index | RemoteShard:
+        """A shard as the manifest lists it (a folder of this index, or the URL of a shard server),
+        checked to be the shard that the build wrote or the join found."""
+        if "url" in entry:
+            shard, name = RemoteShard(entry), f"the shard served at {entry['url']}"
+        else:
+            shard, name = Index(self.path / entry["path"], device=self.device, precision=self.precision), entry["path"]
         if shard.shards or shard.build_id != entry.get("build_id") or len(shard) != entry.get("passages"):
-            raise self._damaged(f"{entry['path']} is not the shard the build wrote")
+            raise self._damaged(f"{name} is not the shard the build wrote")
         if shard.manifest["dense"]["dim"] != self.manifest["dense"]["dim"]:
-            raise self._damaged(f"{entry['path']} holds vectors of another dimension")
+            raise self._damaged(f"{name} holds vectors of another dimension")
         return shard
 
     def __len__(self) -> int:
@@ -139,16 +148,20 @@ class Index:
         return lengths
 
     @functools.cached_property
-    def _sharded_bm25(self) -> ShardedBM25:
+    def bm25_part(self) -> BM25Part | ShardedBM25:
+        """The BM25 part that scores a query with given collection statistics: this index's
+        (unsharded), or its shards' searched as one (what a shard server answers with)."""
+        if self.shards:
+            return ShardedBM25([s.bm25_part for s in self.shards], self._fan_out)
         settings = self.manifest["bm25"]
-        return ShardedBM25([s.bm25 for s in self.shards], [s.bm25_lengths for s in self.shards], settings["k1"], settings["b"])
+        return BM25Part(self.bm25, self.bm25_lengths, settings["k1"], settings["b"])
 
     @functools.cached_property
     def vectors(self) -> np.ndarray:
         """Passage vectors as stored (float16, unit length), memory-mapped."""
         self._check_current("vectors")
         if self.shards:
-            return ShardedVectors([s.vectors for s in self.shards])  # type: ignore[return-value]
+            return ShardedVectors([s.vectors for s in self.shards], self._fan_out)  # type: ignore[return-value]
         try:
             vectors = np.load(self.path / layout.VECTORS, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
@@ -164,7 +177,7 @@ class Index:
         (read from disk); on the GPU when this index's device is CUDA and faiss supports it."""
         vectors = self.vectors
         if self.shards:
-            return ShardedSearch([s.faiss for s in self.shards])
+            return ShardedSearch([s.faiss for s in self.shards], self._fan_out)
         try:
             index = open_faiss(vectors, self.manifest["dense"], self.path / layout.FAISS_FILE.rsplit("/", 1)[0], pick_device(self.device))
         except RuntimeError as err:  # faiss reports damage as RuntimeError
@@ -193,11 +206,14 @@ class Index:
     def load(self) -> Index:
         """Load now every part that is otherwise loaded on first use (BM25, vectors, the dense
         index, the question encoder), so that no question pays for it; returns the index."""
-        if self.shards:
-            _ = self._sharded_bm25
-        else:
-            _ = self.bm25
-        _ = self.faiss, self.question_encoder
+        self.load_search_parts()
+        _ = self.question_encoder
+        return self
+
+    def load_search_parts(self) -> Index:
+        """Load the BM25 and dense parts now (what a shard server needs: questions come to it
+        as terms and vectors); returns the index."""
+        _ = self.bm25_part, self.faiss
         return self
 
     def reopen(self) -> Index:
@@ -209,12 +225,24 @@ class Index:
             fresh.__dict__["question_encoder"] = self.__dict__["question_encoder"]
         return fresh
 
-    def bm25_scores(self, terms: list[str]) -> np.ndarray | None:
-        """BM25 scores of every passage for a query of analysed ``terms`` (a full pass over the
-        index's postings of those terms); None when no term is in the index."""
+    def bm25_search(self, terms: list[str]) -> Scores | None:
+        """The BM25 scores of a query of analysed ``terms`` as the retriever reads them (its best
+        passages, given passages' scores); None when no term is in the index. A sharded index
+        gathers the terms' statistics from all its shards first."""
         if self.shards:
             self._check_current("BM25 index")
-            return self._sharded_bm25.scores(terms)
+            return self.bm25_part.search(terms)
+        scores = self.bm25_scores(terms)
+        return None if scores is None else ArrayScores(scores)
+
+    def bm25_scores(self, terms: list[str]) -> np.ndarray | None:
+        """BM25 scores of every passage for a query of analysed ``terms`` (a full pass over the
+        index's postings of those terms); None when no term is in the index. (Of an index whose
+        shards are served by other machines, every score travels: :meth:`bm25_search` is what
+        searches.)"""
+        if self.shards:
+            found = self.bm25_search(terms)
+            return None if found is None else found.at(np.arange(len(self)))
         bm25 = self.bm25
         ids = bm25.get_tokens_ids(terms)
         if not ids:

@@ -91,6 +91,11 @@ def build_index(
 
     with IndexWriter(target, add=add) as writer:
         previous = writer.previous
+        if previous is not None and layout.is_joined(previous):
+            raise QAError(
+                f"the index at {str(target)!r} joins shards served by other machines: add the documents to one of them "
+                "(qa index --add there), then join the shards again (qa index --join)"
+            )
         model, passage_config = _model_and_passages(writer, embedding.model_id, requested)
         report = ReadReport()
         corpus_path = str(Path(corpus).resolve()) if isinstance(corpus, (str, os.PathLike)) else None

@@ -1,8 +1,8 @@
 """Retrievers over an :class:`Index`: BM25, dense, and their weighted reciprocal rank fusion.
 
-Each question is scored once: its BM25 scores over every passage and its vector are computed
-a single time per search, and every :class:`Hit` carries both for its passage (the evidence
-that answer ranking weighs), whichever retriever found it.
+Each question is scored once: its BM25 scores and its vector are computed a single time per
+search, and every :class:`Hit` carries both for its passage (the evidence that answer ranking
+weighs), whichever retriever found it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from qa.errors import QAError
 from qa.index import Index, Passage
 from qa.index.analysis import analyze
+from qa.index.scores import Scores
 
 RRF_K = 10
 """Rank offset of reciprocal rank fusion (Cormack et al., 2009, used 60). Chosen with
@@ -43,11 +44,11 @@ class Hit:
 
 @dataclass
 class Query:
-    """What a search knows of one question: its BM25 scores over every passage (None when no
-    term of it is indexed) and its vector, each computed at most once."""
+    """What a search knows of one question: its BM25 scores (None when no term of it is indexed)
+    and its vector, each computed at most once."""
 
     text: str
-    bm25: np.ndarray | None = None
+    bm25: Scores | None = None
     has_bm25: bool = False
     vector: np.ndarray | None = None
 
@@ -85,7 +86,7 @@ class Retriever:
 
     def _score_bm25(self, query: Query) -> None:
         if not query.has_bm25:
-            query.bm25 = self.index.bm25_scores(analyze(query.text))
+            query.bm25 = self.index.bm25_search(analyze(query.text))
             query.has_bm25 = True
 
     def _hits(self, ranked: list[tuple[int, float]], query: Query, evidence: bool) -> list[Hit]:
@@ -95,7 +96,7 @@ class Retriever:
         cosine: list[float | None] = [None] * len(ids)
         if evidence and ids:
             at = np.asarray(ids, dtype=np.int64)
-            bm25 = (query.bm25[at] if query.bm25 is not None else np.zeros(len(ids), np.float32)).astype(np.float32).tolist()
+            bm25 = (query.bm25.at(at) if query.bm25 is not None else np.zeros(len(ids), np.float32)).astype(np.float32).tolist()
             cosine = (self.index.vectors[at].astype(np.float32) @ query.vector).tolist()
         return [
             Hit(p, s, r, b, c)
@@ -109,7 +110,7 @@ class BM25Retriever(Retriever):
 
     def rank(self, query: Query, k: int) -> list[tuple[int, float]]:
         self._score_bm25(query)
-        return [] if query.bm25 is None else _top_k(query.bm25, k, positive_only=True)
+        return [] if query.bm25 is None else query.bm25.top(k)
 
 
 class DenseRetriever(Retriever):
@@ -181,12 +182,3 @@ def make_retriever(index: Index, kind: str = DEFAULT_RETRIEVER) -> Retriever:
     if kind not in RETRIEVERS:
         raise QAError(f"unknown retriever {kind!r}: choose one of {', '.join(RETRIEVERS)}")
     return RETRIEVERS[kind](index)
-
-
-def _top_k(scores: np.ndarray, k: int, positive_only: bool = False) -> list[tuple[int, float]]:
-    k = min(k, len(scores))
-    if k <= 0:
-        return []
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.lexsort((top, -scores[top]))]
-    return [(int(i), float(scores[i])) for i in top if not positive_only or scores[i] > 0]
