@@ -232,7 +232,7 @@ class Pipeline:
                 readings[i] = output.part(lo, lo + len(hits))
                 lo += len(hits)
                 found[i] = self.rank_answers(hits, readings[i], answers) if hits else []
-                abstained[i] = bool(hits) and readings[i].abstains(self.abstention, len(hits))
+                abstained[i] = bool(hits) and not found[i] and readings[i].abstains(self.abstention, len(hits))  # answers: it did not
         if any(found):  # the answers' documents' metadata, in one look-up for the group
             metadata = self.index.store.metadata(a.passage.doc_id for answers in found for a in answers)
             found = [[replace(a, metadata=metadata.get(a.passage.doc_id, {})) for a in answers] for answers in found]

@@ -108,6 +108,27 @@ def test_int8_quantises_every_linear_layer_per_output_channel(tiny_models):
     assert {m.weight().qscheme() for m in quantised} == {torch.per_channel_affine}
 
 
+def test_converting_for_openvino_reports_nothing_to_openvino_telemetry(tiny_models, monkeypatch):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'qa[openvino]')")
+    telemetry = pytest.importorskip("openvino_telemetry", reason="openvino_telemetry is not installed: nothing to report to")
+    calls = []
+
+    class Recording:  # what OpenVINO's converter would send, and to which tracker
+        def __init__(self, *args, **kwargs):
+            calls.append(("init", kwargs.get("tid")))
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: calls.append((name, args))
+
+    monkeypatch.setattr(telemetry, "Telemetry", Recording)
+    reader = Reader(tiny_models["reader"], max_length=64, stride=16, precision="fp32", backend="openvino")
+    assert reader.backend == "openvino" and reader.read_batch(["who built the tower?"], PASSAGES[:1]).spans
+    assert calls == []
+    from openvino.tools.ovc import convert_impl
+
+    assert convert_impl.tm is telemetry  # put back after converting
+
+
 def test_unknown_or_impossible_precisions_are_clear_errors(tiny_models):
     with pytest.raises(QAError, match="unknown precision"):
         Reader(tiny_models["reader"], precision="fp8")

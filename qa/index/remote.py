@@ -186,15 +186,26 @@ class RemoteBM25:
 
 class RemoteScores:
     """A query's BM25 scores on a served shard: its best passages and given passages' scores,
-    each computed by the server (the scores of all its passages never travel)."""
+    each computed by the server (the scores of all its passages never travel). Scores already
+    returned are kept: when the best ``k`` came back fewer than ``k``, every passage with a
+    score is known, and the others score 0 without asking."""
 
     def __init__(self, client: ShardClient, query: dict[str, Any]):
         self.client, self.query = client, query
+        self.known: dict[int, float] = {}
+        self.complete = False
 
     def top(self, k: int) -> list[tuple[int, float]]:
         answer = self.client.call("/shard/bm25/top", {**self.query, "k": int(k)})
-        return [(int(i), float(s)) for i, s in zip(answer["ids"], answer["scores"])]
+        found = [(int(i), float(s)) for i, s in zip(answer["ids"], answer["scores"])]
+        self.known.update(found)
+        self.complete = self.complete or len(found) < k
+        return found
 
     def at(self, ids: Sequence[int]) -> np.ndarray:
-        answer = self.client.call("/shard/bm25/at", {**self.query, "ids": [int(i) for i in ids]})
-        return np.asarray(answer["scores"], dtype=np.float32)
+        ids = [int(i) for i in ids]
+        missing = [] if self.complete else list(dict.fromkeys(i for i in ids if i not in self.known))
+        if missing:
+            answer = self.client.call("/shard/bm25/at", {**self.query, "ids": missing})
+            self.known.update(zip(missing, map(float, answer["scores"])))
+        return np.asarray([self.known.get(i, 0.0) for i in ids], dtype=np.float32)
