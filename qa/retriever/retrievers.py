@@ -44,13 +44,16 @@ class Hit:
 
 @dataclass
 class Query:
-    """What a search knows of one question: its BM25 scores (None when no term of it is indexed)
-    and its vector, each computed at most once."""
+    """What a search knows of one question: its BM25 scores (None when no term of it is indexed),
+    its vector and its best passages by vector (``dense``, of a search ``dense_depth`` deep), each
+    computed at most once."""
 
     text: str
     bm25: Scores | None = None
     has_bm25: bool = False
     vector: np.ndarray | None = None
+    dense: list[tuple[int, float]] | None = None
+    dense_depth: int = 0
 
 
 class Retriever:
@@ -69,7 +72,8 @@ class Retriever:
 
     def search_batch(self, questions: Sequence[str], k: int, *, evidence: bool = True) -> list[list[Hit]]:
         """The ``k`` best passages for each question. Their vectors are computed in one call of
-        the encoder. With ``evidence``, every hit carries its BM25 score and cosine."""
+        the encoder and searched in one call of the dense index; the passages found are read in
+        one call of the store. With ``evidence``, every hit carries its BM25 score and cosine."""
         queries = [Query(q) for q in questions]
         if queries and (self.uses_vectors or evidence):
             vectors = self.index.question_encoder.encode([q.text for q in queries])
@@ -78,30 +82,46 @@ class Retriever:
         if self.uses_bm25 or evidence:
             for query in queries:
                 self._score_bm25(query)
-        return [self._hits(self.rank(query, k), query, evidence) for query in queries]
+        if queries and self.uses_vectors:
+            self._search_dense(queries, self.dense_depth(k))
+        return self._hits([self.rank(query, k) for query in queries], queries, evidence)
 
     def rank(self, query: Query, k: int) -> list[tuple[int, float]]:
         """``(passage number, score)`` of the ``k`` best passages, best first."""
         raise NotImplementedError
+
+    def dense_depth(self, k: int) -> int:
+        """How deep :meth:`rank` reads the dense ranking for the best ``k``."""
+        return k
 
     def _score_bm25(self, query: Query) -> None:
         if not query.has_bm25:
             query.bm25 = self.index.bm25_search(analyze(query.text))
             query.has_bm25 = True
 
-    def _hits(self, ranked: list[tuple[int, float]], query: Query, evidence: bool) -> list[Hit]:
-        ids = [i for i, _ in ranked]
+    def _search_dense(self, queries: Sequence[Query], depth: int) -> None:
+        depth = min(depth, len(self.index))
+        scores, ids = self.index.faiss.search(np.stack([q.vector for q in queries]), depth)
+        for query, row_scores, row_ids in zip(queries, scores, ids):
+            query.dense = [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
+            query.dense_depth = depth
+
+    def _hits(self, rankings: list[list[tuple[int, float]]], queries: list[Query], evidence: bool) -> list[list[Hit]]:
+        ids = [i for ranked in rankings for i, _ in ranked]
         passages = self.index.store.get(ids)
-        bm25: list[float | None] = [None] * len(ids)
-        cosine: list[float | None] = [None] * len(ids)
-        if evidence and ids:
-            at = np.asarray(ids, dtype=np.int64)
-            bm25 = (query.bm25.at(at) if query.bm25 is not None else np.zeros(len(ids), np.float32)).astype(np.float32).tolist()
-            cosine = (self.index.vectors[at].astype(np.float32) @ query.vector).tolist()
-        return [
-            Hit(p, s, r, b, c)
-            for r, (p, (_, s), b, c) in enumerate(zip(passages, ranked, bm25, cosine), start=1)
-        ]
+        rows = self.index.vectors[np.asarray(ids, dtype=np.int64)].astype(np.float32) if evidence and ids else None
+        found, first = [], 0
+        for ranked, query in zip(rankings, queries):
+            n, last = len(ranked), first + len(ranked)
+            bm25: list[float | None] = [None] * n
+            cosine: list[float | None] = [None] * n
+            if evidence and n:
+                mine = ids[first:last]
+                bm25 = (query.bm25.at(mine) if query.bm25 is not None else np.zeros(n, np.float32)).astype(np.float32).tolist()
+                cosine = (rows[first:last] @ query.vector).tolist()
+            found.append([Hit(p, s, r, b, c) for r, (p, (_, s), b, c) in enumerate(zip(passages[first:last], ranked, bm25, cosine), start=1)])
+            first = last
+        return found
 
 
 class BM25Retriever(Retriever):
@@ -118,8 +138,9 @@ class DenseRetriever(Retriever):
     uses_vectors = True
 
     def rank(self, query: Query, k: int) -> list[tuple[int, float]]:
-        scores, ids = self.index.faiss.search(query.vector[None, :], min(k, len(self.index)))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        if query.dense is None or query.dense_depth < min(k, len(self.index)):
+            self._search_dense([query], k)
+        return query.dense[:k]
 
 
 class HybridRetriever(Retriever):
@@ -144,8 +165,11 @@ class HybridRetriever(Retriever):
         self.bm25 = BM25Retriever(index)
         self.dense = DenseRetriever(index)
 
+    def dense_depth(self, k: int) -> int:
+        return max(k, self.depth)
+
     def rank(self, query: Query, k: int) -> list[tuple[int, float]]:
-        depth = max(k, self.depth)
+        depth = self.dense_depth(k)
         fused = reciprocal_rank_fusion(
             [self.bm25.rank(query, depth), self.dense.rank(query, depth)],
             k=self.rrf_k,
