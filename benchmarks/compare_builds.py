@@ -5,7 +5,9 @@ open-squad`` builds: the same passages, the same top 10 for the first ``--questi
 questions (BM25, dense and hybrid), recall@10 of an answer string on both, and the time a
 question's search takes on each. ``served``: the shards of the ``shards`` build, each served by
 its own ``qa serve-shard`` process (loopback ports standing in for other machines) and joined
-with ``qa index --join``, compared with the same shards searched on this machine.
+with ``qa index --join``, compared with the same shards searched on this machine, and end to end:
+the default pipeline's answers to the same questions (``Pipeline.ask_batch``, the packaged reader)
+and its time per question over each.
 
     python benchmarks/compare_builds.py --questions 200 --out benchmarks/results/compare_builds.json
     python benchmarks/compare_builds.py --builds shards,served --out benchmarks/results/compare_served.json
@@ -38,6 +40,7 @@ from qa.eval.question_sets import load_question_set
 from qa.eval.retrieval import contains_answer
 from qa.eval.runner import prepare_index
 from qa.index import Index
+from qa.pipeline import Pipeline
 from qa.retriever import make_retriever
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
@@ -134,6 +137,25 @@ def compare(reference: Index, other: Index, examples, k: int) -> dict:
     return row
 
 
+def compare_answers(reference: Index, other: Index, examples) -> dict:
+    """The default pipeline's best answer over each index for ``examples``, and its time per question."""
+    questions = [example.question for example in examples]
+    first = Pipeline(reference)
+    pipelines = {"reference": first, "other": Pipeline(other, reader=first.reader)}  # one reader, loaded once
+    pipelines["reference"].ask_batch(questions[:16])  # warm both (compilation, caches) before timing
+    pipelines["other"].ask_batch(questions[:16])
+    answers, seconds = {}, {}
+    for name, pipeline in pipelines.items():
+        started = time.perf_counter()
+        predictions = pipeline.ask_batch(questions)
+        seconds[name] = time.perf_counter() - started
+        answers[name] = [p.answers[0].text if p.answers else "" for p in predictions]
+    same = sum(a == b for a, b in zip(answers["reference"], answers["other"]))
+    return {"answers_identical": round(100 * same / len(questions), 1),
+            "reference_s_per_question": round(seconds["reference"] / len(questions), 4),
+            "s_per_question": round(seconds["other"] / len(questions), 4)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=200)
@@ -170,6 +192,7 @@ def main() -> int:
                     row = {"options": f"the {len(urls)} shards served by qa serve-shard, joined (against the same shards here)",
                            "seconds": "-", "passages": len(Index(path)), "shards": len(urls)}
                     row.update(compare(Index(Path(tmp) / "shards").load(), Index(path).load(), examples, args.k))
+                    row["pipeline"] = compare_answers(Index(Path(tmp) / "shards").load(), Index(path).load(), examples)
             else:
                 row = build(corpus, path, options[name])
                 row.update(compare(reference, Index(path).load(), examples, args.k))
@@ -184,6 +207,9 @@ def main() -> int:
             r = row[name]
             print(f"| {row['options']} | {row['seconds']} | {row['passages']} | {row['same_passages']} | {name} | {r['identical_top_k']}% | "
                   f"{r['mean_overlap_top_k']}% | {r['reference_recall_answer']} → {r['recall_answer']} | {r['reference_ms_p50']} → {r['ms_p50']} |")
+        if "pipeline" in row:
+            p = row["pipeline"]
+            print(f"  pipeline: answers identical {p['answers_identical']}%, s/question {p['reference_s_per_question']} → {p['s_per_question']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0
