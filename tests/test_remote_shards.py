@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 
 import numpy as np
 import pytest
@@ -21,26 +20,7 @@ from qa.indexer.join import join_shards
 from qa.pipeline import Pipeline
 from qa.retriever import make_retriever
 from serving import call, running_shard
-
-WORDS = ("paris tower engineer river city mountain company capital plants light oxygen energy cat dog animal "
-         "mailman bridge station harbour forest desert island volcano glacier museum library garden").split()
-QUESTIONS = ["Which engineer built the tower in Paris?", "What do plants release with light?", "dog barks at mailman",
-             "volcano island glacier", "museum library garden bridge"]
-
-
-def _corpus(root, documents=24, seed=0):
-    rng = random.Random(seed)
-    root.mkdir()
-    for i in range(documents):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(8, 40))]
-        (root / f"doc{i:02d}.txt").write_text(" ".join(words).capitalize() + ".")
-    return root
-
-
-def _build(corpus, out, tiny_models, **kw):
-    return build_index(corpus, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])),
-                       passages=PassageOptions(max_words=12, overlap_words=4), **kw)
-
+from test_shards import QUESTIONS, _build, _corpus  # the same small corpus and questions as the shards on one machine
 
 @pytest.fixture(scope="module")
 def sharded(tiny_models, tmp_path_factory):
