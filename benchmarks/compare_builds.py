@@ -11,6 +11,7 @@ and its time per question over each.
 
     python benchmarks/compare_builds.py --questions 200 --out benchmarks/results/compare_builds.json
     python benchmarks/compare_builds.py --builds shards,served --out benchmarks/results/compare_served.json
+    python benchmarks/compare_builds.py --builds shards,served --work /tmp/builds   # keeps the builds; a second run reuses them
 
 The corpus is written as one JSON Lines file (id, title, text of each document, in the order the
 evaluation indexes them) and indexed by ``qa index`` in a fresh process per build, with the
@@ -44,6 +45,8 @@ from qa.pipeline import Pipeline
 from qa.retriever import make_retriever
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
+BATCH = 16
+"""Questions per batch when searching as the pipeline does (its default batch)."""
 
 
 def write_corpus(documents, path: Path) -> None:
@@ -126,6 +129,13 @@ def compare(reference: Index, other: Index, examples, k: int) -> dict:
             a, b = [h.passage.idx for h in a], [h.passage.idx for h in b]
             identical += a == b
             overlap += len(set(a) & set(b)) / max(len(a), 1)
+        batched = {"reference": 0.0, "other": 0.0}  # as the pipeline searches: batches, with the evidence
+        for first in range(0, len(examples), BATCH):
+            questions = [example.question for example in examples[first:first + BATCH]]
+            for key, retriever in (("reference", ours), ("other", theirs)):
+                started = time.perf_counter()
+                retriever.search_batch(questions, k)
+                batched[key] += time.perf_counter() - started
         row[name] = {
             "identical_top_k": round(100 * identical / len(examples), 1),
             "mean_overlap_top_k": round(100 * overlap / len(examples), 1),
@@ -133,6 +143,8 @@ def compare(reference: Index, other: Index, examples, k: int) -> dict:
             "recall_answer": round(100 * found["other"] / len(examples), 1),
             "reference_ms_p50": round(1000 * float(np.median(times["reference"])), 2),
             "ms_p50": round(1000 * float(np.median(times["other"])), 2),
+            "reference_batch_ms": round(1000 * batched["reference"] / len(examples), 2),
+            "batch_ms": round(1000 * batched["other"] / len(examples), 2),
         }
     return row
 
@@ -166,12 +178,15 @@ def main() -> int:
     parser.add_argument("--builds", default="ray,shards,openvino", help="comma-separated: ray, shards, openvino, served (after shards)")
     parser.add_argument("--documents", type=int, default=None, help="first N documents only (builds the reference too)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_builds.json")
+    parser.add_argument("--work", type=Path, help="keep the builds in this folder (default: a temporary one); a build "
+                        "already there is reused, not rebuilt")
     args = parser.parse_args()
 
     question_set = load_question_set("open-squad")
     examples = question_set.examples[: args.questions]
     results = {"cpu": cpu_info().name, "cores": os.cpu_count(), "questions": len(examples), "k": args.k, "builds": []}
-    with tempfile.TemporaryDirectory() as tmp:
+    with (contextlib.nullcontext(str(args.work)) if args.work else tempfile.TemporaryDirectory()) as tmp:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         corpus = Path(tmp) / "open-squad.jsonl"
         write_corpus(question_set.corpus[: args.documents], corpus)
         common = ["--backend", args.backend]
@@ -193,6 +208,11 @@ def main() -> int:
                            "seconds": "-", "passages": len(Index(path)), "shards": len(urls)}
                     row.update(compare(Index(Path(tmp) / "shards").load(), Index(path).load(), examples, args.k))
                     row["pipeline"] = compare_answers(Index(Path(tmp) / "shards").load(), Index(path).load(), examples)
+            elif (path / "manifest.json").is_file():  # kept from an earlier run (--work)
+                manifest = json.loads((path / "manifest.json").read_text())
+                row = {"options": " ".join(options[name]) + " (kept from an earlier run)", "seconds": "-",
+                       "passages": manifest["counts"]["passages"], "shards": len(manifest.get("shards") or [])}
+                row.update(compare(reference, Index(path).load(), examples, args.k))
             else:
                 row = build(corpus, path, options[name])
                 row.update(compare(reference, Index(path).load(), examples, args.k))
@@ -200,13 +220,15 @@ def main() -> int:
             print(json.dumps(row), file=sys.stderr)
 
     print(f"{len(examples)} open-squad questions, top {args.k}, against the single-process index ({results['cpu']}, {results['cores']} cores)")
-    print("| build | seconds | passages | same passages | retriever | identical top 10 | mean overlap | answer recall@10 (reference → this) | ms/question (reference → this) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| build | seconds | passages | same passages | retriever | identical top 10 | mean overlap | answer recall@10 (reference → this) "
+          f"| ms/question alone, p50 (reference → this) | ms/question in batches of {BATCH} with evidence |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in results["builds"]:
         for name in RETRIEVERS:
             r = row[name]
             print(f"| {row['options']} | {row['seconds']} | {row['passages']} | {row['same_passages']} | {name} | {r['identical_top_k']}% | "
-                  f"{r['mean_overlap_top_k']}% | {r['reference_recall_answer']} → {r['recall_answer']} | {r['reference_ms_p50']} → {r['ms_p50']} |")
+                  f"{r['mean_overlap_top_k']}% | {r['reference_recall_answer']} → {r['recall_answer']} | {r['reference_ms_p50']} → {r['ms_p50']} | "
+                  f"{r['reference_batch_ms']} → {r['batch_ms']} |")
         if "pipeline" in row:
             p = row["pipeline"]
             print(f"  pipeline: answers identical {p['answers_identical']}%, s/question {p['reference_s_per_question']} → {p['s_per_question']}")

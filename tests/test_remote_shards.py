@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from qa.cli import app
 from qa.errors import QAError
 from qa.index import Index, check_index, layout
 from qa.index.analysis import analyze
+from qa.index.remote import ShardClient
 from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, build_index
 from qa.indexer.join import join_shards
 from qa.pipeline import Pipeline
@@ -80,6 +82,31 @@ def test_a_joined_index_of_served_shards_answers_as_the_shards_on_this_machine(s
         report = check_index(result.path)
         assert report.ok, report.problems
         assert any("by their servers" in check for check in report.checks)
+
+
+def test_a_batch_of_questions_asks_each_shard_server_once_per_step(sharded, tmp_path, monkeypatch):
+    """BM25's two round trips, the dense search and the evidence of a whole batch: one request per
+    server each, and the same hits as the questions asked one at a time."""
+    with _served(sharded["shards"]) as urls:
+        joined = Index(join_shards(urls, tmp_path / "joined").path).load()
+        retriever = make_retriever(joined, "hybrid")
+        one_at_a_time = [retriever.search(question, 5) for question in QUESTIONS]
+        asked: Counter = Counter()
+        call = ShardClient.call
+
+        def counted(self, route, body=None):
+            asked[route] += 1
+            return call(self, route, body)
+
+        monkeypatch.setattr(ShardClient, "call", counted)
+        batch = retriever.search_batch(QUESTIONS, 5)
+        exact = lambda hits: [(h.passage, h.score, h.rank, h.bm25) for h in hits]  # noqa: E731
+        assert [exact(hits) for hits in batch] == [exact(hits) for hits in one_at_a_time]
+        cosines = lambda found: [h.cosine for hits in found for h in hits]  # noqa: E731 (questions encoded together
+        np.testing.assert_allclose(cosines(batch), cosines(one_at_a_time), atol=1e-5)  # pad differently: float rounding)
+        assert asked["/shard/bm25/holding"] == asked["/shard/dense"] == len(urls)
+        assert 1 <= asked["/shard/bm25/top"] <= len(urls) and asked["/shard/bm25/at"] <= len(urls)
+        assert asked["/shard/passages"] <= len(urls) and asked["/shard/vectors"] <= len(urls)
 
 
 def test_a_rebuilt_or_stopped_shard_is_refused_by_name(sharded, tiny_models, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,11 +230,16 @@ class Index:
         """The BM25 scores of a query of analysed ``terms`` as the retriever reads them (its best
         passages, given passages' scores); None when no term is in the index. A sharded index
         gathers the terms' statistics from all its shards first."""
+        return self.bm25_search_many([terms])[0]
+
+    def bm25_search_many(self, queries: Sequence[list[str]]) -> list[Scores | None]:
+        """:meth:`bm25_search` of each query (a sharded index gathers the statistics of all their
+        terms from each shard at once)."""
         if self.shards:
             self._check_current("BM25 index")
-            return self.bm25_part.search(terms)
-        scores = self.bm25_scores(terms)
-        return None if scores is None else ArrayScores(scores)
+            return self.bm25_part.search_many(queries)
+        found = [self.bm25_scores(terms) for terms in queries]
+        return [None if scores is None else ArrayScores(scores) for scores in found]
 
     def bm25_scores(self, terms: list[str]) -> np.ndarray | None:
         """BM25 scores of every passage for a query of analysed ``terms`` (a full pass over the

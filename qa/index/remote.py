@@ -186,9 +186,10 @@ class RemoteBM25:
 
 class RemoteScores:
     """A query's BM25 scores on a served shard: its best passages and given passages' scores,
-    each computed by the server (the scores of all its passages never travel). Scores already
-    returned are kept: when the best ``k`` came back fewer than ``k``, every passage with a
-    score is known, and the others score 0 without asking."""
+    each computed by the server (the scores of all its passages never travel); a batch of
+    questions' scores is asked in one request (:meth:`top_many`, :meth:`at_many`). Scores already
+    returned are kept: when the best ``k`` came back fewer than ``k``, every passage with a score
+    is known, and the others score 0 without asking."""
 
     def __init__(self, client: ShardClient, query: dict[str, Any]):
         self.client, self.query = client, query
@@ -196,16 +197,39 @@ class RemoteScores:
         self.complete = False
 
     def top(self, k: int) -> list[tuple[int, float]]:
-        answer = self.client.call("/shard/bm25/top", {**self.query, "k": int(k)})
-        found = [(int(i), float(s)) for i, s in zip(answer["ids"], answer["scores"])]
-        self.known.update(found)
-        self.complete = self.complete or len(found) < k
-        return found
+        return self.top_many([self], k)[0]
 
     def at(self, ids: Sequence[int]) -> np.ndarray:
-        ids = [int(i) for i in ids]
-        missing = [] if self.complete else list(dict.fromkeys(i for i in ids if i not in self.known))
-        if missing:
-            answer = self.client.call("/shard/bm25/at", {**self.query, "ids": missing})
-            self.known.update(zip(missing, map(float, answer["scores"])))
-        return np.asarray([self.known.get(i, 0.0) for i in ids], dtype=np.float32)
+        return self.at_many([self], [ids])[0]
+
+    @staticmethod
+    def top_many(batch: Sequence[RemoteScores], k: int) -> list[list[tuple[int, float]]]:
+        found: list[list[tuple[int, float]]] = [[] for _ in batch]
+        for client, asking in _by_client(batch):
+            answer = client.call("/shard/bm25/top", {"queries": [batch[q].query for q in asking], "k": int(k)})
+            for q, result in zip(asking, answer["results"]):
+                found[q] = [(int(i), float(s)) for i, s in zip(result["ids"], result["scores"])]
+                batch[q].known.update(found[q])
+                batch[q].complete = batch[q].complete or len(found[q]) < k
+        return found
+
+    @staticmethod
+    def at_many(batch: Sequence[RemoteScores], ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        ids = [[int(i) for i in mine] for mine in ids]
+        missing = [[] if scores.complete else list(dict.fromkeys(i for i in mine if i not in scores.known))
+                   for scores, mine in zip(batch, ids)]
+        for client, asking in _by_client(batch, where=[bool(m) for m in missing]):
+            queries = [{**batch[q].query, "ids": missing[q]} for q in asking]
+            answer = client.call("/shard/bm25/at", {"queries": queries})
+            for q, scores in zip(asking, answer["scores"]):
+                batch[q].known.update(zip(missing[q], map(float, scores)))
+        return [np.asarray([scores.known.get(i, 0.0) for i in mine], dtype=np.float32) for scores, mine in zip(batch, ids)]
+
+
+def _by_client(batch: Sequence[RemoteScores], where: Sequence[bool] | None = None) -> list[tuple[ShardClient, list[int]]]:
+    """The positions in ``batch`` (those ``where`` is true) grouped by the server that answers them."""
+    groups: dict[int, tuple[ShardClient, list[int]]] = {}
+    for q, scores in enumerate(batch):
+        if where is None or where[q]:
+            groups.setdefault(id(scores.client), (scores.client, []))[1].append(q)
+    return list(groups.values())

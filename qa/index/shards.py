@@ -270,6 +270,14 @@ class ShardedBM25:
 
     def search(self, terms: list[str]) -> ShardedScores | None:
         """The scores of a query of analysed ``terms``; None when no term is in any shard."""
-        counts = Counter(t for t in terms if t)
-        holding = self.holding(counts)
-        return self.scores(counts, self.stats(holding)) if holding else None
+        return self.search_many([terms])[0]
+
+    def search_many(self, queries: Sequence[list[str]]) -> list[ShardedScores | None]:
+        """:meth:`search` of each query; the shards are asked once for the terms of all of them."""
+        counts = [Counter(t for t in terms if t) for terms in queries]
+        holding = self.holding(sorted(set().union(*counts))) if counts else {}
+        found = []
+        for query in counts:
+            mine = {t: holding[t] for t in query if t in holding}
+            found.append(self.scores(query, self.stats(mine)) if mine else None)
+        return found

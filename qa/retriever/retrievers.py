@@ -15,7 +15,7 @@ import numpy as np
 from qa.errors import QAError
 from qa.index import Index, Passage
 from qa.index.analysis import analyze
-from qa.index.scores import Scores
+from qa.index.scores import Scores, at_many, top_many
 
 RRF_K = 10
 """Rank offset of reciprocal rank fusion (Cormack et al., 2009, used 60). Chosen with
@@ -44,13 +44,15 @@ class Hit:
 
 @dataclass
 class Query:
-    """What a search knows of one question: its BM25 scores (None when no term of it is indexed),
-    its vector and its best passages by vector (``dense``, of a search ``dense_depth`` deep), each
-    computed at most once."""
+    """What a search knows of one question: its BM25 scores (None when no term of it is indexed)
+    and its best passages by them (``lexical``, of a search ``lexical_depth`` deep), its vector and
+    its best passages by vector (``dense``, ``dense_depth`` deep), each computed at most once."""
 
     text: str
     bm25: Scores | None = None
     has_bm25: bool = False
+    lexical: list[tuple[int, float]] | None = None
+    lexical_depth: int = 0
     vector: np.ndarray | None = None
     dense: list[tuple[int, float]] | None = None
     dense_depth: int = 0
@@ -72,32 +74,43 @@ class Retriever:
 
     def search_batch(self, questions: Sequence[str], k: int, *, evidence: bool = True) -> list[list[Hit]]:
         """The ``k`` best passages for each question. Their vectors are computed in one call of
-        the encoder and searched in one call of the dense index; the passages found are read in
-        one call of the store. With ``evidence``, every hit carries its BM25 score and cosine."""
+        the encoder and searched in one call of the dense index, their BM25 best passages asked
+        together (one request per shard server), and the passages found read in one call of the
+        store. With ``evidence``, every hit carries its BM25 score and cosine."""
         queries = [Query(q) for q in questions]
         if queries and (self.uses_vectors or evidence):
             vectors = self.index.question_encoder.encode([q.text for q in queries])
             for query, vector in zip(queries, vectors):
                 query.vector = vector
-        if self.uses_bm25 or evidence:
-            for query in queries:
-                self._score_bm25(query)
+        if queries and (self.uses_bm25 or evidence):
+            self._score_bm25(queries)
+        if queries and self.uses_bm25:
+            self._search_bm25(queries, self.depth(k))
         if queries and self.uses_vectors:
-            self._search_dense(queries, self.dense_depth(k))
+            self._search_dense(queries, self.depth(k))
         return self._hits([self.rank(query, k) for query in queries], queries, evidence)
 
     def rank(self, query: Query, k: int) -> list[tuple[int, float]]:
         """``(passage number, score)`` of the ``k`` best passages, best first."""
         raise NotImplementedError
 
-    def dense_depth(self, k: int) -> int:
-        """How deep :meth:`rank` reads the dense ranking for the best ``k``."""
+    def depth(self, k: int) -> int:
+        """How deep :meth:`rank` reads the BM25 and dense rankings for the best ``k``."""
         return k
 
-    def _score_bm25(self, query: Query) -> None:
-        if not query.has_bm25:
-            query.bm25 = self.index.bm25_search(analyze(query.text))
-            query.has_bm25 = True
+    def _score_bm25(self, queries: Sequence[Query]) -> None:
+        asking = [q for q in queries if not q.has_bm25]
+        for query, scores in zip(asking, self.index.bm25_search_many([analyze(q.text) for q in asking])):
+            query.bm25, query.has_bm25 = scores, True
+
+    def _search_bm25(self, queries: Sequence[Query], depth: int) -> None:
+        self._score_bm25(queries)
+        scored = [q for q in queries if q.bm25 is not None]
+        for query, found in zip(scored, top_many([q.bm25 for q in scored], depth)):
+            query.lexical = found
+        for query in queries:
+            query.lexical = query.lexical if query.bm25 is not None else []
+            query.lexical_depth = depth
 
     def _search_dense(self, queries: Sequence[Query], depth: int) -> None:
         depth = min(depth, len(self.index))
@@ -110,14 +123,18 @@ class Retriever:
         ids = [i for ranked in rankings for i, _ in ranked]
         passages = self.index.store.get(ids)
         rows = self.index.vectors[np.asarray(ids, dtype=np.int64)].astype(np.float32) if evidence and ids else None
+        lexical: dict[int, np.ndarray] = {}
+        if evidence:  # the BM25 scores of every question's hits, asked together
+            scored = [(query, [i for i, _ in ranked]) for ranked, query in zip(rankings, queries) if ranked and query.bm25 is not None]
+            found_scores = at_many([query.bm25 for query, _ in scored], [mine for _, mine in scored])
+            lexical = {id(query): scores for (query, _), scores in zip(scored, found_scores)}
         found, first = [], 0
         for ranked, query in zip(rankings, queries):
             n, last = len(ranked), first + len(ranked)
             bm25: list[float | None] = [None] * n
             cosine: list[float | None] = [None] * n
             if evidence and n:
-                mine = ids[first:last]
-                bm25 = (query.bm25.at(mine) if query.bm25 is not None else np.zeros(n, np.float32)).astype(np.float32).tolist()
+                bm25 = lexical.get(id(query), np.zeros(n, np.float32)).astype(np.float32).tolist()
                 cosine = (rows[first:last] @ query.vector).tolist()
             found.append([Hit(p, s, r, b, c) for r, (p, (_, s), b, c) in enumerate(zip(passages[first:last], ranked, bm25, cosine), start=1)])
             first = last
@@ -129,8 +146,9 @@ class BM25Retriever(Retriever):
     uses_bm25 = True
 
     def rank(self, query: Query, k: int) -> list[tuple[int, float]]:
-        self._score_bm25(query)
-        return [] if query.bm25 is None else query.bm25.top(k)
+        if query.lexical is None or query.lexical_depth < k:
+            self._search_bm25([query], k)
+        return query.lexical[:k]
 
 
 class DenseRetriever(Retriever):
@@ -159,17 +177,17 @@ class HybridRetriever(Retriever):
         weights: tuple[float, float] = HYBRID_WEIGHTS,
     ):
         super().__init__(index)
-        self.depth = depth
+        self.fusion_depth = depth
         self.rrf_k = rrf_k
         self.weights = weights
         self.bm25 = BM25Retriever(index)
         self.dense = DenseRetriever(index)
 
-    def dense_depth(self, k: int) -> int:
-        return max(k, self.depth)
+    def depth(self, k: int) -> int:
+        return max(k, self.fusion_depth)
 
     def rank(self, query: Query, k: int) -> list[tuple[int, float]]:
-        depth = self.dense_depth(k)
+        depth = self.depth(k)
         fused = reciprocal_rank_fusion(
             [self.bm25.rank(query, depth), self.dense.rank(query, depth)],
             k=self.rrf_k,

@@ -52,8 +52,18 @@ class BM25Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
     counts: dict[str, int]
     stats: Stats
-    k: int = 0
     ids: list[int] = []
+
+
+class BM25Top(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[BM25Query]
+    k: int
+
+
+class BM25At(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[BM25Query]
 
 
 class DenseQuery(BaseModel):
@@ -202,18 +212,24 @@ def create_shard_app(index_path: str | Path, token: str | None = None) -> FastAP
         return answer(index, holding=index.bm25_part.holding(body.terms))
 
     @app.post("/shard/bm25/top")
-    def bm25_top(body: BM25Query):
+    def bm25_top(body: BM25Top):
         index = served.current()
-        scores = bm25(index, body)
-        found = [] if scores is None else scores.top(body.k)
-        return answer(index, ids=[i for i, _ in found], scores=[s for _, s in found])
+        results = []
+        for query in body.queries:
+            scores = bm25(index, query)
+            found = [] if scores is None else scores.top(body.k)
+            results.append({"ids": [i for i, _ in found], "scores": [s for _, s in found]})
+        return answer(index, results=results)
 
     @app.post("/shard/bm25/at")
-    def bm25_at(body: BM25Query):
+    def bm25_at(body: BM25At):
         index = served.current()
-        ids = checked(index, body.ids)
-        scores = bm25(index, body)
-        return answer(index, scores=[0.0] * len(ids) if scores is None else scores.at(ids).tolist())
+        results = []
+        for query in body.queries:
+            ids = checked(index, query.ids)
+            scores = bm25(index, query)
+            results.append([0.0] * len(ids) if scores is None else scores.at(ids).tolist())
+        return answer(index, scores=results)
 
     @app.post("/shard/check")
     def check():
