@@ -508,12 +508,7 @@ def serve(
     from qa.index import default_index_dir
     from qa.server import ServerSettings, ServiceOptions, create_app
 
-    token = token or os.environ.get(TOKEN_ENV) or None
-    if host not in LOOPBACK and not token:
-        raise QAError(
-            f"listening on {host} lets other machines in: pass --token (or set {TOKEN_ENV}) so that only holders "
-            "of the token can ask, or keep the default --host 127.0.0.1"
-        )
+    token = _token_for(host, token, TOKEN_ENV, "ask")
     index_path = index_dir or default_index_dir()
     from qa.index import layout
 
@@ -555,12 +550,7 @@ def serve_shard(
     from qa.index import default_index_dir
     from qa.server.shard import create_shard_app
 
-    token = token or os.environ.get(SHARD_TOKEN_ENV) or None
-    if host not in LOOPBACK and not token:
-        raise QAError(
-            f"listening on {host} lets other machines in: pass --token (or set {SHARD_TOKEN_ENV}, on the joining machine "
-            "too) so that only holders of the token can search this shard, or keep the default --host 127.0.0.1"
-        )
+    token = _token_for(host, token, SHARD_TOKEN_ENV, "search this shard", f"set {SHARD_TOKEN_ENV} on the joining machine too")
     index_path = index_dir or default_index_dir()
     app_ = create_shard_app(index_path, token)
     index = app_.state.served.index
@@ -569,6 +559,17 @@ def serve_shard(
     err.print(f"Serving {escape(str(index_path))} ({len(index)} passages, build {index.build_id}) as a shard at {url}: "
               f"join it with `qa index --join {url}` (Ctrl+C stops)", highlight=False)
     uvicorn.Server(uvicorn.Config(app_, log_level="warning", access_log=False, timeout_graceful_shutdown=5)).run(sockets=[sock])
+
+
+def _token_for(host: str, token: str | None, env: str, what: str, also: str = "") -> str | None:
+    """The server's token (``--token``, else ``$env``); a server listening beyond loopback needs one."""
+    token = token or os.environ.get(env) or None
+    if host not in LOOPBACK and not token:
+        raise QAError(
+            f"listening on {host} lets other machines in: pass --token (or set {env}) so that only holders of the token "
+            f"can {what}, or keep the default --host 127.0.0.1" + (f" ({also})" if also else "")
+        )
+    return token
 
 
 def _listen(host: str, port: int):

@@ -10,10 +10,7 @@ a shard. The token of the shard servers, if they need one, is taken from ``$QA_S
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,11 +18,11 @@ import numpy as np
 
 from qa.corpora import Document
 from qa.errors import QAError
+from qa.http import TIMEOUT_S, request_json
 from qa.index.shards import BM25Stats
 from qa.index.store import Passage
 
 SHARD_TOKEN_ENV = "QA_SHARD_TOKEN"
-TIMEOUT_S = 60
 
 
 class ShardClient:
@@ -39,24 +36,8 @@ class ShardClient:
 
     def call(self, route: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """The server's answer to ``route`` (GET without a body, else POST of ``body`` as JSON)."""
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self.url + route, data=data, headers=headers, method="GET" if body is None else "POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            hint = f" (set ${SHARD_TOKEN_ENV} to the shard servers' token)" if error.code == 401 else ""
-            raise QAError(f"the shard server at {self.url} answered {error.code}: {_message(error)}{hint}") from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise QAError(f"cannot reach the shard server at {self.url} ({reason}): is `qa serve-shard` running there?") from None
-        except ValueError:
-            raise QAError(f"the server at {self.url} did not answer with JSON: is it a `qa serve-shard` server?") from None
+        answer = request_json(self.url, route, body, token=self.token, timeout=self.timeout, server="shard server",
+                              command="qa serve-shard", on_401=f" (set ${SHARD_TOKEN_ENV} to the shard servers' token)")
         if not isinstance(answer, dict) or "build_id" not in answer:
             raise QAError(f"the server at {self.url} is not a `qa serve-shard` server (its answer names no build)")
         if self.build_id is not None and answer["build_id"] != self.build_id:
@@ -65,13 +46,6 @@ class ShardClient:
                 f"joined {self.build_id}): its index was rebuilt or added to; join the shards again with `qa index --join`"
             )
         return answer
-
-
-def _message(error: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.loads(error.read())["error"]["message"])
-    except (ValueError, KeyError, TypeError, OSError):
-        return error.reason or "no message"
 
 
 def shard_info(url: str, token: str | None = None) -> dict[str, Any]:
