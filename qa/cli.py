@@ -340,7 +340,8 @@ def ask(
     retriever: Annotated[RetrieverChoice, typer.Option(help="How to retrieve passages.")] = RetrieverChoice(DEFAULT_RETRIEVER),
     reader: Annotated[
         Optional[str],
-        typer.Option(help="Reader model: a folder or hub id. Default: $QA_READER, else the packaged reader."),
+        typer.Option(help="Reader model: a folder, a hub id, or a packaged reader (default; biomed: trained with COVID-QA too). "
+                     "Default: $QA_READER, else the packaged default."),
     ] = None,
     answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = DEFAULT_ANSWERS,
     always_answer: AlwaysAnswerOption = False,
@@ -405,7 +406,7 @@ def evaluate(
         str, typer.Option("--top-k", "-k", help="Passages read, or a comma-separated list: 1,5,10,20.")
     ] = str(DEFAULT_TOP_K),
     reader: Annotated[
-        Optional[str], typer.Option(help="Reader model. Default: $QA_READER, else the packaged reader.")
+        Optional[str], typer.Option(help="Reader model: a folder, a hub id, or a packaged reader (default, biomed). Default: $QA_READER, else the packaged default.")
     ] = None,
     gold: Annotated[bool, typer.Option("--gold", help="Read each question's gold paragraph (covid-qa, squad-json).")] = False,
     embedding_model: Annotated[
@@ -487,7 +488,8 @@ def serve(
         Optional[str], typer.Option(help=f"Require 'Authorization: Bearer TOKEN' on every API request. Default: ${TOKEN_ENV}.", show_default=False)
     ] = None,
     reader: Annotated[
-        Optional[str], typer.Option(help="Reader model: a folder or hub id. Default: $QA_READER, else the packaged reader.")
+        Optional[str], typer.Option(help="Reader model: a folder, a hub id, or a packaged reader (default; biomed: trained with COVID-QA too). "
+                     "Default: $QA_READER, else the packaged default.")
     ] = None,
     cors_origin: Annotated[
         Optional[list[str]], typer.Option(help="Allow browser pages from this origin to call the API (repeatable). Default: none.")

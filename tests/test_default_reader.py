@@ -1,5 +1,6 @@
-"""The reader shipped inside the package (qa/reader/default): its files, that `qa ask` and
-`qa evaluate` use it when no other reader is given, and that it answers."""
+"""The readers shipped inside the package (qa/reader/default, qa/reader/biomed): their files, that
+`qa ask` and `qa evaluate` use the default when no other reader is given, that both answer, and that
+`--reader biomed` reads COVID-QA better than the default."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 
 from qa.pipeline import Pipeline
 from qa.reader import default_reader_path, resolve_reader
+from qa.reader.reader import PACKAGED_READERS, packaged_reader_path
 
-from conftest import EXAMPLE_CORPUS
+from conftest import EXAMPLE_CORPUS, SHARED_DATA
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +24,33 @@ def default_reader():
     return path
 
 
-def test_packaged_reader_is_small_float16_safetensors_with_a_model_card(default_reader):
-    weights = default_reader / "model.safetensors"
+@pytest.fixture(scope="module", params=PACKAGED_READERS)
+def packaged_reader(request):
+    path = packaged_reader_path(request.param)
+    if path is None:
+        pytest.skip(f"this installation has no packaged reader {request.param!r}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def biomed_reader():
+    path = packaged_reader_path("biomed")
+    if path is None:
+        pytest.skip("this installation has no packaged reader 'biomed' (qa/reader/biomed)")
+    return path
+
+
+def test_packaged_readers_are_small_float16_safetensors_with_a_model_card_and_a_rule(packaged_reader):
+    weights = packaged_reader / "model.safetensors"
     assert weights.stat().st_size <= 50 * 2**20
     with weights.open("rb") as f:
         header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
     dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
     assert dtypes == {"F16"}
-    card = (default_reader / "README.md").read_text()
+    card = (packaged_reader / "README.md").read_text()
     assert "qa train reader" in card and "exact match" in card
-    assert (default_reader / "tokenizer.json").is_file()
+    assert (packaged_reader / "tokenizer.json").is_file()
+    assert json.loads((packaged_reader / "abstention.json").read_text())["scope"] == "question"
 
 
 def test_it_is_the_reader_when_none_is_given(default_reader, monkeypatch):
@@ -92,3 +111,39 @@ def test_the_packaged_reader_says_when_the_index_does_not_answer(default_reader,
         assert prediction.answers == [] and prediction.abstained, (question, [a.text for a in prediction.answers])
     answered = pipe.ask("Who invented the World Wide Web?")
     assert not answered.abstained and "Tim Berners-Lee" in answered.answers[0].text
+
+
+@pytest.mark.integration
+def test_the_biomed_reader_answers_over_the_example_corpus(biomed_reader, minilm_path, tmp_path, monkeypatch):
+    """`--reader biomed` names the packaged folder and reads general questions too. (It answers
+    "What is the capital of Norway?" there, where the default abstains: docs/READER.md.)"""
+    from qa.indexer import EmbeddingOptions, build_index
+
+    monkeypatch.delenv("QA_READER", raising=False)
+    build_index(EXAMPLE_CORPUS, tmp_path / "index", embedding=EmbeddingOptions(str(minilm_path)))
+    pipe = Pipeline(tmp_path / "index", reader="biomed")
+    assert pipe.reader.name == str(biomed_reader)
+    for question, expected in [("Who designed the Eiffel Tower?", "Eiffel"), ("Who invented the World Wide Web?", "Tim Berners-Lee")]:
+        assert expected in pipe.ask(question).answers[0].text, question
+    assert pipe.ask("?!?! ... ---").abstained
+
+
+@pytest.mark.integration
+def test_the_biomed_reader_reads_covid_qa_better_than_the_default(biomed_reader, default_reader, tmp_path, monkeypatch):
+    """The first 40 COVID-QA dev questions (seed 0), each over its whole article: biomed ahead on F1."""
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    if not (SHARED_DATA / "covid-qa" / "covid-qa-dev.json").is_file():
+        pytest.skip(f"COVID-QA dev not found under {SHARED_DATA / 'covid-qa'}")
+    monkeypatch.delenv("QA_READER", raising=False)
+    f1 = {}
+    for name in ("default", "biomed"):
+        result = CliRunner().invoke(app, ["evaluate", "covid-qa", "--gold", "--data", str(SHARED_DATA), "--limit", "40",
+                                          "--reader", name, "--out", str(tmp_path / name), "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["config"]["reader"] == str(packaged_reader_path(name))
+        f1[name] = report["results"][0]["f1_answering_all"]
+    assert f1["biomed"] > f1["default"] + 3, f1

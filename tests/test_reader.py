@@ -89,6 +89,25 @@ def test_reader_resolution_order(monkeypatch, tmp_path):
     assert resolve_reader(None) == str(tmp_path)
 
 
+def test_a_packaged_readers_name_stands_for_its_folder_unless_a_folder_of_that_name_is_here(monkeypatch, tmp_path):
+    monkeypatch.delenv("QA_READER", raising=False)
+    monkeypatch.chdir(tmp_path)
+    packaged = {"default": tmp_path / "pkg" / "default", "biomed": None}
+    monkeypatch.setattr("qa.reader.reader.packaged_reader_path", lambda name="default": packaged[name])
+    monkeypatch.setattr("qa.reader.reader.default_reader_path", lambda: packaged["default"])
+    assert resolve_reader("default") == str(packaged["default"])
+    with pytest.raises(QAError, match="no packaged reader 'biomed'"):
+        resolve_reader("biomed")
+    monkeypatch.setenv("QA_READER", "biomed")
+    with pytest.raises(QAError, match="no packaged reader 'biomed'"):
+        resolve_reader(None)
+    packaged["biomed"] = tmp_path / "pkg" / "biomed"
+    assert resolve_reader(None) == resolve_reader("biomed") == str(packaged["biomed"])
+    (tmp_path / "biomed").mkdir()  # a folder of that name here is what the user means
+    assert resolve_reader("biomed") == "biomed"
+    assert resolve_reader("org/biomed") == "org/biomed"  # a hub id is left to the hub
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_each_precision_reads_spans_close_to_fp32(tiny_models, precision):
     exact = Reader(tiny_models["reader"], precision="fp32").read("who built the tower?", PASSAGES, n_best=3)

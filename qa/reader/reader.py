@@ -86,19 +86,41 @@ class ReaderOutput:
         return ReaderOutput(spans, self.null_scores[lo:hi], self.null_starts[lo:hi], self.null_ends[lo:hi])
 
 
+PACKAGED_READERS = ("default", "biomed")
+"""Readers shipped inside the package, by name: ``default`` (general domain: SQuAD) and ``biomed``
+(the default trained further with COVID-QA mixed in: CORD-19 questions; docs/READER.md)."""
+
+
+def packaged_reader_path(name: str = "default") -> Path | None:
+    """The folder of the packaged reader ``name`` (:data:`PACKAGED_READERS`), if this installation has it."""
+    path = Path(str(resources.files("qa.reader").joinpath(name)))
+    return path if name in PACKAGED_READERS and (path / "config.json").is_file() else None
+
+
 def default_reader_path() -> Path | None:
     """The reader shipped inside the package, if this installation has one."""
-    folder = resources.files("qa.reader").joinpath("default")
-    path = Path(str(folder))
-    return path if (path / "config.json").is_file() else None
+    return packaged_reader_path("default")
+
+
+def reader_folder(reader: str | os.PathLike) -> str:
+    """``reader`` as given (a folder or hub id), except a packaged reader's name (``biomed``) where
+    no folder of that name is here: its packaged folder."""
+    name = str(reader)
+    if name not in PACKAGED_READERS or Path(name).exists():
+        return name
+    path = default_reader_path() if name == "default" else packaged_reader_path(name)
+    if path is None:
+        raise QAError(f"this installation of qa has no packaged reader {name!r} (qa/reader/{name}); "
+                      f"name a reader folder or hub id instead")
+    return str(path)
 
 
 def resolve_reader(reader: str | os.PathLike | None = None) -> str | None:
-    """``reader`` if given, else ``$QA_READER``, else the packaged default reader, else None."""
-    if reader:
-        return str(reader)
-    if os.environ.get(READER_ENV):
-        return os.environ[READER_ENV]
+    """``reader`` if given, else ``$QA_READER``, else the packaged default reader, else None (a
+    packaged reader's name stands for its folder: :func:`reader_folder`)."""
+    chosen = reader or os.environ.get(READER_ENV)
+    if chosen:
+        return reader_folder(chosen)
     default = default_reader_path()
     return str(default) if default else None
 
@@ -159,7 +181,7 @@ class Reader:
         # features per forward pass: on a CPU, small batches of length-sorted features are fastest
         # (benchmarks/bench_reader.py, 2-core AVX2 CPU: 21-23 pairs/s at 4 and 8, 19-20 at 16, 15 at 32)
         self.batch_size = batch_size or (64 if self.device.startswith("cuda") else 8)
-        source = resolve_model(model)
+        source = resolve_model(reader_folder(model))
         self.abstention = load_abstention(source) if Path(source).is_dir() else None
         """The reader's own no-answer rule (its folder's ``abstention.json``), or None."""
         try:

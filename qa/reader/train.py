@@ -31,6 +31,7 @@ from qa.fsutil import recover_directory, replace_directory, share_like_create, s
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.progress import progress_bar
 from qa.reader.features import LENGTH_SORT_BATCHES, Features, featurize
+from qa.reader.reader import reader_folder
 from qa.reader.train_config import TrainConfig
 
 STATE = "trainer_state.json"
@@ -129,7 +130,7 @@ def train_reader(
             raise QAError(f"{str(output)!r} holds a checkpoint: pass --resume to continue it, or choose another --output")
         if not overwrite:
             check_output(output)
-        source = resolve_model(config.base)
+        source = resolve_model(reader_folder(config.base))
     from qa.reader.distill import LOGITS, RECORD
 
     training.check_work_folder(output / TEACHER_DIR, (LOGITS, RECORD), "reader")  # removed at the end
@@ -160,7 +161,7 @@ def train_reader(
     if config.teacher:
         from qa.reader.distill import check_same_tokenizer, teacher_logits
 
-        teacher_source = resolve_model(config.teacher)
+        teacher_source = resolve_model(reader_folder(config.teacher))
         try:
             check_same_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_source), config.teacher)
         except (OSError, ValueError) as err:
@@ -413,7 +414,7 @@ CARD_MARK = training.card_mark("reader")
 def _qa_card(base: str) -> str | None:
     """The model card of a base that ``qa train reader`` made itself, else None."""
     try:
-        card = Path(resolve_model(base)) / "README.md"
+        card = Path(resolve_model(reader_folder(base))) / "README.md"
         text = card.read_text(encoding="utf-8", errors="replace")
     except (QAError, OSError):
         return None
