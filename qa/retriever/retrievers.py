@@ -106,11 +106,9 @@ class Retriever:
     def _search_bm25(self, queries: Sequence[Query], depth: int) -> None:
         self._score_bm25(queries)
         scored = [q for q in queries if q.bm25 is not None]
-        for query, found in zip(scored, top_many([q.bm25 for q in scored], depth)):
-            query.lexical = found
+        best = dict(zip(map(id, scored), top_many([q.bm25 for q in scored], depth)))
         for query in queries:
-            query.lexical = query.lexical if query.bm25 is not None else []
-            query.lexical_depth = depth
+            query.lexical, query.lexical_depth = best.get(id(query), []), depth
 
     def _search_dense(self, queries: Sequence[Query], depth: int) -> None:
         depth = min(depth, len(self.index))
