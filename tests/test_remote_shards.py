@@ -24,6 +24,7 @@ from qa.retriever import make_retriever
 from serving import call, running_shard
 from test_shards import QUESTIONS, _build, _corpus  # the same small corpus and questions as the shards on one machine
 
+
 @pytest.fixture(scope="module")
 def sharded(tiny_models, tmp_path_factory):
     """A corpus built whole and in shards of 7 passages (each shard folder an ordinary index)."""
@@ -100,10 +101,16 @@ def test_a_batch_of_questions_asks_each_shard_server_once_per_step(sharded, tmp_
 
         monkeypatch.setattr(ShardClient, "call", counted)
         batch = retriever.search_batch(QUESTIONS, 5)
-        exact = lambda hits: [(h.passage, h.score, h.rank, h.bm25) for h in hits]  # noqa: E731
-        assert [exact(hits) for hits in batch] == [exact(hits) for hits in one_at_a_time]
-        cosines = lambda found: [h.cosine for hits in found for h in hits]  # noqa: E731 (questions encoded together
-        np.testing.assert_allclose(cosines(batch), cosines(one_at_a_time), atol=1e-5)  # pad differently: float rounding)
+
+        def exact(found):
+            return [[(h.passage, h.score, h.rank, h.bm25) for h in hits] for hits in found]
+
+        def cosines(found):
+            return [h.cosine for hits in found for h in hits]
+
+        assert exact(batch) == exact(one_at_a_time)
+        # questions encoded together are padded otherwise than one at a time: their cosines differ by float rounding
+        np.testing.assert_allclose(cosines(batch), cosines(one_at_a_time), atol=1e-5)
         assert asked["/shard/bm25/holding"] == asked["/shard/dense"] == len(urls)
         assert 1 <= asked["/shard/bm25/top"] <= len(urls) and asked["/shard/bm25/at"] <= len(urls)
         assert asked["/shard/passages"] <= len(urls) and asked["/shard/vectors"] <= len(urls)

@@ -108,7 +108,7 @@ def reader_folder(reader: str | os.PathLike) -> str:
     name = str(reader)
     if name not in PACKAGED_READERS or Path(name).exists():
         return name
-    path = default_reader_path() if name == "default" else packaged_reader_path(name)
+    path = packaged_reader_path(name)
     if path is None:
         raise QAError(f"this installation of qa has no packaged reader {name!r} (qa/reader/{name}); "
                       f"name a reader folder or hub id instead")
