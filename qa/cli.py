@@ -231,6 +231,15 @@ def index(
     ray_workers: Annotated[
         Optional[int], typer.Option(min=1, help="Embedding actors of a --ray build. Default: one per GPU, else one per 2 CPUs.", show_default=False)
     ] = None,
+    ray_shard_writers: Annotated[
+        str,
+        typer.Option(
+            metavar="here|cluster",
+            help="Who writes the shards of a sharded --ray build: 'here' (this machine, whose disk holds the index) or "
+            "'cluster' (the cluster's nodes in turn, each copying its finished shard into the index folder, which must then be "
+            "on a file system every node mounts at the same path).",
+        ),
+    ] = "here",
     join: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -254,8 +263,9 @@ def index(
         raise QAError("qa index needs the corpus to index: qa index PATH (or qa index --check to verify an index)")
     from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions, build_index
 
-    if ray_workers is not None and ray is None:
-        raise QAError("--ray-workers sets the workers of a --ray build: add --ray local, --ray auto or --ray ADDRESS")
+    if ray is None and (ray_workers is not None or ray_shard_writers != "here"):
+        option = "--ray-workers sets the workers" if ray_workers is not None else "--ray-shard-writers sets the shard writers"
+        raise QAError(f"{option} of a --ray build: add --ray local, --ray auto or --ray ADDRESS")
 
     result = build_index(
         path,
@@ -266,7 +276,7 @@ def index(
         embedding=EmbeddingOptions(embedding_model, device, batch_size, backend),
         layout_options=LayoutOptions(dense_index, shard_passages),
         show_progress=not as_json and err.is_terminal,
-        ray=None if ray is None else RayOptions(ray, ray_workers),
+        ray=None if ray is None else RayOptions(ray, ray_workers, shard_writers=ray_shard_writers),
     )
     for warning in result.report.warnings[:20]:
         err.print(f"[yellow]warning:[/] {escape(warning)}")

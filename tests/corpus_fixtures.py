@@ -1,5 +1,5 @@
-"""Files the tests write: a minimal PDF, a small CORD-19 release and a small SQuAD file, built here from the
-published layouts (PDF 1.4 with the base-14 Helvetica font; CORD-19 ``metadata.csv`` and the
+"""Files the tests write: a minimal PDF, a small CORD-19 release, a small SQuAD file and a folder of mixed
+files (`mixed_corpus`), built here from the published layouts (PDF 1.4 with the base-14 Helvetica font; CORD-19 ``metadata.csv`` and the
 ``document_parses`` JSON schema of https://github.com/allenai/cord19)."""
 
 from __future__ import annotations
@@ -8,6 +8,9 @@ import csv
 import io
 import json
 import random
+from pathlib import Path
+
+import numpy as np
 
 
 def make_pdf(pages: list[str], title: str = "") -> bytes:
@@ -106,3 +109,24 @@ def squad_questions(path, n=24, seed=0):
         ]}]})
     path.write_text(json.dumps({"version": "1.1", "data": articles}))
     return path
+
+
+WORDS = ("river bank flood rain cloud storm harbour ship sail wind engine wheel road bridge tower "
+         "stone castle king queen crown garden flower tree leaf seed fruit honey bee wolf forest").split()
+
+
+def mixed_corpus(root: Path, files: int = 12) -> Path:
+    """Files of every kind the corpus readers take, with documents of several passages each."""
+    rng = np.random.default_rng(0)
+
+    def text(n: int) -> str:
+        return ". ".join(" ".join(rng.choice(WORDS, 9)) for _ in range(n)) + "."
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (root / f"doc{i:02d}.txt").write_text(text(12))
+        (root / f"page{i:02d}.md").write_text(f"# Page {i}\n\n{text(6)}")
+    (root / "records.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "title": f"R {i}", "text": text(4)}) + "\n" for i in range(20)))
+    (root / "broken.json").write_text("{not json")
+    (root / "empty.txt").write_text("   ")
+    return root

@@ -11,7 +11,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,27 +25,7 @@ from qa.index import Index, check_index  # noqa: E402
 from qa.index.analysis import analyze  # noqa: E402
 from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions, build_index  # noqa: E402
 from qa.retriever import BM25Retriever, DenseRetriever  # noqa: E402
-
-WORDS = ("river bank flood rain cloud storm harbour ship sail wind engine wheel road bridge tower "
-         "stone castle king queen crown garden flower tree leaf seed fruit honey bee wolf forest").split()
-
-
-def _corpus(root: Path, files: int = 12) -> Path:
-    """Files of every kind the corpus readers take, with documents of several passages each."""
-    rng = np.random.default_rng(0)
-
-    def text(n: int) -> str:
-        return ". ".join(" ".join(rng.choice(WORDS, 9)) for _ in range(n)) + "."
-
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(files):
-        (root / f"doc{i:02d}.txt").write_text(text(12))
-        (root / f"page{i:02d}.md").write_text(f"# Page {i}\n\n{text(6)}")
-    (root / "records.jsonl").write_text("".join(json.dumps({"id": f"r{i}", "title": f"R {i}", "text": text(4)}) + "\n" for i in range(20)))
-    (root / "broken.json").write_text("{not json")
-    (root / "empty.txt").write_text("   ")
-    return root
-
+from tests.corpus_fixtures import WORDS, mixed_corpus  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_ray():
@@ -57,7 +36,7 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def two_builds(local_ray, tiny_models, tmp_path_factory):
-    root = _corpus(tmp_path_factory.mktemp("ray-corpus"))
+    root = mixed_corpus(tmp_path_factory.mktemp("ray-corpus"))
     out = tmp_path_factory.mktemp("ray-indexes")
     options = dict(embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=20, overlap_words=5),
                    reading=ReadOptions(exclude=("page00.md",)))
@@ -136,7 +115,7 @@ def test_a_killed_worker_costs_time_not_the_build(local_ray, tiny_models, tmp_pa
     """kill -9 of the embedding actor mid-build: Ray restarts it and the index is complete."""
     import psutil
 
-    root = _corpus(tmp_path / "corpus", files=40)
+    root = mixed_corpus(tmp_path / "corpus", files=40)
     killed = []
 
     def kill_an_actor():
@@ -168,9 +147,9 @@ def test_a_killed_shard_writer_stops_the_build_and_leaves_the_previous_index(loc
     stops with a clear error and the index it would have replaced stays."""
     import psutil
 
-    root = _corpus(tmp_path / "corpus", files=40)
+    root = mixed_corpus(tmp_path / "corpus", files=40)
     options = dict(embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=20, overlap_words=5))
-    previous = build_index(_corpus(tmp_path / "small", files=2), tmp_path / "index", **options)
+    previous = build_index(mixed_corpus(tmp_path / "small", files=2), tmp_path / "index", **options)
     killed = []
 
     def kill_a_writer():
@@ -198,8 +177,19 @@ def test_ray_workers_without_ray_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "--ray local" in result.output
 
 
+def test_shard_writers_on_the_cluster_need_ray_and_shards(tiny_models, tmp_path):
+    result = CliRunner().invoke(app, ["index", str(tmp_path), "--ray-shard-writers", "cluster"])
+    assert result.exit_code == 1 and "--ray local" in result.output
+    result = CliRunner().invoke(app, ["index", str(tmp_path), "--ray", "local", "--ray-shard-writers", "there"])
+    assert result.exit_code == 1 and "here or cluster" in result.output
+    root = mixed_corpus(tmp_path / "corpus", files=1)
+    with pytest.raises(QAError, match="add --shard-passages"):  # before Ray starts: nothing to write on the nodes
+        build_index(root, tmp_path / "index", embedding=EmbeddingOptions(str(tiny_models["encoder"])),
+                    ray=RayOptions(address=None, shard_writers="cluster"))
+
+
 def test_a_model_that_does_not_load_on_the_workers_is_a_clear_error(local_ray, tmp_path):
-    root = _corpus(tmp_path / "corpus", files=1)
+    root = mixed_corpus(tmp_path / "corpus", files=1)
     (tmp_path / "not-a-model").mkdir()
     with pytest.raises(QAError, match="not a usable model"):
         build_index(root, tmp_path / "index", embedding=EmbeddingOptions(str(tmp_path / "not-a-model")), ray=RayOptions(address=None))
@@ -207,7 +197,7 @@ def test_a_model_that_does_not_load_on_the_workers_is_a_clear_error(local_ray, t
 
 
 def test_ray_that_does_not_start_is_a_clear_error(monkeypatch, tmp_path, tiny_models):
-    root = _corpus(tmp_path / "corpus", files=1)
+    root = mixed_corpus(tmp_path / "corpus", files=1)
 
     def refuse(**kwargs):
         raise ValueError("Invalid address format: 'ray//head'")

@@ -108,12 +108,14 @@ def build_index(
             embedder, where = None, "ray"
             dim = int(previous["dense"]["dim"]) if previous is not None else None
         sharded = is_sharded_build(previous, layout_options.shard_passages)
+        if ray is not None and ray.shard_writers != "here" and not sharded:
+            raise QAError("--ray-shard-writers cluster writes the shards of a sharded build: add --shard-passages N")
         with progress_bar("files", disable=not show_progress) as progress:
             task = progress.add_task(f"Indexing ({where})", total=None)
             say = lambda what: progress.update(task, description=what)  # noqa: E731
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
             parts, stored = _open_parts(writer, sharded, layout_options, ShardSettings(layout_options, passage_config, model, {"path": corpus_path}),
-                                        dim, embedder, ray is not None, say)
+                                        dim, embedder, ray, say)
             stage = time.perf_counter()
             on_document = lambda n: say(f"Indexing ({where}): {n} passages")  # noqa: E731
             if ray is None:
@@ -143,16 +145,16 @@ def build_index(
 
 
 def _open_parts(writer: IndexWriter, sharded: bool, layout_options: LayoutOptions, settings: ShardSettings, dim: int | None,
-                embedder: Embedder | None, on_ray: bool, say: Callable[[str], None]) -> tuple[Parts | ShardedParts, Any]:
+                embedder: Embedder | None, ray: RayOptions | None, say: Callable[[str], None]) -> tuple[Parts | ShardedParts, Any]:
     """Where the build streams to: the parts of one index (with those of the index added to
     carried over), or shards (written here, or by Ray writer actors); and the store of what the
     index added to holds (None for a new index)."""
     previous = writer.previous
     if sharded:
-        if on_ray:
+        if ray is not None:
             from qa.indexer.ray_build import shard_writers
 
-            open_shard = shard_writers(settings)
+            open_shard = shard_writers(settings, ray.shard_writers)
         else:
             open_shard = lambda folder, dim: LocalShard(folder, dim, embedder, settings, say)  # noqa: E731
         parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, open_shard)

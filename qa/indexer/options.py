@@ -101,6 +101,9 @@ class LayoutOptions:
             raise QAError(f"--shard-passages must be at least 1, not {self.shard_passages}")
 
 
+SHARD_WRITERS = ("here", "cluster")
+
+
 @dataclass(frozen=True)
 class RayOptions:
     """Where and how a Ray build runs (``qa index --ray``).
@@ -109,15 +112,22 @@ class RayOptions:
     Ray instance of this machine's CPUs), or None (Ray's own choice: ``$RAY_ADDRESS``, else local).
     ``workers``: embedding actors; None gives one per GPU of the cluster, else one per
     ``cpus_per_worker`` CPUs; a number of CPU actors share the cluster's CPUs evenly.
-    ``documents_per_batch``: the documents handed to an actor at a time."""
+    ``documents_per_batch``: the documents handed to an actor at a time.
+    ``shard_writers`` (a sharded build's): ``here``, a writer actor per shard on this machine,
+    whose disk holds the index; or ``cluster``, the shards dealt in turn to the cluster's nodes,
+    each written on its node's local disk and copied into the index folder when complete (which
+    then must be on a file system every node mounts at the same path)."""
 
     address: str | None = "local"
     workers: int | None = None
     cpus_per_worker: int = 2
     documents_per_batch: int = 64
+    shard_writers: str = "here"
 
     def __post_init__(self):
         if self.workers is not None and self.workers < 1:
             raise QAError(f"--ray-workers must be at least 1 (got {self.workers})")
         if self.cpus_per_worker < 1 or self.documents_per_batch < 1:
             raise QAError("--ray-cpus-per-worker and the documents per batch must be at least 1")
+        if self.shard_writers not in SHARD_WRITERS:
+            raise QAError(f"--ray-shard-writers is {' or '.join(SHARD_WRITERS)}, not {self.shard_writers!r}")

@@ -10,9 +10,12 @@ vectors, then the BM25 and dense indexes. The result is the very index the singl
 makes, and its guarantees hold (a staging folder replaces the old index only when complete).
 
 With shards (``--shard-passages``), the driver does not write them itself: each shard gets a writer
-actor (:class:`_ShardWriter`, on the driver's machine, whose disk holds the staging folder) that
-stores, analyses and writes it (:func:`qa.indexer.sharding.finish_shard`) while the build goes on,
-so shards are written in parallel and the driver only filters documents and hands them on.
+actor (:class:`_ShardWriter`) that stores, analyses and writes it
+(:func:`qa.indexer.sharding.finish_shard`) while the build goes on, so shards are written in
+parallel and the driver only filters documents and hands them on. The writers run on the driver's
+machine, whose disk holds the staging folder, or (``--ray-shard-writers cluster``) on the cluster's
+nodes in turn, each writing on its node's disk and copying the finished shard into the staging
+folder, which then lies on a file system all nodes mount.
 
 The driver holds the batches in flight, never the corpus. Ray restarts an actor that dies and
 retries a reading task whose worker dies, so a killed worker costs time, not the build. On a
@@ -22,10 +25,14 @@ path on every node (a shared file system), or the model be a hub id the nodes ca
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import re
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,7 @@ import numpy as np
 from qa.corpora import Document, ReadReport
 from qa.corpora.readers import CorpusPart, DocumentFilter, corpus_parts, read_part
 from qa.errors import QAError, first_line
+from qa.fsutil import share_like_mkdir
 from qa.hub import resolve_model
 from qa.indexer.options import EmbeddingOptions, RayOptions, ReadOptions
 from qa.indexer.sharding import ShardSettings, finish_shard
@@ -144,6 +152,8 @@ def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage
     else:  # each actor runs torch on its share of the CPUs, less what reading tasks hold
         workers = options.workers or max(1, cpus // options.cpus_per_worker)
         threads = options.cpus_per_worker if options.workers is None else max(1, cpus // workers)
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=1)
+        threads = max(1, min(threads, int(largest)))  # an actor must fit on one node
         actor = {"num_cpus": max(threads - READ_CPUS, READ_CPUS)}
     logger.info("Ray build: %d parts, %d embedding actor(s) %s, cluster %s", len(listing), workers, actor, resources)
     items = [{"kind": p.kind, "path": str(p.path), "base": str(p.base)} for p in listing]
@@ -225,45 +235,85 @@ class _SplitAndEmbed:
         return batch
 
 
-def shard_writers(settings: ShardSettings):
+def shard_writers(settings: ShardSettings, where: str = "here"):
     """``open_shard(folder, dim)`` for :class:`qa.indexer.sharding.ShardedParts`: a writer actor per
-    shard, on this machine. Writers that are still writing hold no CPU reservation, so that
-    they never wait for the embedding actors' resources."""
+    shard, on this machine (``where="here"``), or on the cluster's nodes in turn (``"cluster"``:
+    :class:`qa.indexer.options.RayOptions`). Writers that are still writing hold no CPU
+    reservation, so that they never wait for the embedding actors' resources."""
+    dealt = itertools.count()
 
     def open_shard(folder: Path, dim: int | None) -> _RemoteShard:  # called once Ray runs (the first document read)
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-        writer = ray.remote(_ShardWriter).options(num_cpus=0, scheduling_strategy=here)
-        return _RemoteShard(writer.remote(str(folder), dim, settings))
+        if where == "here":
+            node, soft, wait = ray.get_runtime_context().get_node_id(), False, 0.0
+        else:  # in turn; soft: a node that has gone leaves its shard to another
+            nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+            node, soft, wait = nodes[next(dealt) % len(nodes)], True, FOLDER_WAIT_S
+        writer = ray.remote(_ShardWriter).options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=soft))
+        return _RemoteShard(writer.remote(str(folder), dim, settings, where == "cluster", wait), f"{folder.parent.name}/{folder.name}")
 
     return open_shard
+
+
+FOLDER_WAIT_S = 30.0  # how long a writer on another node waits for the shard folder to appear there (NFS caches)
 
 
 class _ShardWriter:
     """A Ray actor that writes one shard: documents with their windows and vectors come in order;
     ``finish`` writes its BM25 and dense indexes and manifest and returns its entry with what the
-    store refused (the build's read report gets it)."""
+    store refused (the build's read report gets it) and the node it was written on.
 
-    def __init__(self, folder: str, dim: int | None, settings: ShardSettings):
-        self.parts, self.settings, self.report = Parts(Path(folder), dim, None), settings, ReadReport()
+    With ``local_copy``, the shard is written in a folder of this node's temporary directory
+    (``$TMPDIR``) and copied into ``folder`` when complete: a shared file system then sees one
+    sequential copy, not a database's many small writes."""
+
+    def __init__(self, folder: str, dim: int | None, settings: ShardSettings, local_copy: bool = False, wait: float = 0.0):
+        import ray
+
+        context = ray.get_runtime_context()
+        self.node = {"node_id": context.get_node_id(), "address": ray.util.get_node_ip_address()}
+        self.folder = Path(folder)
+        deadline = time.monotonic() + wait
+        while not self.folder.is_dir():
+            if time.monotonic() >= deadline:
+                raise QAError(
+                    f"the shard folder {str(self.folder)!r} is not visible on the Ray node at {self.node['address']}: with "
+                    "--ray-shard-writers cluster, the index folder must be on a file system that every node mounts at the same path"
+                )
+            time.sleep(0.5)
+        self.scratch = None
+        if local_copy:
+            self.scratch = Path(tempfile.mkdtemp(prefix="qa-shard-"))
+            share_like_mkdir(self.scratch)  # so that the copied folder gets the mode mkdir gives
+        self.parts = Parts(self.scratch or self.folder, dim, None)
+        self.settings, self.report = settings, ReadReport()
 
     def add(self, documents: list[tuple[Document, list[tuple[int, int]], np.ndarray | None]]) -> None:
         for doc, windows, vectors in documents:
             self.parts.add_document(doc, windows, self.report, vectors)
 
     def finish(self) -> dict[str, Any]:
-        entry = finish_shard(self.parts, self.settings)
+        try:
+            entry = finish_shard(self.parts, self.settings)
+            if self.scratch is not None:
+                if entry is None:  # finish_shard removed the scratch folder; the shard's own stays empty
+                    self.folder.rmdir()
+                else:
+                    shutil.copytree(self.scratch, self.folder, dirs_exist_ok=True)
+        finally:
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
         refused = {"documents": self.report.documents, "skipped": list(self.report.skipped.items()), "warnings": self.report.warnings}
-        return {"entry": entry, "refused": refused}
+        return {"entry": entry, "refused": refused, "node": self.node}
 
 
 class _RemoteShard:
     """The driver's side of a writer actor: documents are sent in groups, a few groups in flight."""
 
-    def __init__(self, actor):
-        self.actor, self.group, self.sent, self.passages = actor, [], [], 0
+    def __init__(self, actor, folder_name: str):
+        self.actor, self.folder_name, self.group, self.sent, self.passages = actor, folder_name, [], [], 0
         self.report: ReadReport | None = None
 
     def add_document(self, doc: Document, windows, report: ReadReport, vectors: np.ndarray | None = None) -> bool:
@@ -292,6 +342,7 @@ class _RemoteShard:
             _written(self.sent)
             outcome = _written(finished)
             ray.kill(self.actor)
+            logger.info("shard %s written on the Ray node at %s (%s)", self.folder_name, outcome["node"]["address"], outcome["node"]["node_id"])
             refused = outcome["refused"]
             if self.report is not None:
                 self.report.documents += refused["documents"]
