@@ -23,9 +23,10 @@ single-process reference too (a quick run of the script itself).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import filecmp
 import json
 import os
-import contextlib
 import socket
 import subprocess
 import sys
@@ -50,9 +51,32 @@ BATCH = 16
 
 
 def write_corpus(documents, path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    """The corpus as JSON Lines; a file already there with the same content is left as it is (its
+    builds stay valid)."""
+    new = path.with_suffix(".new")
+    with open(new, "w", encoding="utf-8") as f:
         for doc in documents:
             f.write(json.dumps({"id": doc.id, "title": doc.title, "text": doc.text}) + "\n")
+    if path.is_file() and filecmp.cmp(path, new, shallow=False):
+        new.unlink()
+    else:
+        new.replace(path)
+
+
+def kept_build(path: Path, options: list[str], corpus: Path) -> dict | None:
+    """The manifest of a build an earlier run left in ``path`` (``--work``) with these options from
+    this corpus file, else None."""
+    record = path.with_name(path.name + ".options.json")
+    if not (path / "manifest.json").is_file() or not record.is_file():
+        return None
+    if json.loads(record.read_text()) != {"options": options, "corpus_mtime_ns": corpus.stat().st_mtime_ns}:
+        return None
+    return json.loads((path / "manifest.json").read_text())
+
+
+def record_build(path: Path, options: list[str], corpus: Path) -> None:
+    record = path.with_name(path.name + ".options.json")
+    record.write_text(json.dumps({"options": options, "corpus_mtime_ns": corpus.stat().st_mtime_ns}) + "\n")
 
 
 def build(corpus: Path, index: Path, options: list[str]) -> dict:
@@ -179,7 +203,7 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=None, help="first N documents only (builds the reference too)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_builds.json")
     parser.add_argument("--work", type=Path, help="keep the builds in this folder (default: a temporary one); a build "
-                        "already there is reused, not rebuilt")
+                        "an earlier run left there with the same options and corpus is reused, not rebuilt")
     args = parser.parse_args()
 
     question_set = load_question_set("open-squad")
@@ -196,6 +220,7 @@ def main() -> int:
         else:
             reference_path = Path(tmp) / "single"
             results["reference"] = build(corpus, reference_path, common)
+            record_build(reference_path, common, corpus)
         reference = Index(reference_path).load()
         options = {"ray": [*common, "--ray", "local", "--ray-workers", str(args.ray_workers)],
                    "shards": [*common, "--shard-passages", str(args.shard_passages)], "openvino": ["--backend", "openvino"]}
@@ -208,13 +233,13 @@ def main() -> int:
                            "seconds": "-", "passages": len(Index(path)), "shards": len(urls)}
                     row.update(compare(Index(Path(tmp) / "shards").load(), Index(path).load(), examples, args.k))
                     row["pipeline"] = compare_answers(Index(Path(tmp) / "shards").load(), Index(path).load(), examples)
-            elif (path / "manifest.json").is_file():  # kept from an earlier run (--work)
-                manifest = json.loads((path / "manifest.json").read_text())
+            elif manifest := kept_build(path, options[name], corpus):  # same options, same corpus (--work)
                 row = {"options": " ".join(options[name]) + " (kept from an earlier run)", "seconds": "-",
                        "passages": manifest["counts"]["passages"], "shards": len(manifest.get("shards") or [])}
                 row.update(compare(reference, Index(path).load(), examples, args.k))
             else:
                 row = build(corpus, path, options[name])
+                record_build(path, options[name], corpus)
                 row.update(compare(reference, Index(path).load(), examples, args.k))
             results["builds"].append(row)
             print(json.dumps(row), file=sys.stderr)
