@@ -25,12 +25,15 @@ weights there, held out (nothing is tuned on them). ``--covid-train`` adds COVID
 questions, asked over the same covid-qa index, to the search: the weights then maximise the mean of
 the two tuning sets' F1 (SQuAD's and COVID-QA's), so that one pair of weights serves both kinds of
 corpus (BM25 scores, for one, are larger over long articles). Use it only with a reader and an
-encoder that did not train on COVID-QA train.
+encoder that did not train on COVID-QA train. ``--bm25-scales raw,relative`` searches the weights
+for BM25 scores as they are and divided by the best of the question's top k (measured in
+docs/RESULTS.md: relative scaling did not pay).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -52,6 +55,7 @@ from qa.pipeline import BM25_WEIGHT, DENSE_WEIGHT, Pipeline, rank_answers  # noq
 
 from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 BM25_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+RELATIVE_BM25_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0)  # for BM25 scores divided by the best one
 DENSE_WEIGHTS = (0.0, 5.0, 10.0, 20.0, 40.0, 60.0, 80.0)
 
 
@@ -67,11 +71,20 @@ def read_questions(pipe: Pipeline, questions: list[tuple[str, list[str]]], max_k
     return rows
 
 
-def evaluate_weights(rows, k, w_bm25, w_dense):
-    """EM and F1 of the best answer of each row, ranked with these weights over its top ``k``."""
+def relative_bm25(hits):
+    """The hits with their BM25 scores divided by the best of them (1 for the best passage), so that
+    a weight means the same over short paragraphs and long articles, whose BM25 scores run larger."""
+    top = max((h.bm25 for h in hits), default=0.0)
+    return [dataclasses.replace(h, bm25=h.bm25 / top if top > 0 else 0.0) for h in hits]
+
+
+def evaluate_weights(rows, k, w_bm25, w_dense, scale="raw"):
+    """EM and F1 of the best answer of each row, ranked with these weights over its top ``k``
+    (``scale="relative"``: BM25 scores divided by the best of the top ``k``)."""
     em = f1 = 0.0
     for row in rows:
-        answers = rank_answers(row["hits"][:k], row["reading"], 1, bm25_weight=w_bm25, dense_weight=w_dense) if row["hits"] else []
+        hits = row["hits"][:k] if scale == "raw" else relative_bm25(row["hits"][:k])
+        answers = rank_answers(hits, row["reading"], 1, bm25_weight=w_bm25, dense_weight=w_dense) if hits else []
         e, f = squad_scores(answers[0].text if answers else "", row["golds"])
         em, f1 = em + e, f1 + f
     return 100 * em / len(rows), 100 * f1 / len(rows)
@@ -90,6 +103,8 @@ def main() -> int:
     ap.add_argument("--train-skip", type=int, default=0, help="with --tune-on train: leave out the first N training questions")
     ap.add_argument("--covid-qa", action="store_true", help="also report the weights on all COVID-QA dev questions (held out)")
     ap.add_argument("--covid-train", action="store_true", help="also tune on all COVID-QA train questions (mean F1 of both sets)")
+    ap.add_argument("--bm25-scales", default="raw", help="comma-separated: raw (BM25 scores as they are), relative "
+                    "(divided by the best of the question's top k)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/answer_fusion.json"))
     args = ap.parse_args()
     covid_wanted = args.covid_qa or args.covid_train
@@ -125,23 +140,25 @@ def main() -> int:
               "results": []}
     print(f"\n{cpu_info().name}; reader {args.reader}; encoder {args.embedding_model}"
           + ("; tune = mean of SQuAD train and COVID-QA train" if covid_tune else ""))
-    print(f"{'k':>3} {'w_bm25':>6} {'w_dense':>7}  {'tune EM':>7} {'tune F1':>7}  {'held-out EM':>11} {'held-out F1':>11}"
+    print(f"{'k':>3} {'bm25':>8} {'w_bm25':>6} {'w_dense':>7}  {'tune EM':>7} {'tune F1':>7}  {'held-out EM':>11} {'held-out F1':>11}"
           + (f"  {'COVID-QA EM':>11} {'COVID-QA F1':>11}" if covid else ""))
-    for k in (5, 10, 20):
+    for k, scale in itertools.product((5, 10, 20), args.bm25_scales.split(",")):
         if k > args.max_k:
             continue
-        grid = {(a, b): evaluate_weights(tune, k, a, b) for a, b in itertools.product(BM25_WEIGHTS, DENSE_WEIGHTS)}
+        bm25_weights = BM25_WEIGHTS if scale == "raw" else RELATIVE_BM25_WEIGHTS
+        grid = {(a, b): evaluate_weights(tune, k, a, b, scale) for a, b in itertools.product(bm25_weights, DENSE_WEIGHTS)}
         if covid_tune:  # one pair of weights for both kinds of corpus: the mean of the two sets' scores
-            covid_grid = {w: evaluate_weights(covid_tune, k, *w) for w in grid}
+            covid_grid = {w: evaluate_weights(covid_tune, k, *w, scale) for w in grid}
             grid = {w: ((grid[w][0] + covid_grid[w][0]) / 2, (grid[w][1] + covid_grid[w][1]) / 2) for w in grid}
         best = max(grid, key=lambda w: (grid[w][1], grid[w][0]))
-        for weights in dict.fromkeys([(0.0, 0.0), (BM25_WEIGHT, DENSE_WEIGHT), best]):
+        shipped = [(BM25_WEIGHT, DENSE_WEIGHT)] if scale == "raw" else []
+        for weights in dict.fromkeys([(0.0, 0.0), *shipped, best]):
             t_em, t_f1 = grid[weights]
-            h_em, h_f1 = evaluate_weights(held_out, k, *weights)
-            result = {"k": k, "w_bm25": weights[0], "w_dense": weights[1], "tune": [t_em, t_f1], "held_out": [h_em, h_f1]}
-            line = f"{k:>3} {weights[0]:>6} {weights[1]:>7}  {t_em:7.1f} {t_f1:7.1f}  {h_em:11.1f} {h_f1:11.1f}"
+            h_em, h_f1 = evaluate_weights(held_out, k, *weights, scale)
+            result = {"k": k, "bm25_scale": scale, "w_bm25": weights[0], "w_dense": weights[1], "tune": [t_em, t_f1], "held_out": [h_em, h_f1]}
+            line = f"{k:>3} {scale:>8} {weights[0]:>6} {weights[1]:>7}  {t_em:7.1f} {t_f1:7.1f}  {h_em:11.1f} {h_f1:11.1f}"
             if covid:
-                result["covid_qa"] = list(evaluate_weights(covid, k, *weights))
+                result["covid_qa"] = list(evaluate_weights(covid, k, *weights, scale))
                 line += f"  {result['covid_qa'][0]:11.1f} {result['covid_qa'][1]:11.1f}"
             print(line)
             report["results"].append(result)
