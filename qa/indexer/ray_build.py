@@ -247,11 +247,11 @@ def shard_writers(settings: ShardSettings, where: str = "here"):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         if where == "here":
-            node, soft, wait = ray.get_runtime_context().get_node_id(), False, 0.0
-        else:  # in turn; soft: a node that has gone leaves its shard to another
+            node, wait = ray.get_runtime_context().get_node_id(), 0.0
+        else:  # in turn over the nodes alive now (pinned: Ray's soft affinity moves actors off busy nodes)
             nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
-            node, soft, wait = nodes[next(dealt) % len(nodes)], True, FOLDER_WAIT_S
-        writer = ray.remote(_ShardWriter).options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=soft))
+            node, wait = nodes[next(dealt) % len(nodes)], FOLDER_WAIT_S
+        writer = ray.remote(_ShardWriter).options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
         return _RemoteShard(writer.remote(str(folder), dim, settings, where == "cluster", wait), f"{folder.parent.name}/{folder.name}")
 
     return open_shard
