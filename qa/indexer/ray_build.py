@@ -298,7 +298,7 @@ class _ShardWriter:
         try:
             entry = finish_shard(self.parts, self.settings)
             if self.scratch is not None:
-                if entry is None:  # finish_shard removed the scratch folder; the shard's own stays empty
+                if entry is None:  # no passages: finish_shard removed the scratch folder; the empty shard folder goes too
                     self.folder.rmdir()
                 else:
                     shutil.copytree(self.scratch, self.folder, dirs_exist_ok=True)
