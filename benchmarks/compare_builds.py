@@ -63,20 +63,23 @@ def write_corpus(documents, path: Path) -> None:
         new.replace(path)
 
 
+def build_record(path: Path, options: list[str], corpus: Path) -> tuple[Path, dict]:
+    """Where a build's options and corpus are recorded (beside it), and what is recorded."""
+    return path.with_name(path.name + ".options.json"), {"options": options, "corpus_mtime_ns": corpus.stat().st_mtime_ns}
+
+
 def kept_build(path: Path, options: list[str], corpus: Path) -> dict | None:
     """The manifest of a build an earlier run left in ``path`` (``--work``) with these options from
     this corpus file, else None."""
-    record = path.with_name(path.name + ".options.json")
-    if not (path / "manifest.json").is_file() or not record.is_file():
-        return None
-    if json.loads(record.read_text()) != {"options": options, "corpus_mtime_ns": corpus.stat().st_mtime_ns}:
+    record, content = build_record(path, options, corpus)
+    if not (path / "manifest.json").is_file() or not record.is_file() or json.loads(record.read_text()) != content:
         return None
     return json.loads((path / "manifest.json").read_text())
 
 
 def record_build(path: Path, options: list[str], corpus: Path) -> None:
-    record = path.with_name(path.name + ".options.json")
-    record.write_text(json.dumps({"options": options, "corpus_mtime_ns": corpus.stat().st_mtime_ns}) + "\n")
+    record, content = build_record(path, options, corpus)
+    record.write_text(json.dumps(content) + "\n")
 
 
 def build(corpus: Path, index: Path, options: list[str]) -> dict:

@@ -105,10 +105,9 @@ class Retriever:
 
     def _search_bm25(self, queries: Sequence[Query], depth: int) -> None:
         self._score_bm25(queries)
-        scored = [q for q in queries if q.bm25 is not None]
-        best = dict(zip(map(id, scored), top_many([q.bm25 for q in scored], depth)))
+        best = iter(top_many([q.bm25 for q in queries if q.bm25 is not None], depth))  # in the order of the queries
         for query in queries:
-            query.lexical, query.lexical_depth = best.get(id(query), []), depth
+            query.lexical, query.lexical_depth = next(best) if query.bm25 is not None else [], depth
 
     def _search_dense(self, queries: Sequence[Query], depth: int) -> None:
         depth = min(depth, len(self.index))
