@@ -4,6 +4,8 @@ of the driver and of the workers (issue 20).
     python benchmarks/bench_ray.py --documents 3000 --files 12 --out benchmarks/results/ray_build.json
     python benchmarks/bench_ray.py --documents 3000 --files 12 --workers 2 --shard-passages 1000 --write-documents 0 \
         --out benchmarks/results/ray_shards.json
+    python benchmarks/bench_ray.py --documents 3000 20000 --workers 2 --shard-passages 5000 --write-documents 0 \
+        --embedding-model tiny-random --driver-alone --out benchmarks/results/ray_driver.json
 
 A synthetic corpus (``--documents`` SQuAD-like documents of at most 150 words, one passage each at
 qa's default window: the generator of benchmarks/bench_query_memory.py) is written as ``--files``
@@ -13,6 +15,13 @@ resident memory of every process is sampled every 0.2 s: the ``qa index`` proces
 the embedding actors (``ray::MapWorker``), Ray's other workers (reading tasks, its own actors),
 and Ray's system processes (raylet, GCS). The builds' indexes are compared (passages, BM25
 matrix, vectors) so that a faster wrong build cannot pass.
+
+The driver's CPU time is sampled too. With two or more ``--documents`` sizes, its slope per
+passage between the smallest and the largest corpus is printed (the start taken out). With
+``--driver-alone``, the Ray builds run in this process instead, with the embedded rows computed
+before the driver takes them, and the driver's CPU is counted from then on: its cost per passage
+to filter the rows and write them or hand them to shard writers. ``--join K`` makes each document
+the text of K synthetic ones (long documents, as full texts are).
 """
 
 from __future__ import annotations
@@ -36,11 +45,16 @@ from bench_query_memory import synthetic_documents  # noqa: E402
 from qa.device import cpu_info  # noqa: E402
 
 
-def write_corpus(folder: Path, documents: int, files: int) -> None:
+def write_corpus(folder: Path, documents: int, files: int, join: int = 1) -> None:
+    """``documents`` documents in ``files`` JSON Lines files; each the text of ``join`` synthetic
+    documents of at most 150 words (about ``join`` passages)."""
     folder.mkdir(parents=True, exist_ok=True)
     outs = [open(folder / f"part-{i:03d}.jsonl", "w") for i in range(files)]
-    for i, doc in enumerate(synthetic_documents(documents, seed=0)):
-        outs[i % files].write(json.dumps({"id": doc.id, "title": doc.title, "text": doc.text}) + "\n")
+    synthetic = synthetic_documents(documents * join, seed=0)
+    for i in range(documents):
+        parts = [next(synthetic) for _ in range(join)]
+        text = "\n\n".join(doc.text for doc in parts)
+        outs[i % files].write(json.dumps({"id": parts[0].id, "title": parts[0].title, "text": text}) + "\n")
     for out in outs:
         out.close()
 
@@ -63,12 +77,14 @@ def role(proc: psutil.Process, driver: int) -> str | None:
     return None
 
 
-def run_build(corpus: Path, index: Path, workers: int | None, shard_passages: int | None = None) -> dict:
+def run_build(corpus: Path, index: Path, workers: int | None, shard_passages: int | None = None, model: str | None = None) -> dict:
     command = [sys.executable, "-m", "qa", "index", str(corpus), "--index", str(index), "--json"]
     if workers:
         command += ["--ray", "local", "--ray-workers", str(workers)]
     if shard_passages:
         command += ["--shard-passages", str(shard_passages)]
+    if model:
+        command += ["--embedding-model", model]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks: dict[str, float] = {}
@@ -133,8 +149,39 @@ def write_stage(corpus: Path, index: Path) -> dict:
     result = build_module.build_index(corpus, index)
     seconds = time.perf_counter() - started
     passages = result.manifest["counts"]["passages"]
-    return {"build": "write stage alone (random vectors, no embedding)", "seconds": round(seconds, 1), "passages": passages,
+    return {"build": "write stage alone (random vectors, no embedding)", "documents": result.report.documents, "seconds": round(seconds, 1), "passages": passages,
             "passages_per_s": round(passages / seconds, 1), "peak_mb": {}, "largest_process_mb": {}}
+
+
+def driver_alone(corpus: Path, index: Path, workers: int, shard_passages: int | None, model: str | None) -> dict:
+    """A Ray build in this process whose rows are embedded first (the dataset materialized in Ray's
+    object store) and only then streamed: the driver's CPU and time from then on are what it costs
+    to take rows in and hand them to shard writers (or write them itself), with no wait for the
+    embedding. (A real build's driver also polls while it waits, which costs CPU by the second.)"""
+    import qa.indexer.ray_build as ray_build
+    from qa.indexer import EmbeddingOptions, LayoutOptions, RayOptions, build_index
+
+    marks: dict[str, float] = {}
+    pipeline = ray_build._pipeline
+
+    def materialized(*args, **kwargs):
+        dataset = pipeline(*args, **kwargs).materialize()
+        marks["cpu"], marks["wall"] = time.process_time(), time.perf_counter()
+        return dataset
+
+    ray_build._pipeline = materialized
+    try:
+        result = build_index(corpus, index, embedding=EmbeddingOptions(model), ray=RayOptions(address="local", workers=workers),
+                             layout_options=LayoutOptions(shard_passages=shard_passages))
+    finally:
+        ray_build._pipeline = pipeline
+    cpu, seconds = time.process_time() - marks["cpu"], time.perf_counter() - marks["wall"]
+    passages = result.manifest["counts"]["passages"]
+    writes = "shard writer actors" if shard_passages else "the driver writing"
+    return {"build": f"ray driver alone, rows ready, {writes}", "seconds": round(seconds, 1), "driver_cpu_seconds": round(cpu, 1),
+            "passages": passages, "passages_per_s": round(passages / seconds, 1),
+            "driver_ms_per_passage": round(1000 * cpu / passages, 3), "driver_ms_per_document": round(1000 * cpu / result.report.documents, 3),
+            "peak_mb": {}, "largest_process_mb": {}}
 
 
 def same_index(a: Path, b: Path) -> dict:
@@ -167,47 +214,108 @@ def same_search(a: Path, b: Path, questions: int = 50) -> dict:
     return {"same_passages": passages, **same}
 
 
+TINY = "tiny-random"
+
+
+def tiny_encoder(folder: Path) -> str:
+    """A random 2-layer BERT of width 32 with all-MiniLM-L6-v2's tokenizer: the same passages as
+    the real model (the windows are counted in its tokens) at a small fraction of its embedding
+    cost, so that the build's other stages show (``--embedding-model tiny-random``)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from qa.hub import resolve_model
+    from qa.embedding import DEFAULT_EMBEDDING_MODEL
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_EMBEDDING_MODEL))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def builds_of(folder: Path, documents: int, args) -> list[dict]:
+    """The single-process and Ray builds of one synthetic corpus of ``documents`` documents."""
+    rows = []
+    corpus = folder / "corpus"
+    write_corpus(corpus, documents, args.files, args.join)
+    if args.driver_alone:
+        for shards in (None, args.shard_passages) if args.shard_passages else (None,):
+            row = {**driver_alone(corpus, folder / f"index-alone-{shards or 0}", args.workers[-1], shards, args.embedding_model), "documents": documents}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+        return rows
+    for sharded in (False, True) if args.shard_passages else (False,):
+        for workers in [None, *args.workers]:
+            if sharded:
+                index = folder / f"index-{workers or 0}-sharded"
+                row = run_build(corpus, index, workers, args.shard_passages, args.embedding_model)
+                row["compared_with_single_process"] = same_search(folder / "index-0", index)
+            else:
+                index = folder / f"index-{workers or 0}"
+                row = run_build(corpus, index, workers, None, args.embedding_model)
+                if workers:
+                    row["compared_with_single_process"] = same_index(folder / "index-0", index)
+            row["documents"] = documents
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    return rows
+
+
+def driver_slopes(rows: list[dict]) -> dict[str, float]:
+    """Per build kind, the driver's CPU milliseconds per passage between the smallest and the
+    largest corpus: what each more passage costs, without the start (imports, Ray, the model)."""
+    slopes = {}
+    for build in dict.fromkeys(r["build"] for r in rows if "driver_cpu_seconds" in r):
+        runs = sorted((r for r in rows if r["build"] == build), key=lambda r: r["passages"])
+        if len(runs) >= 2 and runs[-1]["passages"] > runs[0]["passages"]:
+            cpu = runs[-1]["driver_cpu_seconds"] - runs[0]["driver_cpu_seconds"]
+            slopes[build] = round(1000 * cpu / (runs[-1]["passages"] - runs[0]["passages"]), 3)
+    return slopes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--documents", type=int, default=3000)
+    parser.add_argument("--documents", type=int, nargs="+", default=[3000],
+                        help="corpus sizes; with two or more, the driver's CPU per passage is also given as the slope between the extremes")
     parser.add_argument("--files", type=int, default=12)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="--ray-workers counts to run")
     parser.add_argument("--write-documents", type=int, default=50_000, help="documents of the write-stage-alone build (0: none)")
     parser.add_argument("--shard-passages", type=int, default=None,
                         help="also build with --shard-passages N, single-process and with each --ray-workers count")
+    parser.add_argument("--join", type=int, default=1, help="each document the text of this many synthetic ones (long documents)")
+    parser.add_argument("--driver-alone", action="store_true",
+                        help="instead: Ray builds in this process whose rows are embedded before the driver takes them (its own CPU cost)")
+    parser.add_argument("--embedding-model", default=None, help=f"passed to qa index (default: qa's default model); {TINY!r}: a random tiny encoder with its tokenizer")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ray_build.json")
     args = parser.parse_args()
+    model_name = args.embedding_model
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus"
-        write_corpus(corpus, args.documents, args.files)
-        for workers in [None, *args.workers]:
-            index = Path(tmp) / f"index-{workers or 0}"
-            row = run_build(corpus, index, workers)
-            if workers:
-                row["compared_with_single_process"] = same_index(Path(tmp) / "index-0", index)
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
-        for workers in [None, *args.workers] if args.shard_passages else []:
-            index = Path(tmp) / f"index-{workers or 0}-sharded"
-            row = run_build(corpus, index, workers, args.shard_passages)
-            row["compared_with_single_process"] = same_search(Path(tmp) / "index-0", index)
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
+        if args.embedding_model == TINY:
+            args.embedding_model = tiny_encoder(Path(tmp) / TINY)
+        for documents in args.documents:
+            rows += builds_of(Path(tmp) / str(documents), documents, args)
         if args.write_documents:
             write_stage_corpus = Path(tmp) / "corpus-write"
             write_corpus(write_stage_corpus, args.write_documents, args.files)
             rows.append(write_stage(write_stage_corpus, Path(tmp) / "index-write"))
-    print("| build | seconds | passages/s | × single's rate | driver CPU s | driver peak MB | embedding actors peak MB | shard writers | other Ray workers | Ray system |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| documents | build | seconds | passages/s | × single's rate | driver CPU s | driver peak MB | embedding actors peak MB | shard writers | other Ray workers | Ray system |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        m = r["peak_mb"]
-        print(f"| {r['build']} | {r['seconds']} | {r['passages_per_s']} | {rows[0]['seconds'] / r['seconds'] * r['passages'] / rows[0]['passages']:.2f} | "
-              f"{r.get('driver_cpu_seconds', '-')} | {m.get('driver', '-')} | "
+        m, single = r["peak_mb"], next(b for b in rows if b.get("documents") == r.get("documents"))
+        print(f"| {r['documents']} | {r['build']} | {r['seconds']} | {r['passages_per_s']} | "
+              f"{r['passages_per_s'] / single['passages_per_s']:.2f} | {r.get('driver_cpu_seconds', '-')} | {m.get('driver', '-')} | "
               f"{m.get('embedding actors', '-')} | {m.get('shard writers', '-')} | {m.get('other Ray workers', '-')} | {m.get('Ray system', '-')} |")
+    slopes = driver_slopes(rows)
+    for build, ms in slopes.items():
+        print(f"driver CPU per passage, marginal between {min(args.documents)} and {max(args.documents)} documents: {ms} ms ({build})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cpu": cpu_info().name, "cores": os.cpu_count(), "documents": args.documents,
-                                    "files": args.files, "builds": rows}, indent=2) + "\n")
+                                    "files": args.files, "join": args.join, "embedding_model": model_name, "builds": rows,
+                                    "driver_ms_per_passage_marginal": slopes}, indent=2) + "\n")
     return 0
 
 
