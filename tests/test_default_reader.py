@@ -115,9 +115,9 @@ def test_the_packaged_reader_says_when_the_index_does_not_answer(default_reader,
 
 @pytest.mark.integration
 def test_the_biomed_reader_answers_over_the_example_corpus(biomed_reader, minilm_path, tmp_path, monkeypatch):
-    """`--reader biomed` names the packaged folder, reads general questions too, and abstains on a
-    question the corpus does not answer. (Version 2 answers "Who won the 1998 FIFA World Cup?" and a
-    line of punctuation there, where the default abstains: its card and docs/READER.md.)"""
+    """`--reader biomed` names the packaged folder, reads general questions too, and abstains on the
+    questions the corpus does not answer, as the default does. (Version 2 answered two of them:
+    version 3 was trained with twice the no-answer signal; its card and docs/READER.md.)"""
     from qa.indexer import EmbeddingOptions, build_index
 
     monkeypatch.delenv("QA_READER", raising=False)
@@ -126,7 +126,9 @@ def test_the_biomed_reader_answers_over_the_example_corpus(biomed_reader, minilm
     assert pipe.reader.name == str(biomed_reader)
     for question, expected in [("Who designed the Eiffel Tower?", "Eiffel"), ("Who invented the World Wide Web?", "Tim Berners-Lee")]:
         assert expected in pipe.ask(question).answers[0].text, question
-    assert pipe.ask("What is the capital of Norway?").abstained
+    for question in ("What is the capital of Norway?", "Who won the 1998 FIFA World Cup?", "?!?! ... ---"):
+        prediction = pipe.ask(question)
+        assert prediction.answers == [] and prediction.abstained, (question, [a.text for a in prediction.answers])
 
 
 @pytest.mark.integration
