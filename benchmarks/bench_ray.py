@@ -287,7 +287,7 @@ def main() -> int:
                         help="also build with --shard-passages N, single-process and with each --ray-workers count")
     parser.add_argument("--join", type=int, default=1, help="each document the text of this many synthetic ones (long documents)")
     parser.add_argument("--driver-alone", action="store_true",
-                        help="instead: Ray builds in this process whose rows are embedded before the driver takes them (its own CPU cost)")
+                        help="instead: Ray builds in this process (the last --ray-workers count) whose rows are embedded before the driver takes them (its own CPU cost)")
     parser.add_argument("--embedding-model", default=None, help=f"passed to qa index (default: qa's default model); {TINY!r}: a random tiny encoder with its tokenizer")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ray_build.json")
     args = parser.parse_args()
@@ -305,7 +305,7 @@ def main() -> int:
     print("| documents | build | seconds | passages/s | × single's rate | driver CPU s | driver peak MB | embedding actors peak MB | shard writers | other Ray workers | Ray system |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        m, single = r["peak_mb"], next(b for b in rows if b.get("documents") == r.get("documents"))
+        m, single = r["peak_mb"], next(b for b in rows if b["documents"] == r["documents"])
         print(f"| {r['documents']} | {r['build']} | {r['seconds']} | {r['passages_per_s']} | "
               f"{r['passages_per_s'] / single['passages_per_s']:.2f} | {r.get('driver_cpu_seconds', '-')} | {m.get('driver', '-')} | "
               f"{m.get('embedding actors', '-')} | {m.get('shard writers', '-')} | {m.get('other Ray workers', '-')} | {m.get('Ray system', '-')} |")
