@@ -708,6 +708,32 @@ def train_reader(
     out.print(f"Trained {metrics['steps']} steps in {metrics['train_seconds'] / 60:.1f} min{scores}; model in {escape(str(output))}")
 
 
+@train_app.command("merge")
+@_friendly_errors
+def train_merge(
+    first: Annotated[str, typer.Argument(help="A reader: folder, hub id, or packaged name (default, biomed).")],
+    second: Annotated[str, typer.Argument(help="A reader of the same architecture and tokenizer, e.g. one trained from FIRST.")],
+    weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="The share of SECOND: (1 - weight) x FIRST + weight x SECOND.")] = 0.5,
+    output: Annotated[Path, typer.Option(help="Where the merged reader and its model card go.")] = Path("reader"),
+    eval_file: Annotated[Optional[str], typer.Option("--eval", help="SQuAD-format file for EM/F1 on gold paragraphs at the end.")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate on N questions (seed 1).")] = None,
+    save_dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 for the saved weights.")] = "float16",
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Average two readers' weights (weight-space ensembling): a reader between a base and one
+    fine-tuned from it, e.g. the default and biomed."""
+    from qa.reader.merge import merge_readers
+
+    metrics = merge_readers(first, second, weight, output, eval_file=eval_file, eval_limit=eval_limit,
+                            save_dtype=save_dtype, device=device)
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    scores = f", EM {metrics['exact_match']:.2f} / F1 {metrics['f1']:.2f}" if "exact_match" in metrics else ""
+    out.print(escape(f"Merged {first} and {second} (weight {weight:g} on the second){scores}; reader in {output}"))
+
+
 @train_app.command("retriever")
 @_friendly_errors
 def train_retriever(

@@ -15,11 +15,11 @@ def card_mark(command: str) -> str:
     return f"Trained with `qa train {command}`."
 
 
-def is_training_output(folder: Path, command: str, checkpoint: str) -> bool:
+def is_training_output(folder: Path, command: str, checkpoint: str | None = None) -> bool:
     """True for a folder ``qa train COMMAND`` wrote: a model whose card carries its
     :func:`card_mark`, or a checkpoint (``checkpoint``: a glob of its state file under
     ``folder``), or only the hidden leftovers of an interrupted checkpoint."""
-    if any(folder.glob(checkpoint)):
+    if checkpoint and any(folder.glob(checkpoint)):
         return True
     try:
         if card_mark(command) in (folder / "README.md").read_text(encoding="utf-8", errors="replace"):
@@ -29,7 +29,7 @@ def is_training_output(folder: Path, command: str, checkpoint: str) -> bool:
     return all(p.name.startswith((".checkpoint", "checkpoint")) for p in folder.iterdir())
 
 
-def check_output(output: Path, command: str, checkpoint: str) -> None:
+def check_output(output: Path, command: str, checkpoint: str | None = None) -> None:
     """Raise unless ``qa train COMMAND`` may write to ``output``: new, empty, or its own."""
     if output.is_file():
         raise QAError(f"--output {str(output)!r} is a file: choose a folder")

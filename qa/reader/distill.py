@@ -36,10 +36,15 @@ def features_digest(features: Features) -> str:
     return digest.hexdigest()
 
 
-def check_same_tokenizer(student, teacher, teacher_name: str) -> None:
-    """Raise unless ``teacher`` tokenises as ``student`` does (same vocabulary, same ids)."""
+def same_tokenizer(first, second) -> bool:
+    """Whether two tokenizers tokenise alike (same vocabulary, same ids for a probe of the hard cases)."""
     probe = "What cytokines are elevated in severe COVID-19? IL-6, TNF-α and ﬁbrinogen (3.5 g/L) in 2020."
-    if student.get_vocab() != teacher.get_vocab() or student(probe)["input_ids"] != teacher(probe)["input_ids"]:
+    return first.get_vocab() == second.get_vocab() and first(probe)["input_ids"] == second(probe)["input_ids"]
+
+
+def check_same_tokenizer(student, teacher, teacher_name: str) -> None:
+    """Raise unless ``teacher`` tokenises as ``student`` does."""
+    if not same_tokenizer(student, teacher):
         raise QAError(
             f"the teacher {teacher_name!r} tokenises differently from the student: its logits cannot be matched to the "
             "student's tokens. Choose a teacher with the student's tokenizer (e.g. a larger model of the same family), "

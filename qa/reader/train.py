@@ -237,9 +237,9 @@ def train_reader(
     }
     _save_model(output, model, tokenizer, config)
     if config.eval:
-        metrics.update(_evaluate(output, config, device))
+        metrics.update(gold_scores(output, config.eval, config.eval_limit, device))
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (output / "README.md").write_text(_model_card(config, metrics, sources, base_card=_qa_card(config.base)))
+    (output / "README.md").write_text(_model_card(config, metrics, sources, base_card=qa_card(config.base)))
     shutil.rmtree(checkpoint, ignore_errors=True)
     shutil.rmtree(output / TEACHER_DIR, ignore_errors=True)
     return metrics
@@ -383,16 +383,17 @@ def _save_model(output: Path, model, tokenizer, config: TrainConfig) -> None:
     model.to(torch.float32)
 
 
-def _evaluate(output: Path, config: TrainConfig, device: str) -> dict[str, Any]:
-    """EM/F1 of the saved reader on ``config.eval`` with each question's gold paragraph."""
+def gold_scores(reader_dir: Path, eval_file: str, eval_limit: int | None, device: str) -> dict[str, Any]:
+    """EM/F1 of the reader saved in ``reader_dir`` on ``eval_file`` with each question's gold
+    paragraph (``eval_limit`` questions drawn with seed 1), for the metrics and the model card."""
     from qa.corpora.squad import load_squad, sample_examples
     from qa.metrics import squad_scores
     from qa.reader.reader import Reader
 
     started = time.perf_counter()
-    reader = Reader(output, device=device)
-    data = load_squad(config.eval)
-    examples = sample_examples(data.examples, config.eval_limit, seed=1)
+    reader = Reader(reader_dir, device=device)
+    data = load_squad(eval_file)
+    examples = sample_examples(data.examples, eval_limit, seed=1)
     texts = {d.id: d.text for d in data.documents}
     predictions: list[str] = []
     for first in range(0, len(examples), EVAL_QUESTION_BATCH):
@@ -400,7 +401,7 @@ def _evaluate(output: Path, config: TrainConfig, device: str) -> dict[str, Any]:
         predictions += reader.best_answers([e.question for e in group], [texts[e.doc_id] for e in group])
     scores = [squad_scores(p, e.answers) for p, e in zip(predictions, examples)]
     return {
-        "eval_file": config.eval,
+        "eval_file": eval_file,
         "eval_questions": len(examples),
         "exact_match": round(100 * statistics.fmean(s[0] for s in scores), 2),
         "f1": round(100 * statistics.fmean(s[1] for s in scores), 2),
@@ -409,16 +410,17 @@ def _evaluate(output: Path, config: TrainConfig, device: str) -> dict[str, Any]:
 
 
 CARD_MARK = training.card_mark("reader")
+MERGE_MARK = training.card_mark("merge")
 
 
-def _qa_card(base: str) -> str | None:
-    """The model card of a base that ``qa train reader`` made itself, else None."""
+def qa_card(base: str) -> str | None:
+    """The model card of a reader that ``qa train reader`` or ``qa train merge`` made, else None."""
     try:
         card = Path(resolve_model(reader_folder(base))) / "README.md"
         text = card.read_text(encoding="utf-8", errors="replace")
     except (QAError, OSError):
         return None
-    return text if CARD_MARK in text else None
+    return text if CARD_MARK in text or MERGE_MARK in text else None
 
 
 def _model_card(config: TrainConfig, metrics: dict[str, Any], sources: list[str], base_card: str | None = None) -> str:
@@ -445,15 +447,27 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], sources: list[str]
         f"on {metrics['device']}; final loss {metrics['final_loss']:.3f}",
         *training.card_footer(hyper, config.command()),
     ]
-    if "exact_match" in metrics:
-        lines += [
-            f"Measured on `{metrics['eval_file']}` with each question's gold paragraph ({metrics['eval_questions']} questions, "
-            f"max length 384, stride 128, max answer length 30 tokens, official SQuAD normalisation): "
-            f"**exact match {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}**.",
-            "",
-        ]
+    lines += gold_scores_lines(metrics)
     if base_card:
-        demoted = ["#" + line if line.startswith("#") else line for line in base_card.strip().splitlines()]
-        body = "\n".join(demoted[1:]).strip("\n").splitlines()  # its title is replaced by the heading
-        lines += [f"## How the base model `{config.base}` was trained", "", *body, ""]
+        lines += card_section(f"How the base model `{config.base}` was trained", base_card)
     return "\n".join(lines)
+
+
+def gold_scores_lines(metrics: dict[str, Any]) -> list[str]:
+    """The model card's lines for :func:`gold_scores` in ``metrics`` (none when not measured)."""
+    if "exact_match" not in metrics:
+        return []
+    return [
+        f"Measured on `{metrics['eval_file']}` with each question's gold paragraph ({metrics['eval_questions']} questions, "
+        f"max length 384, stride 128, max answer length 30 tokens, official SQuAD normalisation): "
+        f"**exact match {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}**.",
+        "",
+    ]
+
+
+def card_section(heading: str, card: str) -> list[str]:
+    """A model card's lines under ``heading`` (its title replaced, its headings one level down),
+    for the card of a model made from it."""
+    demoted = ["#" + line if line.startswith("#") else line for line in card.strip().splitlines()]
+    body = "\n".join(demoted[1:]).strip("\n").splitlines()
+    return [f"## {heading}", "", *body, ""]
