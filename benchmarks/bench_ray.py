@@ -6,6 +6,8 @@ of the driver and of the workers (issue 20).
         --out benchmarks/results/ray_shards.json
     python benchmarks/bench_ray.py --documents 3000 20000 --workers 2 --shard-passages 5000 --write-documents 0 \
         --embedding-model tiny-random --driver-alone --out benchmarks/results/ray_driver.json
+    python benchmarks/bench_ray.py --documents 20000 --workers 2 --shard-passages 5000 --open-shards 1 2 --write-documents 0 \
+        --embedding-model tiny-random --driver-alone --out benchmarks/results/ray_open_shards.json
 
 A synthetic corpus (``--documents`` SQuAD-like documents of at most 150 words, one passage each at
 qa's default window: the generator of benchmarks/bench_query_memory.py) is written as ``--files``
@@ -20,7 +22,9 @@ The driver's CPU time is sampled too. With two or more ``--documents`` sizes, it
 passage between the smallest and the largest corpus is printed (the start taken out). With
 ``--driver-alone``, the Ray builds run in this process instead, with the embedded rows computed
 before the driver takes them, and the driver's CPU is counted from then on: its cost per passage
-to filter the rows and write them or hand them to shard writers. ``--join K`` makes each document
+to filter the rows and write them or hand them to shard writers; with ``--open-shards``, the
+wall time from then on shows what filling several shards at once (writers adding in parallel)
+gives. ``--join K`` makes each document
 the text of K synthetic ones (long documents, as full texts are).
 """
 
@@ -153,7 +157,7 @@ def write_stage(corpus: Path, index: Path) -> dict:
             "passages_per_s": round(passages / seconds, 1), "peak_mb": {}, "largest_process_mb": {}}
 
 
-def driver_alone(corpus: Path, index: Path, workers: int, shard_passages: int | None, model: str | None) -> dict:
+def driver_alone(corpus: Path, index: Path, workers: int, shard_passages: int | None, model: str | None, open_shards: int = 1) -> dict:
     """A Ray build in this process whose rows are embedded first (the dataset materialized in Ray's
     object store) and only then streamed: the driver's CPU and time from then on are what it costs
     to take rows in and hand them to shard writers (or write them itself), with no wait for the
@@ -172,12 +176,12 @@ def driver_alone(corpus: Path, index: Path, workers: int, shard_passages: int | 
     ray_build._pipeline = materialized
     try:
         result = build_index(corpus, index, embedding=EmbeddingOptions(model), ray=RayOptions(address="local", workers=workers),
-                             layout_options=LayoutOptions(shard_passages=shard_passages))
+                             layout_options=LayoutOptions(shard_passages=shard_passages, open_shards=open_shards))
     finally:
         ray_build._pipeline = pipeline
     cpu, seconds = time.process_time() - marks["cpu"], time.perf_counter() - marks["wall"]
     passages = result.manifest["counts"]["passages"]
-    writes = "shard writer actors" if shard_passages else "the driver writing"
+    writes = (f"shard writer actors, {open_shards} shards filled at once" if open_shards > 1 else "shard writer actors") if shard_passages else "the driver writing"
     return {"build": f"ray driver alone, rows ready, {writes}", "seconds": round(seconds, 1), "driver_cpu_seconds": round(cpu, 1),
             "passages": passages, "passages_per_s": round(passages / seconds, 1),
             "driver_ms_per_passage": round(1000 * cpu / passages, 3), "driver_ms_per_document": round(1000 * cpu / result.report.documents, 3),
@@ -195,22 +199,30 @@ def same_index(a: Path, b: Path) -> dict:
     return {"same_passages": passages, "same_bm25": bm25, "max_vector_difference": diff}
 
 
-def same_search(a: Path, b: Path, questions: int = 50) -> dict:
+def same_search(a: Path, b: Path, questions: int = 50, by_passage: bool = False) -> dict:
     """A sharded index against the unsharded one: the same passages, and the same BM25 and dense
-    top 10 for questions made of the corpus's words."""
+    top 10 for questions made of the corpus's words. ``by_passage``: passages are compared by
+    document and span, not number (shards filled at once number them in another order)."""
     from qa.index import Index
     from qa.retriever import make_retriever
 
     x, y = Index(a), Index(b)
     ids = list(range(len(x)))
-    passages = len(x) == len(y) and [(p.doc_id, p.start, p.end) for p in x.store.get(ids)] == [(p.doc_id, p.start, p.end) for p in y.store.get(ids)]
+
+    def keys(index, numbers):
+        return [(p.doc_id, p.start, p.end) if by_passage else p.idx for p in index.store.get(numbers)]
+
+    passages = len(x) == len(y) and (sorted if by_passage else list)(keys(x, ids)) == (sorted if by_passage else list)(keys(y, ids))
     texts = [p.text for p in x.store.get(ids[:: max(1, len(ids) // questions)][:questions])]
     same = {}
     for name in ("bm25", "dense"):
         ours, theirs = make_retriever(x, name), make_retriever(y, name)
+        found = [(ours.search(t[:80], 10, evidence=False), theirs.search(t[:80], 10, evidence=False)) for t in texts]
         same[f"same_{name}_top10_percent"] = round(100 * sum(
-            [h.passage.idx for h in ours.search(t[:80], 10, evidence=False)] == [h.passage.idx for h in theirs.search(t[:80], 10, evidence=False)]
-            for t in texts) / len(texts), 1)
+            keys(x, [h.passage.idx for h in a]) == keys(y, [h.passage.idx for h in b]) for a, b in found) / len(texts), 1)
+        if by_passage:  # passages of equal score may come in another order when numbered otherwise
+            same[f"same_{name}_top10_scores_percent"] = round(100 * sum(
+                np.allclose([h.score for h in a], [h.score for h in b], rtol=1e-5) for a, b in found) / len(texts), 1)
     return {"same_passages": passages, **same}
 
 
@@ -242,8 +254,12 @@ def builds_of(folder: Path, documents: int, args) -> list[dict]:
     corpus = folder / "corpus"
     write_corpus(corpus, documents, args.files, args.join)
     if args.driver_alone:
-        for shards in (None, args.shard_passages) if args.shard_passages else (None,):
-            row = {**driver_alone(corpus, folder / f"index-alone-{shards or 0}", args.workers[-1], shards, args.embedding_model), "documents": documents}
+        runs = [(None, 1)] + [(args.shard_passages, k) for k in args.open_shards] if args.shard_passages else [(None, 1)]
+        for shards, k in runs:
+            index = folder / f"index-alone-{shards or 0}-{k}"
+            row = {**driver_alone(corpus, index, args.workers[-1], shards, args.embedding_model, k), "documents": documents}
+            if shards and k > 1:
+                row["compared_with_one_open_shard"] = same_search(folder / f"index-alone-{shards}-1", index, by_passage=True)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
         return rows
@@ -285,6 +301,8 @@ def main() -> int:
     parser.add_argument("--write-documents", type=int, default=50_000, help="documents of the write-stage-alone build (0: none)")
     parser.add_argument("--shard-passages", type=int, default=None,
                         help="also build with --shard-passages N, single-process and with each --ray-workers count")
+    parser.add_argument("--open-shards", type=int, nargs="+", default=[1],
+                        help="with --driver-alone and --shard-passages: build with each of these --open-shards counts")
     parser.add_argument("--join", type=int, default=1, help="each document the text of this many synthetic ones (long documents)")
     parser.add_argument("--driver-alone", action="store_true",
                         help="instead: Ray builds in this process (the last --ray-workers count) whose rows are embedded before the driver takes them (its own CPU cost)")

@@ -218,6 +218,14 @@ def index(
             show_default=False,
         ),
     ] = None,
+    open_shards: Annotated[
+        int,
+        typer.Option(
+            min=1, metavar="K",
+            help="With --shard-passages: fill K shards at once, each document going to the one with the fewest passages, so "
+            "that a --ray build's K shard writers add in parallel (the passages are then numbered in another order than with 1).",
+        ),
+    ] = LayoutOptions.open_shards,
     device: DeviceOption = None,
     ray: Annotated[
         Optional[str],
@@ -274,7 +282,7 @@ def index(
         reading=ReadOptions(tuple(include or ()), tuple(exclude or ()), max_file_mb, id_field, title_field, text_field),
         passages=PassageOptions(max_tokens, overlap_tokens, max_words, overlap_words),
         embedding=EmbeddingOptions(embedding_model, device, batch_size, backend),
-        layout_options=LayoutOptions(dense_index, shard_passages),
+        layout_options=LayoutOptions(dense_index, shard_passages, open_shards),
         show_progress=not as_json and err.is_terminal,
         ray=None if ray is None else RayOptions(ray, ray_workers, shard_writers=ray_shard_writers),
     )

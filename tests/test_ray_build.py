@@ -104,6 +104,25 @@ def test_a_sharded_ray_build_writes_the_shards_the_single_process_build_does(two
     assert check_index(parallel.path).ok
 
 
+def test_shards_filled_at_once_by_writer_actors_are_the_single_process_builds(two_builds, tiny_models, tmp_path):
+    root, _, _ = two_builds
+    options = dict(embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=20, overlap_words=5),
+                   reading=ReadOptions(exclude=("page00.md",)), layout_options=LayoutOptions(shard_passages=15, open_shards=2))
+    local = build_index(root, tmp_path / "single", **options)
+    parallel = build_index(root, tmp_path / "ray", ray=RayOptions(address=None, documents_per_batch=5), **options)
+    def shards(result):
+        return [{k: v for k, v in entry.items() if k != "build_id"} for entry in result.manifest["shards"]]
+
+    assert len(shards(local)) >= 3 and shards(parallel) == shards(local)
+    a, b = Index(local.path), Index(parallel.path)
+    ids = list(range(len(a)))
+    assert [(p.doc_id, p.start, p.end) for p in a.store.get(ids)] == [(p.doc_id, p.start, p.end) for p in b.store.get(ids)]
+    question = " ".join(WORDS[:3])
+    assert np.array_equal(a.bm25_scores(analyze(question)), b.bm25_scores(analyze(question)))
+    assert [h.passage.idx for h in DenseRetriever(a).search(question, 10)] == [h.passage.idx for h in DenseRetriever(b).search(question, 10)]
+    assert check_index(parallel.path).ok
+
+
 def test_a_ray_build_needs_a_corpus_path(local_ray, tiny_models, tmp_path):
     from qa.corpora import Document
 

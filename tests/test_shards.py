@@ -109,6 +109,38 @@ def test_a_sharded_index_holds_and_finds_what_the_unsharded_one_does(tiny_models
     assert any("shards" in check for check in report.checks)
 
 
+def test_shards_filled_at_once_hold_and_score_what_one_shard_at_a_time_does(tiny_models, tmp_path):
+    corpus = _corpus(tmp_path / "corpus", documents=40)
+    whole = Index(_build(corpus, tmp_path / "whole", tiny_models).path)
+    result = _build(corpus, tmp_path / "dealt", tiny_models, layout_options=LayoutOptions(shard_passages=7, open_shards=3))
+    entries = result.manifest["shards"]
+    assert [e["path"] for e in entries] == [layout.shard_dir(i) for i in range(len(entries))]
+    assert len(entries) >= 5 and sum(e["passages"] >= 7 for e in entries) >= len(entries) - 3  # only the last 3 may be short
+    dealt = Index(result.path)
+    assert dealt.manifest["counts"] == whole.manifest["counts"]
+    firsts = [dealt.shards[i].store.get([0])[0].doc_id for i in range(3)]
+    assert firsts == ["doc00.txt", "doc01.txt", "doc02.txt"]  # dealt: the first documents open the three shards
+
+    def keyed(index):
+        return [(p.doc_id, p.start, p.end, p.text) for p in index.store.get(list(range(len(index))))]
+
+    keys, whole_keys = keyed(dealt), keyed(whole)
+    assert keys != whole_keys and sorted(keys) == sorted(whole_keys)  # the same passages, numbered otherwise
+    for shard in dealt.shards:  # a document's passages stay together, in one shard
+        docs = [p.doc_id for p in shard.store.get(list(range(len(shard))))]
+        assert docs == sorted(docs, key=docs.index)
+    order = np.array([whole_keys.index(k) for k in keys])  # dealt passage i is whole's passage order[i]
+    np.testing.assert_allclose(dealt.vectors[np.arange(len(keys))], whole.vectors[order], atol=2e-3)
+    for question in QUESTIONS:  # BM25 as if unsharded, whatever shard a passage is in
+        query = analyze(question)
+        np.testing.assert_allclose(dealt.bm25_scores(query), whole.bm25_scores(query)[order], rtol=1e-5, atol=1e-6)
+    assert check_index(result.path).ok
+    with pytest.raises(QAError, match="--shard-passages"):
+        _build(corpus, tmp_path / "unsharded", tiny_models, layout_options=LayoutOptions(open_shards=2))
+    with pytest.raises(QAError, match="at least 1"):
+        LayoutOptions(shard_passages=7, open_shards=0)
+
+
 def test_adding_to_a_sharded_index_writes_a_new_shard_and_keeps_the_old_ones(tiny_models, tmp_path, monkeypatch):
     out = tmp_path / "idx"
     first = _build(_corpus(tmp_path / "corpus", documents=10), out, tiny_models, layout_options=LayoutOptions(shard_passages=6))

@@ -110,6 +110,8 @@ def build_index(
         sharded = is_sharded_build(previous, layout_options.shard_passages)
         if ray is not None and ray.shard_writers != "here" and not sharded:
             raise QAError("--ray-shard-writers cluster writes the shards of a sharded build: add --shard-passages N")
+        if layout_options.open_shards > 1 and not sharded:
+            raise QAError("--open-shards fills several shards at once: add --shard-passages N")
         with progress_bar("files", disable=not show_progress) as progress:
             task = progress.add_task(f"Indexing ({where})", total=None)
             say = lambda what: progress.update(task, description=what)  # noqa: E731
@@ -157,7 +159,7 @@ def _open_parts(writer: IndexWriter, sharded: bool, layout_options: LayoutOption
             open_shard = shard_writers(settings, ray.shard_writers)
         else:
             open_shard = lambda folder, dim: LocalShard(folder, dim, embedder, settings, say)  # noqa: E731
-        parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, open_shard)
+        parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, open_shard, layout_options.open_shards)
         return parts, parts.kept_store
     if previous is not None:
         writer.copy_previous(layout.STORE)

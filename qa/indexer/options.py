@@ -89,16 +89,22 @@ class LayoutOptions:
     many passages or just over (a document's passages stay in one shard; each shard is a store, a
     BM25 and a dense part, and the shards are searched as one index); when
     adding to an index, the added documents go into new shards and an unsharded index becomes
-    shard 0. Adding to a sharded index always writes new shards (of the size it was built with)."""
+    shard 0. Adding to a sharded index always writes new shards (of the size it was built with).
+    ``open_shards``: new shards filled at once, each document going to the open one with the
+    fewest passages, so that a Ray build's writer actors add in parallel (1: one after the other,
+    in corpus order; with more, the same passages are numbered in another order)."""
 
     dense_index: str = "auto"
     shard_passages: int | None = None
+    open_shards: int = 1
 
     def __post_init__(self):
         if self.dense_index not in KINDS:
             raise QAError(f"unknown dense index {self.dense_index!r}: choose from {', '.join(KINDS)}")
         if self.shard_passages is not None and self.shard_passages < 1:
             raise QAError(f"--shard-passages must be at least 1, not {self.shard_passages}")
+        if self.open_shards < 1:
+            raise QAError(f"--open-shards must be at least 1, not {self.open_shards}")
 
 
 SHARD_WRITERS = ("here", "cluster")

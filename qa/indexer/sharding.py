@@ -92,19 +92,23 @@ class LocalShard:
 
 class ShardedParts:
     """What a sharded build streams into: the kept shards of the index added to, then new shards
-    of ``limit`` passages or just over, each finished as soon as it is full. ``open_shard(folder,
-    dim)`` makes a shard (a :class:`LocalShard`, or a Ray writer); its ``finish()`` returns a
-    function that gives the shard's entry once it is written. Offers the interface of
-    :class:`Parts` that the build's ingest uses."""
+    of ``limit`` passages or just over, each finished as soon as it is full. ``open_shards`` new
+    shards fill at once: each document goes to the open one with the fewest passages (the first
+    of those), and a full one's place is taken by the next shard. ``open_shard(folder, dim)``
+    makes a shard (a :class:`LocalShard`, or a Ray writer); its ``finish()`` returns a function
+    that gives the shard's entry once it is written. Offers the interface of :class:`Parts` that
+    the build's ingest uses."""
 
-    def __init__(self, writer: IndexWriter, limit: int | None, dim: int | None, open_shard: Callable[[Path, int | None], Any]):
+    def __init__(self, writer: IndexWriter, limit: int | None, dim: int | None, open_shard: Callable[[Path, int | None], Any],
+                 open_shards: int = 1):
         self.writer, self.limit, self.dim, self.open_shard = writer, limit, dim, open_shard
         self.shards: list[dict[str, Any]] = self._keep_previous()
         kept = [PassageStore(writer.staging / entry["path"] / layout.STORE) for entry in self.shards]
         self.kept_store = ShardedStore(kept, [entry["passages"] for entry in self.shards]) if kept else None
         self.kept_passages = sum(entry["passages"] for entry in self.shards)
         self.has_words = bool(self.shards)
-        self.current, self.current_path = None, ""
+        self.open: list[tuple[str, Any] | None] = [None] * open_shards  # (path, shard) of the shards being filled
+        self.numbered = len(self.shards)  # shard folders named so far
         self.finishing: list[tuple[str, Callable[[], dict[str, Any] | None]]] = []
         self.written, self.entries = 0, []  # finished shards waited for, and their entries
         self.sent_passages = 0  # of finished new shards
@@ -129,29 +133,33 @@ class ShardedParts:
 
     @property
     def new_passages(self) -> int:
-        return self.sent_passages + (self.current.passages if self.current is not None else 0)
+        return self.sent_passages + sum(shard.passages for _, shard in filter(None, self.open))
 
     @property
     def documents(self) -> int:
         return sum(entry["documents"] for entry in self.shards)
 
     def add_document(self, doc: Document, windows: Iterable[tuple[int, int]], report: ReadReport, vectors: np.ndarray | None = None) -> bool:
-        if self.current is None:
-            self.current_path = layout.shard_dir(len(self.shards) + len(self.finishing))
-            (self.writer.staging / self.current_path).mkdir(parents=True)
-            self.current = self.open_shard(self.writer.staging / self.current_path, self.dim)
+        slot = min(range(len(self.open)), key=lambda i: self.open[i][1].passages if self.open[i] else 0)
+        if self.open[slot] is None:
+            path = layout.shard_dir(self.numbered)
+            self.numbered += 1
+            (self.writer.staging / path).mkdir(parents=True)
+            self.open[slot] = (path, self.open_shard(self.writer.staging / path, self.dim))
+        shard = self.open[slot][1]
         if vectors is not None and self.dim is None:
             self.dim = int(vectors.shape[1])
-        added = self.current.add_document(doc, windows, report, vectors)
-        if self.limit is not None and self.current.passages >= self.limit:
-            self._finish_shard()
+        added = shard.add_document(doc, windows, report, vectors)
+        if self.limit is not None and shard.passages >= self.limit:
+            self._finish_shard(slot)
         return added
 
-    def _finish_shard(self) -> None:
-        shard, self.current = self.current, None
+    def _finish_shard(self, slot: int) -> None:
+        path, shard = self.open[slot]
+        self.open[slot] = None
         self.sent_passages += shard.passages
-        self.finishing.append((self.current_path, shard.finish()))
-        while len(self.finishing) - self.written > SHARDS_IN_FLIGHT:  # bounded: wait for the oldest
+        self.finishing.append((path, shard.finish()))
+        while len(self.finishing) - self.written > max(SHARDS_IN_FLIGHT, len(self.open)):  # bounded: wait for the oldest
             self._written(self.written)
 
     def _written(self, number: int) -> None:
@@ -164,12 +172,14 @@ class ShardedParts:
             self.entries.append({"path": path, **entry})
 
     def close(self) -> None:
-        """Finish the last shard and wait for every shard to be written, in order."""
-        if self.current is not None:
-            self._finish_shard()
+        """Finish the open shards and wait for every shard to be written; the manifest lists them
+        in the order of their folders' numbers."""
+        for slot, opened in enumerate(self.open):
+            if opened is not None:
+                self._finish_shard(slot)
         while self.written < len(self.finishing):
             self._written(self.written)
-        self.shards += self.entries
+        self.shards += sorted(self.entries, key=lambda entry: int(entry["path"].rsplit("/", 1)[1]))
         self.finishing, self.entries, self.written = [], [], 0
         if self.kept_store is not None:
             self.kept_store.close()
