@@ -29,7 +29,7 @@ def is_training_output(folder: Path, command: str, checkpoint: str | None = None
     return all(p.name.startswith((".checkpoint", "checkpoint")) for p in folder.iterdir())
 
 
-def check_output(output: Path, command: str, checkpoint: str | None = None) -> None:
+def check_output(output: Path, command: str, checkpoint: str) -> None:
     """Raise unless ``qa train COMMAND`` may write to ``output``: new, empty, or its own."""
     if output.is_file():
         raise QAError(f"--output {str(output)!r} is a file: choose a folder")
