@@ -719,8 +719,8 @@ def train_reader(
 @train_app.command("merge")
 @_friendly_errors
 def train_merge(
-    first: Annotated[str, typer.Argument(help="A reader: folder, hub id, or packaged name (default, biomed).")],
-    second: Annotated[str, typer.Argument(help="A reader of the same architecture and tokenizer, e.g. one trained from FIRST.")],
+    first: Annotated[str, typer.Argument(metavar="FIRST", help="A reader: folder, hub id, or packaged name (default, biomed).")],
+    second: Annotated[str, typer.Argument(metavar="SECOND", help="A reader of the same architecture and tokenizer, e.g. one trained from FIRST.")],
     weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="The share of SECOND: (1 - weight) x FIRST + weight x SECOND.")] = 0.5,
     output: Annotated[Path, typer.Option(help="Where the merged reader and its model card go.")] = Path("reader"),
     eval_file: Annotated[Optional[str], typer.Option("--eval", help="SQuAD-format file for EM/F1 on gold paragraphs at the end.")] = None,
