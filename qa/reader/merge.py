@@ -21,14 +21,11 @@ import torch
 from qa import training
 from qa.device import cpu_name, pick_device
 from qa.errors import QAError
-from qa.fsutil import absolute, replace_directory, share_like_create, staging_dir
+from qa.fsutil import absolute, replace_directory, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.reader.distill import same_tokenizer
 from qa.reader.reader import reader_folder
-from qa.reader.train import MERGE_MARK, card_section, gold_scores, gold_scores_lines, qa_card
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
+from qa.reader.train import MERGE_MARK, SAVE_DTYPES, card_section, gold_scores, gold_scores_lines, qa_card, save_reader
 
 def merge_readers(
     first: str,
@@ -48,7 +45,7 @@ def merge_readers(
 
     if not 0.0 <= weight <= 1.0:
         raise QAError(f"--weight must be between 0 and 1 (the share of the second reader), not {weight:g}")
-    if save_dtype not in DTYPES:
+    if save_dtype not in SAVE_DTYPES:
         raise QAError(f"--save-dtype must be float32, float16 or bfloat16, not {save_dtype!r}")
     target = absolute(output)
     _check_output(target)
@@ -59,16 +56,12 @@ def merge_readers(
         tokenizers = [AutoTokenizer.from_pretrained(s) for s in sources]
     except (OSError, ValueError) as err:
         raise load_error("reader", f"{first} or {second}", err) from err
-    merged = _interpolate(models[0].state_dict(), models[1].state_dict(), weight, first, second)
     if not same_tokenizer(*tokenizers):
         raise QAError(f"{first!r} and {second!r} tokenise differently: only readers with the same tokenizer can be merged")
-    models[0].load_state_dict(merged)
+    models[0].load_state_dict(_interpolate(models[0].state_dict(), models[1].state_dict(), weight, first, second))
 
     with staging_dir(target) as staging:
-        written = time.time() - 1  # file times can be a little coarse
-        models[0].to(DTYPES[save_dtype]).save_pretrained(staging)
-        tokenizers[0].save_pretrained(staging)
-        share_like_create(staging, written_since=written)
+        save_reader(staging, models[0], tokenizers[0], save_dtype)
         metrics: dict[str, Any] = {
             "first": first, "second": second, "weight": weight,
             "first_weights_sha256": _weights_sha256(sources[0]), "second_weights_sha256": _weights_sha256(sources[1]),

@@ -235,7 +235,7 @@ def train_reader(
         "final_loss": float(np.mean(state.losses[-50:])) if state.losses else None,
         "device": training.hardware(device),
     }
-    _save_model(output, model, tokenizer, config)
+    save_reader(output, model, tokenizer, config.save_dtype)
     if config.eval:
         metrics.update(gold_scores(output, config.eval, config.eval_limit, device))
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -373,9 +373,13 @@ def _load_optimizer(optimizer, path: Path, model) -> None:
             optimizer.state[param] = state
 
 
-def _save_model(output: Path, model, tokenizer, config: TrainConfig) -> None:
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[config.save_dtype]
-    model.to(dtype)
+SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def save_reader(output: Path, model, tokenizer, save_dtype: str) -> None:
+    """Save the model in ``save_dtype`` (:data:`SAVE_DTYPES`; it stays float32 in memory) and the
+    tokenizer to ``output``, with the file modes a plain ``open`` gives."""
+    model.to(SAVE_DTYPES[save_dtype])
     started = time.time() - 1  # file times can be a little coarse
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
