@@ -7,7 +7,8 @@ size and precision.
 - qa: :class:`qa.reader.Reader` reading 64 pairs per call, their features sorted by length and
   run B at a time (the batch size), decoded by the vectorised n-best decoder, in fp32, bf16
   autocast and int8 dynamic quantisation, with torch, and with OpenVINO (``-ov``, fp32 and bf16)
-  where it is installed; latency is per call of 64 pairs.
+  where it is installed (``--streams 1,2``: also with batches run two at a time on OpenVINO's
+  streams, ``-s2``); latency is per call of 64 pairs (``--call``).
 
 Every configuration runs once per round, in turn, for ``--rounds`` rounds; the table gives medians,
 and "x naive" compares each run with the naive loop of the same round. The fp32 ceiling is the
@@ -116,6 +117,9 @@ def main() -> None:
                         help="measure bf16 autocast: auto = only on CPUs with native bf16 (elsewhere it is emulated, ~5x slower than fp32)")
     parser.add_argument("--naive-accuracy", action="store_true", help="also score the naive loop's answers")
     parser.add_argument("--no-openvino", action="store_true", help="leave out the OpenVINO runs")
+    parser.add_argument("--call", type=int, default=64, help="pairs per Reader.read_batch call (10: one question's passages)")
+    parser.add_argument("--streams", default="1", help="OpenVINO streams to measure (e.g. 1,2: bf16-ov and bf16-ov-s2)")
+    parser.add_argument("--precisions", default="", help="only these of qa's settings (e.g. bf16-ov,bf16-ov-s2); the naive loop always runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "reader.json"))
     args = parser.parse_args()
@@ -138,11 +142,15 @@ def main() -> None:
         print("bf16: not measured (this CPU has no native bf16; pass --bf16 yes to measure it emulated)")
     precisions["int8"] = Reader(args.reader, precision="int8", device="cpu", backend="torch")
     if openvino_installed() and not args.no_openvino:
-        precisions["fp32-ov"] = Reader(args.reader, precision="fp32", device="cpu", backend="openvino")
-        if bf16:
-            precisions["bf16-ov"] = Reader(args.reader, precision="bf16", device="cpu", backend="openvino")
+        for streams in [int(x) for x in args.streams.split(",")]:
+            suffix = "" if streams == 1 else f"-s{streams}"
+            precisions["fp32-ov" + suffix] = Reader(args.reader, precision="fp32", device="cpu", backend="openvino", streams=streams)
+            if bf16:
+                precisions["bf16-ov" + suffix] = Reader(args.reader, precision="bf16", device="cpu", backend="openvino", streams=streams)
     else:
         print("OpenVINO: not measured (not installed, or --no-openvino)")
+    if args.precisions:
+        precisions = {name: reader for name, reader in precisions.items() if name in args.precisions.split(",")}
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
     def naive_seconds() -> list[float]:
@@ -157,7 +165,7 @@ def main() -> None:
     # cores, clock changes) slows all of them alike; each is compared with the naive loop of its
     # own round, and the medians over rounds are reported.
     configs = [("naive", "fp32", 1, naive_seconds)] + [
-        ("qa", precision, batch, lambda reader=reader, batch=batch: qa_answers(reader, speed_pairs, batch)[1])
+        ("qa", precision, batch, lambda reader=reader, batch=batch: qa_answers(reader, speed_pairs, batch, args.call)[1])
         for precision, reader in precisions.items()
         for batch in batch_sizes
     ]
@@ -189,7 +197,7 @@ def main() -> None:
             "pairs_per_s": round(statistics.median(pps), 1),
             "pairs_per_s_range": [round(min(pps), 1), round(max(pps), 1)],
             "x_naive": round(statistics.median(m / n["pairs_per_s"] for m, n in zip(pps, naive_runs)), 2),
-            # per pair for the naive loop, per call of 64 pairs for qa
+            # per pair for the naive loop, per call of --call pairs for qa
             "latency_p50_ms": round(statistics.median(m["latency_p50_ms"] for m in measured), 1),
         })
 
@@ -226,7 +234,7 @@ def main() -> None:
           f"products) = {ceiling['fp32_pairs_per_s']} pairs/s, {ceiling['x_naive']:.2f}x the naive loop")
     cpu = cpu_name()
     result = {
-        "reader": args.reader, "dev": args.dev, "seed": args.seed, "cpu": cpu, "threads": torch.get_num_threads(),
+        "reader": args.reader, "dev": args.dev, "call": args.call, "seed": args.seed, "cpu": cpu, "threads": torch.get_num_threads(),
         "cpu_native_bf16": cpu_has_bf16(), "torch": torch.__version__, "rounds": args.rounds, "speed": rows,
         "speed_runs": [{"method": k[0], "precision": k[1], "batch_size": k[2], "runs": v} for k, v in runs.items()],
         "fp32_ceiling": ceiling,

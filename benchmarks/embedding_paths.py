@@ -6,8 +6,10 @@ matrix-product peak, and how far their vectors move from fp32 (issue 20).
 Paths, all on all-MiniLM-L6-v2 and the same passages (open-squad paragraphs in 160-word windows,
 title + text, as benchmarks/bench_index.py draws them):
 
-- ``st-autocast``: what ``qa index`` runs today: sentence-transformers under bf16 autocast
-  (fp32 on CPUs without native bf16), chunks of 128 sorted by length, batch 16;
+- ``st-autocast``: sentence-transformers under bf16 autocast (fp32 on CPUs without native bf16),
+  chunks of 128 sorted by length, batch 16 (what ``qa index`` runs where OpenVINO is not installed);
+- ``openvino-S``: qa's Embedder on OpenVINO (what ``qa index`` runs on a CPU with native bf16 and
+  ``qa[openvino]``), the same chunks and batches, S batches at a time on S streams (``--streams``);
 - ``bert-autocast-B``: qa.bert's plain-torch encoder (the question path) under the same autocast,
   passages sorted by length over the whole list, batch B;
 - ``bert-bf16-B``: the same with the weights converted to bf16 (no casts between layers).
@@ -21,6 +23,7 @@ searched over the passages.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -102,11 +105,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--passages", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batches", default="16,32")
+    parser.add_argument("--batches", default="16,32", help="qa.bert's batch sizes ('' for none)")
+    parser.add_argument("--streams", default="1,2", help="OpenVINO streams to compare (bf16 CPUs with OpenVINO installed)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "embedding_paths.json")
     args = parser.parse_args()
     texts, questions = passages(args.passages)
-    st = Embedder()
+    st = Embedder(backend="torch")
     precision = st.precision
     reference = Embedder(precision="fp32").encode(texts)
     question_vectors = Embedder(precision="fp32").encode(questions)
@@ -118,7 +122,10 @@ def main() -> int:
     bf16_encoder._model = bf16_encoder._model.to(torch.bfloat16)
 
     paths = {"st-autocast": lambda: st.encode(texts)}
-    for b in [int(x) for x in args.batches.split(",")]:
+    if precision == "bf16" and importlib.util.find_spec("openvino"):
+        for streams in [int(x) for x in args.streams.split(",")]:
+            paths[f"openvino-{streams}"] = lambda e=Embedder(backend="openvino", streams=streams): e.encode(texts)
+    for b in [int(x) for x in args.batches.split(",") if x]:
         paths[f"bert-autocast-{b}"] = lambda b=b: bert_encode(autocast_encoder, texts, b, precision)
         paths[f"bert-bf16-{b}"] = lambda b=b: bert_encode(bf16_encoder, texts, b, None)
     for run in paths.values():

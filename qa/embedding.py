@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 #: ``benchmarks/bench_index.py``, docs/BENCHMARKS.md). CUDA keeps 64 (not measured there).
 CPU_BATCH_SIZE = 16
 CUDA_BATCH_SIZE = 64
+#: OpenVINO streams for passages: batches run at once, the cores shared among them
+#: (``benchmarks/embedding_paths.py``, docs/SCALING.md); questions keep one stream (latency).
+OPENVINO_STREAMS = 2
 
 
 class Embedder:
@@ -33,7 +36,8 @@ class Embedder:
     and leaves the encoder at ``auto``). With ``backend`` OpenVINO (:func:`qa.device.choose_backend`),
     a mean-pooled BERT (all-MiniLM-L6-v2 is one) embeds through :class:`QuestionEncoder`'s
     :mod:`qa.bert` model compiled by OpenVINO, passages sorted by length per chunk as
-    sentence-transformers sorts them; other models stay on torch (``auto``) or are refused."""
+    sentence-transformers sorts them, ``streams`` batches at a time (:data:`OPENVINO_STREAMS`) on
+    ``threads`` threads (default: all cores); other models stay on torch (``auto``) or are refused."""
 
     def __init__(
         self,
@@ -42,6 +46,8 @@ class Embedder:
         batch_size: int | None = None,
         precision: str = "auto",
         backend: str = "auto",
+        streams: int | None = None,
+        threads: int | None = None,
     ):
         started = time.perf_counter()  # the import is part of what loading costs (seconds)
         from sentence_transformers import SentenceTransformer
@@ -69,7 +75,8 @@ class Embedder:
                 self.backend = "torch"
             else:
                 self._compiled = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
-                                                 backend="openvino", batch_size=self.batch_size)
+                                                 backend="openvino", batch_size=self.batch_size,
+                                                 streams=OPENVINO_STREAMS if streams is None else streams, threads=threads)
         logger.info(
             "loaded the embedding model %s on %s in %s (%s) in %.1f s", model, self.device, self.precision, self.backend,
             time.perf_counter() - started,
@@ -175,7 +182,8 @@ class QuestionEncoder:
     Built by :func:`load_question_encoder` for the models it reproduces."""
 
     def __init__(self, name: str, folder: str, config, max_tokens: int, lower_case: bool, *, device: str | None = None,
-                 precision: str = "auto", backend: str = "torch", batch_size: int = QUESTION_BATCH_SIZE):
+                 precision: str = "auto", backend: str = "torch", batch_size: int = QUESTION_BATCH_SIZE, streams: int = 1,
+                 threads: int | None = None):
         started = time.perf_counter()
         from qa import bert
 
@@ -183,6 +191,7 @@ class QuestionEncoder:
         self.device = pick_device(device)
         self.precision = choose_precision("auto" if precision == "int8" else precision, self.device, "the embedding model")
         self.batch_size = batch_size
+        self.streams = streams
         self.lower_case = lower_case
         self.dim = config.hidden_size
         try:
@@ -197,7 +206,8 @@ class QuestionEncoder:
         if self.backend == "openvino":
             from qa.openvino_runtime import compile_module
 
-            self._compiled = compile_module(self._model, 3, self.precision)
+            self._compiled = compile_module(self._model, 3, self.precision, streams, threads)
+            self.streams = self._compiled.streams
         logger.info(
             "loaded the embedding model %s on %s in %s in %.1f s (for questions, with qa.bert)",
             name, self.device, self.precision, time.perf_counter() - started,
@@ -205,24 +215,38 @@ class QuestionEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` into an ``(n, dim)`` float32 array of unit vectors, :attr:`batch_size`
-        at a time, longest first (less padding; each vector is that of its text alone)."""
+        at a time, longest first (less padding; each vector is that of its text alone). With
+        OpenVINO streams, a few batches at a time go to the streams together."""
         import torch
 
         from qa.bert import mean_pool
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for first in range(0, len(order), self.batch_size):
-            rows = order[first : first + self.batch_size]
-            part = [texts[i].strip() for i in rows]
-            encodings = self.tokenizer.encode_batch([t.lower() for t in part] if self.lower_case else part)
-            arrays = [np.array([getattr(e, key) for e in encodings], dtype=np.int64) for key in ("ids", "type_ids", "attention_mask")]
-            mask = torch.from_numpy(arrays[2]).to(self.device)
-            if self._compiled is not None:
-                hidden = torch.from_numpy(self._compiled(arrays)[0])
-            else:
-                with torch.inference_mode(), autocast(self.device, self.precision):
-                    hidden = self._model(*(torch.from_numpy(a).to(self.device) for a in arrays[:2]), mask)
-            vectors = torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1)
-            out[rows] = vectors.cpu().numpy()
+        batches = [order[first : first + self.batch_size] for first in range(0, len(order), self.batch_size)]
+        together = 4 * self.streams
+        for first in range(0, len(batches), together):
+            group = batches[first : first + together]
+            inputs = [self._arrays([texts[i] for i in rows]) for rows in group]
+            for rows, arrays, hidden in zip(group, inputs, self._hidden_states(inputs)):
+                mask = torch.from_numpy(arrays[2]).to(hidden.device)
+                out[rows] = torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1).cpu().numpy()
         return out
+
+    def _arrays(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids, token types and attention mask of ``texts``, padded to the longest."""
+        part = [t.strip() for t in texts]
+        encodings = self.tokenizer.encode_batch([t.lower() for t in part] if self.lower_case else part)
+        return [np.array([getattr(e, key) for e in encodings], dtype=np.int64) for key in ("ids", "type_ids", "attention_mask")]
+
+    def _hidden_states(self, inputs: list[list[np.ndarray]]):
+        """The last hidden state of each batch of ``inputs``, as torch tensors."""
+        import torch
+
+        if self._compiled is not None:
+            yield from (torch.from_numpy(outputs[0]) for outputs in self._compiled.map(inputs))
+            return
+        for arrays in inputs:
+            mask = torch.from_numpy(arrays[2]).to(self.device)
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                yield self._model(*(torch.from_numpy(a).to(self.device) for a in arrays[:2]), mask)

@@ -7,6 +7,10 @@ compiled for the CPU in the precision qa chose: bf16 runs OpenVINO's AMX / AVX-5
 with bf16 weights, fp32 stays fp32. Conversion takes a few seconds, once per process. Measured
 against torch in ``benchmarks/bench_reader.py``.
 
+With ``streams`` > 1 the model is compiled for throughput: that many streams, the cores shared
+among them, each running one batch at a time (:meth:`CompiledModule.map`); a single call then runs
+on one stream's cores, so latency-bound callers (a question) keep one stream.
+
 OpenVINO's converter reports every conversion to Google Analytics (``openvino_telemetry``: a
 client id written under ``~/intel``, each event sent from a forked process) unless the machine
 opted out. qa converts with OpenVINO's own telemetry stub in its place (:func:`_without_telemetry`):
@@ -18,17 +22,55 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 EXAMPLE_SHAPE = (2, 16)  # what conversion traces with; the compiled model takes any batch and length
 
 
-def compile_module(module, inputs: int, precision: str) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+class CompiledModule:
+    """A module compiled by OpenVINO: called on one batch of int64 arrays (ids, token types, mask),
+    it returns the module's outputs as float32 numpy arrays; :meth:`map` runs many batches."""
+
+    def __init__(self, compiled, streams: int):
+        import openvino as ov
+
+        self._compiled = compiled
+        self.streams = streams
+        self._outputs = len(compiled.outputs)
+        self._request = compiled.create_infer_request()
+        self._queue = ov.AsyncInferQueue(compiled, streams) if streams > 1 else None
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        results = self._request.infer([np.asarray(a, dtype=np.int64) for a in arrays])
+        return [np.array(results[output], dtype=np.float32) for output in self._compiled.outputs]
+
+    def map(self, batches: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """The outputs of each batch, in order; with several streams, batches run at once, one per
+        stream (each batch's outputs are those of a call on it alone)."""
+        if self._queue is None or len(batches) < 2:
+            return [self(arrays) for arrays in batches]
+        results: list[list[np.ndarray] | None] = [None] * len(batches)
+
+        def finished(request, index: int) -> None:  # copy out before the request takes the next batch
+            results[index] = [np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(self._outputs)]
+
+        self._queue.set_callback(finished)
+        for index, arrays in enumerate(batches):
+            self._queue.start_async([np.asarray(a, dtype=np.int64) for a in arrays], userdata=index)
+        self._queue.wait_all()
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise RuntimeError(f"OpenVINO returned no outputs for {len(missing)} of {len(batches)} batches")
+        return results  # type: ignore[return-value]
+
+
+def compile_module(module, inputs: int, precision: str, streams: int = 1, threads: int | None = None) -> CompiledModule:
     """``module`` (taking ``inputs`` int64 tensors of one shape: ids, token types, mask) compiled
-    for the CPU in ``precision`` (``bf16`` or ``fp32``): a function from numpy arrays to its
-    outputs as float32 numpy arrays."""
+    for the CPU in ``precision`` (``bf16`` or ``fp32``), for latency (one stream, all cores) or,
+    with ``streams`` > 1, for throughput (that many streams sharing the cores); on ``threads``
+    threads in all where given (a Ray actor's share of a node), else on all cores."""
     import openvino as ov
     import torch
 
@@ -36,14 +78,13 @@ def compile_module(module, inputs: int, precision: str) -> Callable[[Sequence[np
     with torch.no_grad(), warnings.catch_warnings(), _without_telemetry():
         warnings.simplefilter("ignore")  # torch.jit.trace's deprecation and tracer notes: conversion's, not the user's
         converted = ov.convert_model(module, example_input=example)
-    compiled = ov.compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
-    request = compiled.create_infer_request()
-
-    def run(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        results = request.infer([np.asarray(a, dtype=np.int64) for a in arrays])
-        return [np.array(results[output], dtype=np.float32) for output in compiled.outputs]
-
-    return run
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+    if threads:
+        streams = max(1, min(streams, threads))
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    if streams > 1:
+        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(streams)}
+    return CompiledModule(ov.compile_model(converted, "CPU", config), streams)
 
 
 @contextlib.contextmanager

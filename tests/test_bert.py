@@ -127,9 +127,13 @@ def test_openvino_embeds_what_sentence_transformers_embeds(tiny_models, tmp_path
 
     texts = [f"passage {i}: " + "the river runs past the tower " * (1 + 7 * i % 40) for i in range(21)]  # several lengths, some truncated
     expected = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="torch").encode(texts)
-    embedder = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="openvino", batch_size=4)
-    assert embedder.backend == "openvino"
-    np.testing.assert_allclose(embedder.encode(texts), expected, atol=1e-5)
+    for streams in (1, 3):  # one batch at a time, or several at once on OpenVINO's streams: the same vectors, in order
+        embedder = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="openvino", batch_size=4, streams=streams)
+        assert embedder.backend == "openvino" and embedder._compiled.streams == streams
+        np.testing.assert_allclose(embedder.encode(texts), expected, atol=1e-5)
+    one_thread = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="openvino", batch_size=4, streams=2, threads=1)
+    assert one_thread._compiled.streams == 1  # a Ray actor's one CPU: one stream on one thread
+    np.testing.assert_allclose(one_thread.encode(texts), expected, atol=1e-5)
     # CLS pooling is not what qa.bert computes: refused when asked for, sentence-transformers on torch under auto
     folder = tmp_path / "cls"
     shutil.copytree(tiny_models["encoder"], folder)

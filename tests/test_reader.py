@@ -158,13 +158,15 @@ def test_unknown_or_impossible_precisions_are_clear_errors(tiny_models):
 def test_openvino_reads_the_same_spans_and_scores_as_torch(tiny_models):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'qa[openvino]')")
     torch_reader = Reader(tiny_models["reader"], max_length=64, stride=16, precision="fp32", backend="torch")
-    openvino_reader = Reader(tiny_models["reader"], max_length=64, stride=16, precision="fp32", backend="openvino")
-    assert (torch_reader.backend, openvino_reader.backend) == ("torch", "openvino")
     questions = ["who built the tower?", "what do plants need?", "where?"]
     expected = torch_reader.read_batch(questions, PASSAGES, n_best=50)
-    got = openvino_reader.read_batch(questions, PASSAGES, n_best=50)  # three lengths, the last in several windows
-    assert {(s.passage, s.start, s.end) for s in got.spans} == {(s.passage, s.start, s.end) for s in expected.spans}
-    scores = {(s.passage, s.start, s.end): s.score for s in expected.spans}
-    assert [s.score for s in got.spans] == pytest.approx([scores[(s.passage, s.start, s.end)] for s in got.spans], abs=1e-4)
-    for field in ("null_scores", "null_starts", "null_ends"):
-        assert getattr(got, field) == pytest.approx(getattr(expected, field), abs=1e-4)
+    for streams in (1, 2):  # batches one after another, or two at once on OpenVINO's streams (batch 1: one window each)
+        openvino_reader = Reader(tiny_models["reader"], max_length=64, stride=16, precision="fp32", backend="openvino",
+                                 batch_size=1, streams=streams)
+        assert (torch_reader.backend, openvino_reader.backend, openvino_reader._compiled.streams) == ("torch", "openvino", streams)
+        got = openvino_reader.read_batch(questions, PASSAGES, n_best=50)  # three lengths, the last in several windows
+        assert {(s.passage, s.start, s.end) for s in got.spans} == {(s.passage, s.start, s.end) for s in expected.spans}
+        scores = {(s.passage, s.start, s.end): s.score for s in expected.spans}
+        assert [s.score for s in got.spans] == pytest.approx([scores[(s.passage, s.start, s.end)] for s in got.spans], abs=1e-4)
+        for field in ("null_scores", "null_starts", "null_ends"):
+            assert getattr(got, field) == pytest.approx(getattr(expected, field), abs=1e-4)

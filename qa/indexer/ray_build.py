@@ -213,7 +213,7 @@ class _SplitAndEmbed:
 
         if threads:
             torch.set_num_threads(threads)
-        self.embedder = Embedder(model, device=device, batch_size=batch_size, backend=backend)
+        self.embedder = Embedder(model, device=device, batch_size=batch_size, backend=backend, threads=threads)
         self.split = splitter(passage_config, self.embedder)
 
     def __call__(self, batch):

@@ -126,6 +126,9 @@ def resolve_reader(reader: str | os.PathLike | None = None) -> str | None:
 
 
 MAX_QUESTION_TOKENS = 128
+#: OpenVINO streams: batches of features read at once, the cores shared among them
+#: (``benchmarks/bench_reader.py --streams``, docs/READER.md).
+READER_STREAMS = 1
 
 
 def _quantize_int8(model):
@@ -152,7 +155,8 @@ class Reader:
     autocast on CUDA, bf16 autocast on CPUs with native bf16, else in fp32; ``"int8"`` quantises
     the linear layers dynamically (CPU; see ``benchmarks/bench_reader.py`` for speed and accuracy).
     ``backend`` is what runs the forward passes (:func:`qa.device.choose_backend`: OpenVINO for
-    bf16 on a CPU where it is installed, else torch).
+    bf16 on a CPU where it is installed, else torch); with OpenVINO, ``streams`` batches run at
+    once (:data:`READER_STREAMS`).
     """
 
     def __init__(
@@ -166,6 +170,7 @@ class Reader:
         batch_size: int | None = None,
         precision: str = "auto",
         backend: str = "auto",
+        streams: int | None = None,
     ):
         started = time.perf_counter()  # the imports are part of what loading costs
         self.name = str(model)
@@ -202,7 +207,7 @@ class Reader:
         if self.backend == "openvino":
             from qa.openvino_runtime import compile_module
 
-            self._compiled = compile_module(self.model, 3, self.precision)
+            self._compiled = compile_module(self.model, 3, self.precision, READER_STREAMS if streams is None else streams)
         logger.info("loaded the reader %s on %s in %s (%s) in %.1f s", self.name, self.device, self.precision, self.backend,
                     time.perf_counter() - started)
 
@@ -254,9 +259,8 @@ class Reader:
         features = [(pair, window) for pair, encoding in enumerate(encodings) for window in (encoding, *encoding.overflowing)]
         features.sort(key=lambda feature: len(feature[1].ids))
         best: dict[tuple[int, int, int], float] = {}
-        for first in range(0, len(features), self.batch_size):
-            batch = features[first : first + self.batch_size]
-            start_logits, end_logits = self._forward([window for _, window in batch])
+        batches = [features[first : first + self.batch_size] for first in range(0, len(features), self.batch_size)]
+        for batch, (start_logits, end_logits) in zip(batches, self._logits([[window for _, window in b] for b in batches])):
             context = self._context_mask([window for _, window in batch], start_logits.shape[1])
             starts, ends, scores = best_spans(
                 start_logits, end_logits, context, self.max_answer_tokens, n_best
@@ -297,16 +301,30 @@ class Reader:
             answers.append("" if not part.spans or part.abstains(abstention) else part.spans[0].text)
         return answers
 
-    def _forward(self, windows: list) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end logits of tokenised windows (``tokenizers.Encoding``), padded to the longest."""
-        import torch
+    def _logits(self, batches: list[list]):
+        """Start and end logits of each batch of windows, in order: with OpenVINO streams, a few
+        batches at a time on the streams together; else one :meth:`_forward` after another."""
+        if self._compiled is None or self._compiled.streams < 2:
+            yield from (self._forward(windows) for windows in batches)
+            return
+        together = 4 * self._compiled.streams
+        for first in range(0, len(batches), together):
+            yield from (tuple(logits) for logits in self._compiled.map([self._arrays(w) for w in batches[first : first + together]]))
 
+    def _arrays(self, windows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token ids, token types and attention mask of tokenised windows (``tokenizers.Encoding``), padded to the longest."""
         length = max(len(w.ids) for w in windows)
 
         def padded(rows, fill):
             return np.array([row + [fill] * (length - len(row)) for row in rows], dtype=np.int64)
 
-        arrays = padded([w.ids for w in windows], self.pad_id), padded([w.type_ids for w in windows], 0), padded([w.attention_mask for w in windows], 0)
+        return padded([w.ids for w in windows], self.pad_id), padded([w.type_ids for w in windows], 0), padded([w.attention_mask for w in windows], 0)
+
+    def _forward(self, windows: list) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits of tokenised windows (``tokenizers.Encoding``), padded to the longest."""
+        import torch
+
+        arrays = self._arrays(windows)
         if self._compiled is not None:
             start, end = self._compiled(arrays)
             return start, end
