@@ -216,7 +216,7 @@ class QuestionEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` into an ``(n, dim)`` float32 array of unit vectors, :attr:`batch_size`
         at a time, longest first (less padding; each vector is that of its text alone). With
-        OpenVINO streams, a few batches at a time go to the streams together."""
+        OpenVINO streams, batches run at once (:meth:`qa.openvino_runtime.CompiledModule.map`)."""
         import torch
 
         from qa.bert import mean_pool
@@ -224,13 +224,10 @@ class QuestionEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         batches = [order[first : first + self.batch_size] for first in range(0, len(order), self.batch_size)]
-        together = 4 * self.streams
-        for first in range(0, len(batches), together):
-            group = batches[first : first + together]
-            inputs = [self._arrays([texts[i] for i in rows]) for rows in group]
-            for rows, arrays, hidden in zip(group, inputs, self._hidden_states(inputs)):
-                mask = torch.from_numpy(arrays[2]).to(hidden.device)
-                out[rows] = torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1).cpu().numpy()
+        inputs = [self._arrays([texts[i] for i in rows]) for rows in batches]
+        for rows, arrays, hidden in zip(batches, inputs, self._hidden_states(inputs)):
+            mask = torch.from_numpy(arrays[2]).to(hidden.device)
+            out[rows] = torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1).cpu().numpy()
         return out
 
     def _arrays(self, texts: list[str]) -> list[np.ndarray]:

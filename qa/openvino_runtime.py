@@ -21,12 +21,14 @@ waits on name resolution while holding the files its parent had open, such as an
 from __future__ import annotations
 
 import contextlib
+import itertools
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 EXAMPLE_SHAPE = (2, 16)  # what conversion traces with; the compiled model takes any batch and length
+IN_FLIGHT = 4  # batches per stream that CompiledModule.map takes at a time
 
 
 class CompiledModule:
@@ -46,10 +48,19 @@ class CompiledModule:
         results = self._request.infer([np.asarray(a, dtype=np.int64) for a in arrays])
         return [np.array(results[output], dtype=np.float32) for output in self._compiled.outputs]
 
-    def map(self, batches: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
-        """The outputs of each batch, in order; with several streams, batches run at once, one per
-        stream (each batch's outputs are those of a call on it alone)."""
-        if self._queue is None or len(batches) < 2:
+    def map(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[np.ndarray]]:
+        """The outputs of each batch, in order; with several streams, :data:`IN_FLIGHT` batches per
+        stream are taken at a time and run at once, one per stream (each batch's outputs are those
+        of a call on it alone), so that only their outputs are held."""
+        if self._queue is None:
+            yield from (self(arrays) for arrays in batches)
+            return
+        batches = iter(batches)
+        while group := list(itertools.islice(batches, IN_FLIGHT * self.streams)):
+            yield from self._run_together(group)
+
+    def _run_together(self, batches: list[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        if len(batches) < 2:
             return [self(arrays) for arrays in batches]
         results: list[list[np.ndarray] | None] = [None] * len(batches)
 

@@ -34,10 +34,10 @@ from qa.reader import Abstention, Reader, resolve_reader
 from qa.retriever import DEFAULT_RETRIEVER, RETRIEVERS, HybridRetriever
 
 RECALL_DEPTH = 100
+"""Passages retrieved per question for recall@k and MRR (at least the largest top-k)."""
 #: Evaluation reads 16 questions' passages a call: many batches, which OpenVINO's two streams read
 #: 1.27x as fast as one (docs/READER.md, "Streams"); ``qa ask`` keeps the reader's one stream.
 READER_STREAMS = 2
-"""Passages retrieved per question for recall@k and MRR (at least the largest top-k)."""
 
 
 @dataclass

@@ -303,13 +303,11 @@ class Reader:
 
     def _logits(self, batches: list[list]):
         """Start and end logits of each batch of windows, in order: with OpenVINO streams, a few
-        batches at a time on the streams together; else one :meth:`_forward` after another."""
+        batches at once (:meth:`qa.openvino_runtime.CompiledModule.map`); else one :meth:`_forward` after another."""
         if self._compiled is None or self._compiled.streams < 2:
             yield from (self._forward(windows) for windows in batches)
             return
-        together = 4 * self._compiled.streams
-        for first in range(0, len(batches), together):
-            yield from (tuple(logits) for logits in self._compiled.map([self._arrays(w) for w in batches[first : first + together]]))
+        yield from (tuple(logits) for logits in self._compiled.map(self._arrays(windows) for windows in batches))
 
     def _arrays(self, windows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Token ids, token types and attention mask of tokenised windows (``tokenizers.Encoding``), padded to the longest."""
