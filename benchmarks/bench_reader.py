@@ -8,7 +8,8 @@ size and precision.
   run B at a time (the batch size), decoded by the vectorised n-best decoder, in fp32, bf16
   autocast and int8 dynamic quantisation, with torch, and with OpenVINO (``-ov``, fp32 and bf16)
   where it is installed (``--streams 1,2``: also with batches run two at a time on OpenVINO's
-  streams, ``-s2``); latency is per call of 64 pairs (``--call``).
+  streams, ``-s2``, in calls of at least ``STREAMED_BATCHES`` batches: see
+  ``benchmarks/reader_call_streams.py``); latency is per call of 64 pairs (``--call``).
 
 Every configuration runs once per round, in turn, for ``--rounds`` rounds; the table gives medians,
 and "x naive" compares each run with the naive loop of the same round. The fp32 ceiling is the

@@ -7,9 +7,10 @@ compiled for the CPU in the precision qa chose: bf16 runs OpenVINO's AMX / AVX-5
 with bf16 weights, fp32 stays fp32. Conversion takes a few seconds, once per process. Measured
 against torch in ``benchmarks/bench_reader.py``.
 
-With ``streams`` > 1 the model is compiled for throughput: that many streams, the cores shared
-among them, each running one batch at a time (:meth:`CompiledModule.map`); a single call then runs
-on one stream's cores, so latency-bound callers (a question) keep one stream.
+With ``streams`` > 1 the model is also compiled for throughput: that many streams, the cores
+shared among them, each running one batch at a time; :meth:`CompiledModule.map` runs a call of
+many batches on the streams and a call of a few on the latency compilation (one stream, all cores),
+which is faster for them, so that one reader serves a question alone and sixteen at once well.
 
 OpenVINO's converter reports every conversion to Google Analytics (``openvino_telemetry``: a
 client id written under ``~/intel``, each event sent from a forked process) unless the machine
@@ -22,66 +23,96 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 EXAMPLE_SHAPE = (2, 16)  # what conversion traces with; the compiled model takes any batch and length
-IN_FLIGHT = 4  # batches per stream that CompiledModule.map takes at a time
+#: A :meth:`CompiledModule.map` of at least this many batches runs them on the streams; fewer run
+#: one after another on all cores. Two streams read 3 batches faster than one stream in every round,
+#: 2 batches (one question's 10 passages: 8 + 2 features) no faster (``benchmarks/reader_call_streams.py``).
+STREAMED_BATCHES = 3
 
 
 class CompiledModule:
     """A module compiled by OpenVINO: called on one batch of int64 arrays (ids, token types, mask),
-    it returns the module's outputs as float32 numpy arrays; :meth:`map` runs many batches."""
+    it returns the module's outputs as float32 numpy arrays; :meth:`map` runs many batches.
 
-    def __init__(self, compiled, streams: int):
+    Compiled for latency (one stream on all the cores) at once, and with ``streams`` > 1 a second
+    time for throughput (``streams`` streams sharing the cores) when a call first needs it: a
+    process that reads one question at a time never pays for that compilation."""
+
+    def __init__(self, converted, config: dict[str, str], streams: int = 1):
         import openvino as ov
 
-        self._compiled = compiled
+        self._latency = ov.compile_model(converted, "CPU", config)
         self.streams = streams
-        self._outputs = len(compiled.outputs)
-        self._request = compiled.create_infer_request()
-        self._queue = ov.AsyncInferQueue(compiled, streams) if streams > 1 else None
+        self._outputs = len(self._latency.outputs)
+        self._request = self._latency.create_infer_request()
+        self._converted = converted if streams > 1 else None  # kept until the throughput compilation
+        self._config = config
+        self._queue = None
+        self._compiling = threading.Lock()
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         results = self._request.infer([np.asarray(a, dtype=np.int64) for a in arrays])
-        return [np.array(results[output], dtype=np.float32) for output in self._compiled.outputs]
+        return [np.array(results[output], dtype=np.float32) for output in self._latency.outputs]
 
     def map(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[np.ndarray]]:
-        """The outputs of each batch, in order; with several streams, :data:`IN_FLIGHT` batches per
-        stream are taken at a time and run at once, one per stream (each batch's outputs are those
-        of a call on it alone), so that only their outputs are held."""
-        if self._queue is None:
-            yield from (self(arrays) for arrays in batches)
-            return
+        """The outputs of each batch, in order (each batch's outputs are those of a call on it
+        alone). With several streams and at least :data:`STREAMED_BATCHES` batches, each stream
+        takes the next batch as soon as it is free, and outputs are yielded as soon as those
+        before them are; fewer batches run one after another on all cores."""
         batches = iter(batches)
-        while group := list(itertools.islice(batches, IN_FLIGHT * self.streams)):
-            yield from self._run_together(group)
+        first = list(itertools.islice(batches, STREAMED_BATCHES))
+        if self.streams < 2 or len(first) < STREAMED_BATCHES:
+            yield from (self(arrays) for arrays in itertools.chain(first, batches))
+            return
+        yield from self._streamed(itertools.chain(first, batches))
 
-    def _run_together(self, batches: list[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
-        if len(batches) < 2:
-            return [self(arrays) for arrays in batches]
-        results: list[list[np.ndarray] | None] = [None] * len(batches)
+    def _streams_queue(self):
+        """The throughput compilation's requests, one per stream (compiled on first use)."""
+        import openvino as ov
+
+        with self._compiling:
+            if self._queue is None:
+                config = self._config | {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(self.streams)}
+                self._queue = ov.AsyncInferQueue(ov.compile_model(self._converted, "CPU", config), self.streams)
+                self._converted = None
+        return self._queue
+
+    def _streamed(self, batches: Iterator[Sequence[np.ndarray]]) -> Iterator[list[np.ndarray]]:
+        queue = self._streams_queue()
+        done: dict[int, list[np.ndarray]] = {}
 
         def finished(request, index: int) -> None:  # copy out before the request takes the next batch
-            results[index] = [np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(self._outputs)]
+            done[index] = [np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(self._outputs)]
 
-        self._queue.set_callback(finished)
-        for index, arrays in enumerate(batches):
-            self._queue.start_async([np.asarray(a, dtype=np.int64) for a in arrays], userdata=index)
-        self._queue.wait_all()
-        missing = [i for i, r in enumerate(results) if r is None]
-        if missing:
-            raise RuntimeError(f"OpenVINO returned no outputs for {len(missing)} of {len(batches)} batches")
-        return results  # type: ignore[return-value]
+        queue.set_callback(finished)
+        started = following = 0
+        try:
+            for arrays in batches:
+                queue.start_async([np.asarray(a, dtype=np.int64) for a in arrays], userdata=started)  # waits for a free stream
+                started += 1
+                while following in done:
+                    yield done.pop(following)
+                    following += 1
+        finally:  # also when the caller stops early: no request outlives the call
+            queue.wait_all()
+        while following in done:
+            yield done.pop(following)
+            following += 1
+        if following < started:
+            raise RuntimeError(f"OpenVINO returned no outputs for {started - following} of {started} batches")
 
 
 def compile_module(module, inputs: int, precision: str, streams: int = 1, threads: int | None = None) -> CompiledModule:
     """``module`` (taking ``inputs`` int64 tensors of one shape: ids, token types, mask) compiled
-    for the CPU in ``precision`` (``bf16`` or ``fp32``), for latency (one stream, all cores) or,
-    with ``streams`` > 1, for throughput (that many streams sharing the cores); on ``threads``
-    threads in all where given (a Ray actor's share of a node), else on all cores."""
+    for the CPU in ``precision`` (``bf16`` or ``fp32``), for latency and, with ``streams`` > 1,
+    for throughput as well (:class:`CompiledModule`); on ``threads`` threads in all where given
+    (a Ray actor's share of a node), else on all cores."""
     import openvino as ov
     import torch
 
@@ -93,9 +124,7 @@ def compile_module(module, inputs: int, precision: str, streams: int = 1, thread
     if threads:
         streams = max(1, min(streams, threads))
         config["INFERENCE_NUM_THREADS"] = str(threads)
-    if streams > 1:
-        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(streams)}
-    return CompiledModule(ov.compile_model(converted, "CPU", config), streams)
+    return CompiledModule(converted, config, streams)
 
 
 @contextlib.contextmanager

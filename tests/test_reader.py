@@ -165,6 +165,7 @@ def test_openvino_reads_the_same_spans_and_scores_as_torch(tiny_models):
                                  batch_size=1, streams=streams)
         assert (torch_reader.backend, openvino_reader.backend, openvino_reader._compiled.streams) == ("torch", "openvino", streams)
         got = openvino_reader.read_batch(questions, PASSAGES, n_best=50)  # three lengths, the last in several windows
+        assert (openvino_reader._compiled._queue is not None) == (streams > 1)  # the windows, one a batch, ran on the streams
         assert {(s.passage, s.start, s.end) for s in got.spans} == {(s.passage, s.start, s.end) for s in expected.spans}
         scores = {(s.passage, s.start, s.end): s.score for s in expected.spans}
         assert [s.score for s in got.spans] == pytest.approx([scores[(s.passage, s.start, s.end)] for s in got.spans], abs=1e-4)

@@ -35,9 +35,6 @@ from qa.retriever import DEFAULT_RETRIEVER, RETRIEVERS, HybridRetriever
 
 RECALL_DEPTH = 100
 """Passages retrieved per question for recall@k and MRR (at least the largest top-k)."""
-#: Evaluation reads 16 questions' passages a call: many batches, which OpenVINO's two streams read
-#: 1.27x as fast as one (docs/READER.md, "Streams"); ``qa ask`` keeps the reader's one stream.
-READER_STREAMS = 2
 
 
 @dataclass
@@ -172,8 +169,7 @@ def evaluate(
         raise QAError("qa evaluate needs a reader: pass --reader PATH_OR_HUB_ID or set QA_READER")
     if isinstance(question_set, str):
         question_set = load_question_set(question_set, path=path, data=data, gold=gold)
-    reader = resolved if isinstance(resolved, Reader) else Reader(resolved, device=device, precision=precision, backend=backend,
-                                                                  streams=READER_STREAMS)
+    reader = resolved if isinstance(resolved, Reader) else Reader(resolved, device=device, precision=precision, backend=backend)
     rule = reader.abstention if abstain else None
     if abstain and no_answer_threshold is not None:
         rule = Abstention(no_answer_threshold, rule.scope if rule else "passage")

@@ -126,9 +126,11 @@ def resolve_reader(reader: str | os.PathLike | None = None) -> str | None:
 
 
 MAX_QUESTION_TOKENS = 128
-#: OpenVINO streams: batches of features read at once, the cores shared among them
-#: (``benchmarks/bench_reader.py --streams``, docs/READER.md).
-READER_STREAMS = 1
+#: OpenVINO streams: batches of features read at once, the cores shared among them, in calls of
+#: many batches (``qa evaluate``'s 16 questions, ``qa serve``'s micro-batches); a call of a few
+#: (one question's passages, ``qa ask``) runs on one stream (``benchmarks/reader_call_streams.py``,
+#: docs/READER.md).
+READER_STREAMS = 2
 
 
 def _quantize_int8(model):
@@ -156,7 +158,7 @@ class Reader:
     the linear layers dynamically (CPU; see ``benchmarks/bench_reader.py`` for speed and accuracy).
     ``backend`` is what runs the forward passes (:func:`qa.device.choose_backend`: OpenVINO for
     bf16 on a CPU where it is installed, else torch); with OpenVINO, ``streams`` batches run at
-    once (:data:`READER_STREAMS`).
+    once in calls of many (:data:`READER_STREAMS`).
     """
 
     def __init__(
@@ -302,9 +304,10 @@ class Reader:
         return answers
 
     def _logits(self, batches: list[list]):
-        """Start and end logits of each batch of windows, in order: with OpenVINO streams, a few
-        batches at once (:meth:`qa.openvino_runtime.CompiledModule.map`); else one :meth:`_forward` after another."""
-        if self._compiled is None or self._compiled.streams < 2:
+        """Start and end logits of each batch of windows, in order: with OpenVINO, as
+        :meth:`qa.openvino_runtime.CompiledModule.map` runs them (a call of many batches on the
+        streams, if there are several); else one :meth:`_forward` after another."""
+        if self._compiled is None:
             yield from (self._forward(windows) for windows in batches)
             return
         yield from (tuple(logits) for logits in self._compiled.map(self._arrays(windows) for windows in batches))
