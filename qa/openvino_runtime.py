@@ -42,7 +42,10 @@ class CompiledModule:
 
     Compiled for latency (one stream on all the cores) at once, and with ``streams`` > 1 a second
     time for throughput (``streams`` streams sharing the cores) when a call first needs it: a
-    process that reads one question at a time never pays for that compilation."""
+    process that reads one question at a time never pays for that compilation.
+
+    Threads may share one: each thread calls with its own request, and a :meth:`map` that finds
+    another holding the streams runs on the latency compilation meanwhile."""
 
     def __init__(self, converted, config: dict[str, str], streams: int = 1):
         import openvino as ov
@@ -50,27 +53,35 @@ class CompiledModule:
         self._latency = ov.compile_model(converted, "CPU", config)
         self.streams = streams
         self._outputs = len(self._latency.outputs)
-        self._request = self._latency.create_infer_request()
+        self._requests = threading.local()  # one latency request per calling thread
         self._converted = converted if streams > 1 else None  # kept until the throughput compilation
         self._config = config
         self._queue = None
         self._compiling = threading.Lock()
+        self._streaming = threading.Lock()  # held by the one map running on the streams
 
     def __call__(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        results = self._request.infer([np.asarray(a, dtype=np.int64) for a in arrays])
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self._latency.create_infer_request()
+        results = request.infer([np.asarray(a, dtype=np.int64) for a in arrays])
         return [np.array(results[output], dtype=np.float32) for output in self._latency.outputs]
 
     def map(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[np.ndarray]]:
         """The outputs of each batch, in order (each batch's outputs are those of a call on it
         alone). With several streams and at least :data:`STREAMED_BATCHES` batches, each stream
         takes the next batch as soon as it is free, and outputs are yielded as soon as those
-        before them are; fewer batches run one after another on all cores."""
+        before them are; fewer batches, or a call made while another thread's holds the streams,
+        run one after another on all cores."""
         batches = iter(batches)
         first = list(itertools.islice(batches, STREAMED_BATCHES))
-        if self.streams < 2 or len(first) < STREAMED_BATCHES:
+        if self.streams < 2 or len(first) < STREAMED_BATCHES or not self._streaming.acquire(blocking=False):
             yield from (self(arrays) for arrays in itertools.chain(first, batches))
             return
-        yield from self._streamed(itertools.chain(first, batches))
+        try:
+            yield from self._streamed(itertools.chain(first, batches))
+        finally:
+            self._streaming.release()
 
     def _streams_queue(self):
         """The throughput compilation's requests, one per stream (compiled on first use)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -134,7 +135,8 @@ class Pipeline:
     ``aggregate`` is how spans of the same text combine (see :func:`rank_answers`). With
     ``reopen_replaced`` (the default), questions are answered from the index as it is on disk:
     one that ``qa index`` has replaced is opened again first (``qa serve`` turns this off and swaps
-    a replaced index in itself, loaded off the question path).
+    a replaced index in itself, loaded off the question path). Threads may share one pipeline:
+    each call's answers are those it would get alone.
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class Pipeline:
         self.question_batch = question_batch
         self.aggregate = aggregate
         self.reopen_replaced = reopen_replaced
+        self._reopening = threading.Lock()
         self.index = index if isinstance(index, Index) else Index(index, device=device, precision=precision)
         self.retriever = make_retriever(self.index, retriever)
         if isinstance(reader, Reader):
@@ -209,7 +212,8 @@ class Pipeline:
 
     def _ask_group(self, questions: list[str], top_k: int, answers: int, depth: int) -> list[Prediction]:
         t0 = time.perf_counter()
-        hit_lists = self.retriever.search_batch(questions, depth, evidence=self.reader is not None)
+        retriever = self.retriever  # one index for the whole group, even if another thread reopens it meanwhile
+        hit_lists = retriever.search_batch(questions, depth, evidence=self.reader is not None)
         t1 = time.perf_counter()
         warnings: list[list[str]] = [[] for _ in questions]
         readings: list[ReaderOutput | None] = [None] * len(questions)
@@ -234,25 +238,26 @@ class Pipeline:
                 found[i] = self.rank_answers(hits, readings[i], answers) if hits else []
                 abstained[i] = bool(hits) and not found[i] and readings[i].abstains(self.abstention, len(hits))  # answers: it did not
         if any(found):  # the answers' documents' metadata, in one look-up for the group
-            metadata = self.index.store.metadata(a.passage.doc_id for answers in found for a in answers)
+            metadata = retriever.index.store.metadata(a.passage.doc_id for answers in found for a in answers)
             found = [[replace(a, metadata=metadata.get(a.passage.doc_id, {})) for a in answers] for answers in found]
         t2 = time.perf_counter()
         n = len(questions)
         seconds = {"retrieve": (t1 - t0) / n, "read": (t2 - t1) / n, "total": (t2 - t0) / n}
         reader_name = self.reader.name if self.reader else None
         return [
-            Prediction(q, a, hits, reader_name, self.retriever.name, dict(seconds), w, r, x)
+            Prediction(q, a, hits, reader_name, retriever.name, dict(seconds), w, r, x)
             for q, a, hits, w, r, x in zip(questions, found, hit_lists, warnings, readings, abstained)
         ]
 
     def reopen_if_replaced(self) -> bool:
         """Open the index again when ``qa index`` has replaced it since it was opened (so that
         passages are never read from one build and scored with another); True when it did."""
-        if self.index.is_current():
-            return False
-        old = self.index
-        self.index = old.reopen()
-        self.retriever = make_retriever(self.index, self.retriever.name)
+        with self._reopening:  # threads sharing the pipeline open it once
+            if self.index.is_current():
+                return False
+            old = self.index
+            self.index = old.reopen()
+            self.retriever = make_retriever(self.index, self.retriever.name)
         logger.warning(
             "the index at %s was replaced (generation %s -> %s): reopened it", old.path, old.generation, self.index.generation
         )

@@ -83,3 +83,31 @@ def test_the_streams_are_compiled_when_a_call_first_needs_them():
     assert module._queue is None  # a process reading one question at a time never compiles them
     list(module.map(batches(STREAMED_BATCHES)))
     assert module._queue is not None and module._converted is None  # compiled once, the converted model let go
+
+
+def test_threads_may_share_one_compiled_module(compiled):
+    """A library user answering on several threads with one pipeline: each call still gets its own
+    batches' outputs, whether it runs on the streams or, while another call holds them, on all cores."""
+    import threading
+
+    module = compiled[2]
+    start = threading.Barrier(4)
+    failures = []
+
+    def work(count: int) -> None:
+        inputs = batches(count)
+        start.wait()
+        try:
+            for _ in range(10):
+                got = [o[1] for o in module.map(inputs)] if count > 1 else [module(inputs[0])[1]]
+                for arrays, value in zip(inputs, got, strict=True):
+                    np.testing.assert_allclose(value, expected(arrays)[1], rtol=1e-6)
+        except Exception as error:  # noqa: BLE001 - reported below, with the thread's call size
+            failures.append(f"{count} batches: {error!r}")
+
+    threads = [threading.Thread(target=work, args=(count,)) for count in (1, 1, 3 * STREAMED_BATCHES, 3 * STREAMED_BATCHES + 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
