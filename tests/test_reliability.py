@@ -271,15 +271,15 @@ def test_add_skips_the_same_files_reached_by_another_path(tiny_models, write_fil
 
 
 def test_answers_with_newlines_stay_on_one_line(monkeypatch):
-    from qa import cli
+    from qa.cli import ask, common
     from qa.index.store import Passage
     from qa.pipeline import Answer, Prediction
 
     passage = Passage(0, "Built by\nGustave\nEiffel in 1889.", 0, 30, "doc\nid", "Title\nTwo", "src")
     answer = Answer("Gustave\nEiffel", 1.0, 1.0, passage, 9, 23, 1)
     printed = []
-    monkeypatch.setattr(cli.out, "print", lambda *a, **k: printed.extend(str(x) for x in a))
-    cli._print_result(Prediction("q", [answer], [], "reader", "bm25").as_dict())
+    monkeypatch.setattr(common.out, "print", lambda *a, **k: printed.extend(str(x) for x in a))
+    ask.print_result(Prediction("q", [answer], [], "reader", "bm25").as_dict())
     assert all("\n" not in line for line in printed)
     assert "Gustave Eiffel" in printed[0] and "Title Two" in printed[0]
 

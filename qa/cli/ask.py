@@ -1,0 +1,138 @@
+"""`qa ask`: one question, answered here or by a running `qa serve`, printed with its evidence."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.text import Text
+
+from qa.cli.common import (
+    SERVER_ENV, TOKEN_ENV, AlwaysAnswerOption, BackendOption, DeviceOption, IndexOption, JsonOption, PrecisionOption,
+    RetrieverChoice, app, err, friendly_errors, one_line, out,
+)
+from qa.errors import QAError
+from qa.pipeline import DEFAULT_ANSWERS, DEFAULT_TOP_K
+from qa.retriever import DEFAULT_RETRIEVER
+
+
+@app.command()
+@friendly_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    index_dir: IndexOption = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Passages to retrieve and read.")] = DEFAULT_TOP_K,
+    retriever: Annotated[RetrieverChoice, typer.Option(help="How to retrieve passages.")] = RetrieverChoice(DEFAULT_RETRIEVER),
+    reader: Annotated[
+        Optional[str],
+        typer.Option(help="Reader model: a folder, a hub id, or a packaged reader (default; biomed: trained with COVID-QA too). "
+                     "Default: $QA_READER, else the packaged default."),
+    ] = None,
+    answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = DEFAULT_ANSWERS,
+    always_answer: AlwaysAnswerOption = False,
+    server: Annotated[
+        Optional[str],
+        typer.Option(help=f"Ask a running `qa serve` at this URL instead of loading the models here. Default: ${SERVER_ENV}.",
+                     show_default=False),
+    ] = None,
+    precision: PrecisionOption = "auto",
+    backend: BackendOption = "auto",
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a question from the indexed collection."""
+    if not question.strip():
+        raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
+    server = server if server is not None else os.environ.get(SERVER_ENV)
+    if server:
+        if always_answer:
+            raise QAError(f"--always-answer applies to answering here; the server at {server} abstains by its reader's rule: "
+                          "pass --server '' to answer here")
+        local = [name for name, value in (("--index", index_dir), ("--reader", reader), ("--device", device)) if value]
+        local += [f"--{name}" for name, value in (("precision", precision), ("backend", backend)) if value != "auto"]
+        if local:
+            raise QAError(
+                f"{', '.join(local)} choose a local index and models, but the question goes to the server at {server} "
+                f"(--server or ${SERVER_ENV}), which uses its own: drop them, or pass --server '' to answer here"
+            )
+        from qa.client import ask_server
+
+        result = ask_server(server, question, top_k=top_k, answers=answers, retriever=retriever.value,
+                            token=os.environ.get(TOKEN_ENV))
+    else:
+        from qa.pipeline import Pipeline
+
+        pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision, backend=backend,
+                            abstention=None if always_answer else "reader")
+        result = pipeline.ask(question, top_k=top_k, answers=answers).as_dict()
+    for warning in result["warnings"]:
+        err.print(f"[yellow]warning:[/] {escape(one_line(warning))}")
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    print_result(result)
+
+
+def print_result(result: dict) -> None:
+    """Print a prediction as ``Prediction.as_dict`` (and the server) give it."""
+    if result["reader"] is None:
+        err.print(
+            "[yellow]No reader available[/]: pass --reader PATH_OR_HUB_ID or set QA_READER to an "
+            "extractive QA model (e.g. one fine-tuned on SQuAD). Showing the top passages."
+        )
+        for passage in result["passages"]:
+            out.print(f"[bold]{passage['rank']}.[/] {_where(passage['document'], passage['title'])}  [dim]score {passage['score']:.3f}[/]")
+            out.print(Text("   " + _excerpt(passage["text"])), "")
+        if not result["passages"]:
+            out.print("No passage in the index matches this question.")
+        return
+    if not result["answers"] and result.get("abstained"):  # a server older than abstention sends no such key
+        out.print("No answer: the reader judges that none of the passages it read answers this question "
+                  "(--always-answer shows its best guesses).")
+        return
+    if not result["answers"]:
+        out.print("No answer: the index holds no passage that answers this question.")
+        return
+    for i, answer in enumerate(result["answers"], start=1):
+        out.print(
+            f"[bold]{i}. {escape(_flat(answer['answer']))}[/]  [dim]score {answer['score']:.2f}[/]  "
+            f"{_where(answer['document'], answer['title'])}"
+        )
+        cited = [c for c in (answer.get("citation"), answer.get("link")) if c]  # a server older than citations sends none
+        if cited:
+            out.print(Text("   " + _flat(". ".join(cited)), style="dim"))
+        out.print(_marked(answer["context"], answer["start"], answer["end"]), "")
+
+
+def _where(doc_id: str, title: str) -> str:
+    title = f" — {escape(_flat(title))}" if title else ""
+    return f"[cyan]{escape(_flat(doc_id))}[/]{title}"
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _excerpt(text: str, width: int = 300) -> str:
+    text = _flat(text)
+    return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " …"
+
+
+def _marked(text: str, start: int, end: int, context: int = 160) -> Text:
+    """The passage around the answer ``text[start:end]``, on one line, the answer highlighted."""
+    before, after = _flat(text[:start]), _flat(text[end:])
+    if len(before) > context:
+        before = "… " + before[-context:].split(" ", 1)[-1]
+    if len(after) > context:
+        after = after[:context].rsplit(" ", 1)[0] + " …"
+    gap_before = " " if start > 0 and text[start - 1].isspace() else ""
+    gap_after = " " if end < len(text) and text[end].isspace() else ""
+    marked = Text("   ")
+    marked.append(before + gap_before)
+    marked.append(_flat(text[start:end]), style="bold black on yellow")
+    marked.append(gap_after + after)
+    return marked
+
