@@ -15,14 +15,16 @@ from qa.pipeline import QUESTION_BATCH
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+HostOption = Annotated[str, typer.Option(help="Address to listen on. Any other than 127.0.0.1/localhost needs a token.")]
+PortOption = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port, printed).")]
 
 
 @app.command()
 @friendly_errors
 def serve(
     index_dir: IndexOption = None,
-    host: Annotated[str, typer.Option(help="Address to listen on. Any other than 127.0.0.1/localhost needs a token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port, printed).")] = 8000,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
     token: Annotated[
         Optional[str], typer.Option(help=f"Require 'Authorization: Bearer TOKEN' on every API request. Default: ${TOKEN_ENV}.", show_default=False)
     ] = None,
@@ -77,8 +79,8 @@ def serve(
 @friendly_errors
 def serve_shard(
     index_dir: IndexOption = None,
-    host: Annotated[str, typer.Option(help="Address to listen on. Any other than 127.0.0.1/localhost needs a token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port, printed).")] = 8100,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8100,
     token: Annotated[
         Optional[str],
         typer.Option(help=f"Require 'Authorization: Bearer TOKEN' on every request. Default: ${SHARD_TOKEN_ENV}.", show_default=False),

@@ -21,6 +21,8 @@ train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 TRAIN_DEFAULTS = TrainConfig(train="", base="", output="")
 RETRIEVER_DEFAULTS = RetrieverTrainConfig(train=[], index=[], output="")
 app.add_typer(train_app, name="train")
+StopAfterOption = Annotated[Optional[float], typer.Option(help="Checkpoint and stop after this many minutes; continue with --resume.")]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")]
 
 
 def _printed_as_stopped_or_json(metrics, as_json: bool, command: str, output: Path, checkpoint: Path) -> bool:
@@ -68,7 +70,7 @@ def train_reader(
     ] = TRAIN_DEFAULTS.negative_fraction,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Optimizer steps between checkpoints.")] = TRAIN_DEFAULTS.checkpoint_every,
     max_minutes: Annotated[Optional[float], typer.Option(help="Fit the schedule into this many minutes of training.")] = None,
-    stop_after_minutes: Annotated[Optional[float], typer.Option(help="Checkpoint and stop after this many minutes; continue with --resume.")] = None,
+    stop_after_minutes: StopAfterOption = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Train on the first N questions only.")] = None,
     eval_limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate on N questions (seed 1).")] = None,
     save_dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16 for the saved weights.")] = TRAIN_DEFAULTS.save_dtype,
@@ -88,7 +90,7 @@ def train_reader(
         typer.Option(min=0.0, max=1.0, help="With --shared-norm: this fraction of the questions lose their gold passage each epoch "
                      "and learn [CLS] over their retrieved negatives (the no-answer signal for abstention)."),
     ] = TRAIN_DEFAULTS.unanswerable_fraction,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    resume: ResumeOption = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty --output that is not a qa training output (its model files are replaced).")
     ] = False,
@@ -176,8 +178,8 @@ def train_retriever(
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = RETRIEVER_DEFAULTS.checkpoint_every,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Train on the first N questions of each file only.")] = None,
     held_out: Annotated[int, typer.Option(min=0, help="Questions kept out to measure recall before and after.")] = RETRIEVER_DEFAULTS.held_out,
-    stop_after_minutes: Annotated[Optional[float], typer.Option(help="Checkpoint and stop after this many minutes; continue with --resume.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --output.")] = False,
+    stop_after_minutes: StopAfterOption = None,
+    resume: ResumeOption = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty --output that is not a qa training output.")
     ] = False,
