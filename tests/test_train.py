@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from qa.cli import app
 from qa.corpora.squad import load_squad
 from qa.reader.features import featurize
+from qa.reader import train as train_module
 from qa.reader.train import CARD_MARK, TrainConfig, TrainState, batches, learning_rate, train_reader
 
 FACTS = [
@@ -73,6 +74,40 @@ def test_windows_without_the_answer_point_at_cls(tmp_path, tiny_models):
     assert len(labelled) < len(some) < len(features)
     again = featurize(squad.examples, contexts, tokenizer, max_length=64, stride=16, negative_fraction=0.5, seed=3)
     assert np.array_equal(some.ids, again.ids)  # seeded
+
+
+def test_stored_features_load_as_they_were_and_only_for_the_same_inputs(tmp_path, tiny_models):
+    from transformers import AutoTokenizer
+
+    from qa.reader.features import load_features, save_features
+
+    data = load_squad(squad_file(tmp_path))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["reader"])
+    features = featurize(data.examples, {d.id: d.text for d in data.documents}, tokenizer, 64, 16)
+    inputs = {"train": ["abc"], "max_length": 64}
+    save_features(features, tmp_path / "f", {"inputs": inputs, "train_examples": 24})
+    loaded, record = load_features(tmp_path / "f", inputs)
+    assert record["train_examples"] == 24
+    for name in ("ids", "type_ids", "offsets", "starts", "ends", "questions", "answerable"):
+        assert getattr(loaded, name).dtype == getattr(features, name).dtype
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(features, name))
+    assert load_features(tmp_path / "f", {**inputs, "max_length": 128}) is None  # other settings: made again
+    assert load_features(tmp_path / "elsewhere", inputs) is None
+    (tmp_path / "f" / "starts.npy").write_bytes(b"cut short")  # a run killed while storing them
+    assert load_features(tmp_path / "f", inputs) is None
+
+
+def test_resume_makes_the_features_again_when_a_training_file_changed(tmp_path, tiny_models, monkeypatch):
+    parts = config_for(tmp_path, tiny_models, output=str(tmp_path / "parts"), epochs=2, checkpoint_every=5)
+    assert train_reader(parts, stop_after_steps=5) is None
+    train = json.loads(open(parts.train[0]).read())
+    train["data"][0]["paragraphs"][0]["qas"][0]["question"] = "who sat on the rug?"
+    open(parts.train[0], "w").write(json.dumps(train))
+    read = []
+    examples = train_module._training_examples
+    monkeypatch.setattr(train_module, "_training_examples", lambda config: read.append(1) or examples(config))
+    train_reader(TrainConfig("", "", str(tmp_path / "parts"), device="cpu"), resume=True)
+    assert read == [1]
 
 
 def test_batches_cover_every_feature_once_and_are_seeded():
@@ -146,7 +181,7 @@ def test_training_lowers_the_loss_on_a_few_dozen_examples(tmp_path, tiny_models)
     assert np.mean(seen[-6:]) < 0.7 * np.mean(seen[:6])
 
 
-def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path, tiny_models):
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path, tiny_models, monkeypatch):
     whole = config_for(tmp_path, tiny_models, output=str(tmp_path / "whole"), epochs=2, checkpoint_every=5)
     train_reader(whole)
     parts = config_for(tmp_path, tiny_models, output=str(tmp_path / "parts"), epochs=2, checkpoint_every=5)
@@ -157,8 +192,14 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path, tiny_mode
     # As a kill while saving the next checkpoint leaves it: the last one moved aside, a half-built one.
     (tmp_path / "parts" / "checkpoint").rename(tmp_path / "parts" / ".checkpoint.old-1")
     (tmp_path / "parts" / ".checkpoint.building-1").mkdir()
-    train_reader(TrainConfig("", "", str(tmp_path / "parts"), device="cpu"), resume=True)
+    assert (tmp_path / "parts" / "checkpoint-features" / "features.json").is_file()
+    with monkeypatch.context() as patched:  # the resumed part loads the features the first part stored
+        patched.setattr(train_module, "_training_examples", lambda config: pytest.fail("the training files were read again"))
+        metrics = train_reader(TrainConfig("", "", str(tmp_path / "parts"), device="cpu"), resume=True)
     assert sorted(p.name for p in (tmp_path / "parts").iterdir() if p.name.startswith(".")) == []
+    assert not (tmp_path / "parts" / "checkpoint-features").exists()  # removed at the end, with the checkpoint
+    assert metrics["train_examples"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["train_examples"]
+    assert (tmp_path / "parts" / "README.md").read_text().count("sha256") == (tmp_path / "whole" / "README.md").read_text().count("sha256")
     a = load_file(tmp_path / "whole" / "model.safetensors")
     b = load_file(tmp_path / "parts" / "model.safetensors")
     assert a.keys() == b.keys()

@@ -8,18 +8,28 @@ question, so that a question's windows and retrieved passages can be batched and
 together (``--shared-norm``). Token ids of all features live in
 one flat ``uint16``/``int32`` array with offsets, so SQuAD's ~90k features take tens of MB, and
 tokenisation runs in chunks, so memory stays bounded by the chunk size.
+
+A run keeps its features on disk (:func:`save_features`: one ``.npy`` file per array, nothing
+pickled, with a record of what they were computed from), so that a resumed run loads them
+(:func:`load_features`) instead of reading and tokenising its training files again.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
 from qa.corpora.squad import Example
 
 LENGTH_SORT_BATCHES = 50  # batches' worth of features (or questions) sorted by length together, to pad little
+#: Part of what stored features are checked against: raise it when :func:`featurize` changes what it
+#: makes of the same data, so that features stored by an earlier version are made again.
+FEATURIZE_VERSION = 1
+RECORD = "features.json"
 
 
 @dataclass
@@ -122,6 +132,42 @@ def featurize(
         np.asarray(questions, dtype=np.int32),
         np.asarray(answerable, dtype=bool),
     )
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """What identifies how a tokenizer tokenises: its class, vocabulary and the ids of a probe of
+    the hard cases (case, accents, ligatures, numbers)."""
+    import hashlib
+
+    probe = "What cytokines are elevated in severe COVID-19? IL-6, TNF-α and ﬁbrinogen (3.5 g/L) in 2020."
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(json.dumps(tokenizer(probe)["input_ids"]).encode())
+    return digest.hexdigest()
+
+
+def save_features(features: Features, folder: Path, record: dict) -> None:
+    """Store ``features`` in ``folder``, one ``.npy`` file per array, and ``record`` (what they
+    were computed from, and what a resumed run needs to know of the data) written last: without it
+    the arrays are not trusted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RECORD).unlink(missing_ok=True)
+    for field in fields(Features):
+        np.save(folder / f"{field.name}.npy", getattr(features, field.name), allow_pickle=False)
+    (folder / RECORD).write_text(json.dumps(record))
+
+
+def load_features(folder: Path, inputs: dict) -> tuple[Features, dict] | None:
+    """The features stored in ``folder`` and their record, when they were computed from ``inputs``
+    (``record["inputs"]``); None when there are none, or they were computed from anything else."""
+    try:
+        record = json.loads((folder / RECORD).read_text())
+        if record.get("inputs") != inputs:
+            return None
+        arrays = {f.name: np.load(folder / f"{f.name}.npy", allow_pickle=False) for f in fields(Features)}
+    except (OSError, ValueError):
+        return None
+    return Features(**arrays), record
 
 
 def _label(example: Example, sequence_ids: list, offsets: list) -> tuple[int, int]:

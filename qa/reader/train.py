@@ -9,6 +9,7 @@ ones. Checkpoints are safetensors and JSON: nothing is pickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -30,12 +31,16 @@ from qa.errors import QAError
 from qa.fsutil import recover_directory, replace_directory, share_like_create, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.progress import progress_bar
-from qa.reader.features import LENGTH_SORT_BATCHES, Features, featurize
+from qa.reader.features import (
+    FEATURIZE_VERSION, LENGTH_SORT_BATCHES, RECORD as FEATURES_RECORD, Features, featurize, load_features, save_features,
+    tokenizer_digest,
+)
 from qa.reader.reader import reader_folder
 from qa.reader.train_config import TrainConfig
 
 STATE = "trainer_state.json"
 TEACHER_DIR = "checkpoint-teacher"  # the teacher's logits while a run lasts (named so that the folder reads as this command's)
+FEATURES_DIR = "checkpoint-features"  # the run's features while it lasts, for a resumed run
 OPTIMIZER = "optimizer.safetensors"
 CALIBRATION_STEPS = 20
 PLAN_WINDOW = 50  # steps whose speed sets the plan
@@ -134,6 +139,7 @@ def train_reader(
     from qa.reader.distill import LOGITS, RECORD
 
     training.check_work_folder(output / TEACHER_DIR, (LOGITS, RECORD), "reader")  # removed at the end
+    training.check_work_folder(output / FEATURES_DIR, ("*.npy", FEATURES_RECORD), "reader")  # removed at the end
     torch.manual_seed(config.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -149,11 +155,7 @@ def train_reader(
         model.get_input_embeddings().weight.requires_grad_(False)
 
     started = time.perf_counter()
-    examples, contexts, sources = _training_examples(config)
-    features = featurize(
-        examples, contexts, tokenizer, config.max_length, config.stride,
-        negative_fraction=config.negative_fraction, seed=config.seed,
-    )
+    features, train_examples, sources = _training_features(config, tokenizer, output / FEATURES_DIR, log)
     featurize_seconds = time.perf_counter() - started
     if len(features) == 0:
         raise QAError(f"no training examples in {', '.join(config.train)}")
@@ -225,7 +227,7 @@ def train_reader(
                 state.batch_in_epoch = 0
 
     metrics: dict[str, Any] = {
-        "train_examples": len(examples),
+        "train_examples": train_examples,
         "train_features": len(features),
         "steps": state.step,
         "epochs": round(state.step / per_epoch, 3),
@@ -242,7 +244,46 @@ def train_reader(
     (output / "README.md").write_text(_model_card(config, metrics, sources, base_card=qa_card(config.base)))
     shutil.rmtree(checkpoint, ignore_errors=True)
     shutil.rmtree(output / TEACHER_DIR, ignore_errors=True)
+    shutil.rmtree(output / FEATURES_DIR, ignore_errors=True)
     return metrics
+
+
+def _training_features(config: TrainConfig, tokenizer, folder: Path, log: Callable[[str], None] | None) -> tuple[Features, int, list[str]]:
+    """The features of the run's training data, its number of questions, and its files described for
+    the model card: loaded from ``folder`` where this run stored them from the same files and
+    settings (a resumed run), else made from the files and stored there."""
+    inputs = _features_inputs(config, tokenizer)
+    stored = load_features(folder, inputs)
+    if stored is not None:
+        features, record = stored
+        if log:
+            log(f"{len(features)} training features loaded from {folder}")
+        return features, record["train_examples"], record["sources"]
+    examples, contexts, sources = _training_examples(config)
+    features = featurize(
+        examples, contexts, tokenizer, config.max_length, config.stride,
+        negative_fraction=config.negative_fraction, seed=config.seed,
+    )
+    if len(features):
+        save_features(features, folder, {"inputs": inputs, "train_examples": len(examples), "sources": sources})
+    return features, len(examples), sources
+
+
+def _features_inputs(config: TrainConfig, tokenizer) -> dict[str, Any]:
+    """What a run's features are made from: the training files' bytes, the settings that
+    :func:`featurize` and :func:`_training_examples` take, and the tokenizer."""
+    files = []
+    for path in config.train:
+        try:
+            with open(path, "rb") as f:
+                files.append(hashlib.file_digest(f, "sha256").hexdigest())
+        except OSError as err:
+            raise QAError(f"cannot read the training file {path!r}: {err.strerror or err}") from None
+    return {
+        "version": FEATURIZE_VERSION, "train": files, "train_repeat": config.train_repeat, "limit": config.limit,
+        "max_length": config.max_length, "stride": config.stride, "negative_fraction": config.negative_fraction,
+        "seed": config.seed, "tokenizer": tokenizer_digest(tokenizer),
+    }
 
 
 def _training_examples(config: TrainConfig) -> tuple[list[Example], dict[str, str], list[str]]:
