@@ -76,6 +76,28 @@ def test_windows_without_the_answer_point_at_cls(tmp_path, tiny_models):
     assert np.array_equal(some.ids, again.ids)  # seeded
 
 
+@pytest.mark.parametrize("chunk, chunk_chars", [(1, 10**9), (5, 10**9), (1000, 1), (1000, 100)])
+def test_features_do_not_depend_on_how_the_questions_are_chunked(tmp_path, tiny_models, chunk, chunk_chars):
+    from dataclasses import fields
+
+    from qa.reader import features as features_module
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["reader"])
+    data = load_squad(squad_file(tmp_path))
+    contexts = {d.id: d.text for d in data.documents}
+    chunks = []
+    on_chunk = chunks.append
+    whole = featurize(data.examples, contexts, tokenizer, 64, 16, negative_fraction=0.5, seed=3, chunk=10**6, chunk_chars=10**9)
+    cut = featurize(data.examples, contexts, tokenizer, 64, 16, negative_fraction=0.5, seed=3, chunk=chunk, chunk_chars=chunk_chars,
+                    on_chunk=on_chunk)
+    for field in fields(whole):
+        np.testing.assert_array_equal(getattr(cut, field.name), getattr(whole, field.name))
+    assert sum(chunks) == len(data.examples) and max(chunks) <= max(chunk, 1)
+    parts = list(features_module._chunks(data.examples, contexts, chunk, chunk_chars))
+    assert all(len(p) == 1 or sum(len(contexts[e.doc_id]) for e in p) <= chunk_chars for p in parts)  # bounded by characters
+
+
 def test_stored_features_load_as_they_were_and_only_for_the_same_inputs(tmp_path, tiny_models):
     from transformers import AutoTokenizer
 

@@ -7,7 +7,9 @@ question is unanswerable (as in Hugging Face's ``run_qa.py``). Each feature also
 question, so that a question's windows and retrieved passages can be batched and normalised
 together (``--shared-norm``). Token ids of all features live in
 one flat ``uint16``/``int32`` array with offsets, so SQuAD's ~90k features take tens of MB, and
-tokenisation runs in chunks, so memory stays bounded by the chunk size.
+tokenisation runs in chunks of at most ``chunk`` questions and ``chunk_chars`` characters of
+context, so memory stays bounded by the chunk whatever the length of the documents (a COVID-QA
+article is tokenised whole for each of its questions, into ~25 windows).
 
 A run keeps its features on disk (:func:`save_features`: one ``.npy`` file per array, nothing
 pickled, with a record of what they were computed from), so that a resumed run loads them
@@ -17,7 +19,7 @@ pickled, with a record of what they were computed from), so that a resumed run l
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import numpy as np
 
 from qa.corpora.squad import Example
 
+CHUNK_CHARS = 1_000_000  # context characters tokenised at once (see featurize)
 LENGTH_SORT_BATCHES = 50  # batches' worth of features (or questions) sorted by length together, to pad little
 #: Part of what stored features are checked against: raise it when :func:`featurize` changes what it
 #: makes of the same data, so that features stored by an earlier version are made again.
@@ -80,6 +83,7 @@ def featurize(
     on_chunk: Callable[[int], None] | None = None,
     negative_fraction: float = 1.0,
     seed: int = 0,
+    chunk_chars: int = CHUNK_CHARS,
 ) -> Features:
     """Features for ``examples``, whose paragraphs are ``contexts[example.doc_id]``.
 
@@ -95,8 +99,7 @@ def featurize(
     id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32
     ids, types, lengths, starts, ends, questions, answerable = [], [], [], [], [], [], []
     question_number: dict[str, int] = {}
-    for first in range(0, len(examples), chunk):
-        part = examples[first : first + chunk]
+    for part in _chunks(examples, contexts, chunk, chunk_chars):
         enc = tokenizer(
             [e.question.lstrip() for e in part],
             [contexts[e.doc_id] for e in part],
@@ -132,6 +135,20 @@ def featurize(
         np.asarray(questions, dtype=np.int32),
         np.asarray(answerable, dtype=bool),
     )
+
+
+def _chunks(examples: Sequence[Example], contexts: dict[str, str], most: int, chars: int) -> Iterator[Sequence[Example]]:
+    """``examples`` in order, cut into runs of at most ``most`` questions whose contexts hold at
+    most ``chars`` characters (or one question, when its own context is longer)."""
+    first, size = 0, 0
+    for i, example in enumerate(examples):
+        n = len(contexts[example.doc_id])
+        if i > first and (i - first == most or size + n > chars):
+            yield examples[first:i]
+            first, size = i, 0
+        size += n
+    if first < len(examples):
+        yield examples[first:]
 
 
 def tokenizer_digest(tokenizer) -> str:
