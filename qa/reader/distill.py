@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from qa.errors import QAError
 from qa.progress import progress_bar
-from qa.reader.features import Features
+from qa.reader.features import TOKENIZER_PROBE, Features
 
 LOGITS = "teacher_logits.npy"
 RECORD = "teacher.json"
@@ -38,8 +38,7 @@ def features_digest(features: Features) -> str:
 
 def same_tokenizer(first, second) -> bool:
     """Whether two tokenizers tokenise alike (same vocabulary, same ids for a probe of the hard cases)."""
-    probe = "What cytokines are elevated in severe COVID-19? IL-6, TNF-α and ﬁbrinogen (3.5 g/L) in 2020."
-    return first.get_vocab() == second.get_vocab() and first(probe)["input_ids"] == second(probe)["input_ids"]
+    return first.get_vocab() == second.get_vocab() and first(TOKENIZER_PROBE)["input_ids"] == second(TOKENIZER_PROBE)["input_ids"]
 
 
 def check_same_tokenizer(student, teacher, teacher_name: str) -> None:

@@ -33,6 +33,9 @@ LENGTH_SORT_BATCHES = 50  # batches' worth of features (or questions) sorted by 
 #: makes of the same data, so that features stored by an earlier version are made again.
 FEATURIZE_VERSION = 1
 RECORD = "features.json"
+#: A text of the hard cases of tokenisation (case, accents, ligatures, numbers): two tokenizers that
+#: share a vocabulary and tokenise it alike are taken to tokenise alike.
+TOKENIZER_PROBE = "What cytokines are elevated in severe COVID-19? IL-6, TNF-α and ﬁbrinogen (3.5 g/L) in 2020."
 
 
 @dataclass
@@ -152,14 +155,13 @@ def _chunks(examples: Sequence[Example], contexts: dict[str, str], most: int, ch
 
 
 def tokenizer_digest(tokenizer) -> str:
-    """What identifies how a tokenizer tokenises: its class, vocabulary and the ids of a probe of
-    the hard cases (case, accents, ligatures, numbers)."""
+    """What identifies how a tokenizer tokenises: its class, vocabulary and the ids of
+    :data:`TOKENIZER_PROBE`."""
     import hashlib
 
-    probe = "What cytokines are elevated in severe COVID-19? IL-6, TNF-α and ﬁbrinogen (3.5 g/L) in 2020."
     digest = hashlib.sha256(type(tokenizer).__name__.encode())
     digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
-    digest.update(json.dumps(tokenizer(probe)["input_ids"]).encode())
+    digest.update(json.dumps(tokenizer(TOKENIZER_PROBE)["input_ids"]).encode())
     return digest.hexdigest()
 
 
