@@ -165,14 +165,19 @@ def tokenizer_digest(tokenizer) -> str:
     return digest.hexdigest()
 
 
+def array_files() -> tuple[str, ...]:
+    """The names of the files :func:`save_features` writes besides its record, one per array."""
+    return tuple(f"{f.name}.npy" for f in fields(Features))
+
+
 def save_features(features: Features, folder: Path, record: dict) -> None:
     """Store ``features`` in ``folder``, one ``.npy`` file per array, and ``record`` (what they
     were computed from, and what a resumed run needs to know of the data) written last: without it
     the arrays are not trusted."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RECORD).unlink(missing_ok=True)
-    for field in fields(Features):
-        np.save(folder / f"{field.name}.npy", getattr(features, field.name), allow_pickle=False)
+    for field, name in zip(fields(Features), array_files()):
+        np.save(folder / name, getattr(features, field.name), allow_pickle=False)
     (folder / RECORD).write_text(json.dumps(record))
 
 
@@ -183,8 +188,8 @@ def load_features(folder: Path, inputs: dict) -> tuple[Features, dict] | None:
         record = json.loads((folder / RECORD).read_text())
         if record.get("inputs") != inputs:
             return None
-        arrays = {f.name: np.load(folder / f"{f.name}.npy", allow_pickle=False) for f in fields(Features)}
-    except (OSError, ValueError):
+        arrays = {f.name: np.load(folder / name, allow_pickle=False) for f, name in zip(fields(Features), array_files())}
+    except (OSError, ValueError, EOFError):
         return None
     return Features(**arrays), record
 

@@ -32,8 +32,8 @@ from qa.fsutil import recover_directory, replace_directory, share_like_create, s
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.progress import progress_bar
 from qa.reader.features import (
-    FEATURIZE_VERSION, LENGTH_SORT_BATCHES, RECORD as FEATURES_RECORD, Features, featurize, load_features, save_features,
-    tokenizer_digest,
+    FEATURIZE_VERSION, LENGTH_SORT_BATCHES, RECORD as FEATURES_RECORD, Features, array_files, featurize, load_features,
+    save_features, tokenizer_digest,
 )
 from qa.reader.reader import reader_folder
 from qa.reader.train_config import TrainConfig
@@ -139,7 +139,7 @@ def train_reader(
     from qa.reader.distill import LOGITS, RECORD
 
     training.check_work_folder(output / TEACHER_DIR, (LOGITS, RECORD), "reader")  # removed at the end
-    training.check_work_folder(output / FEATURES_DIR, ("*.npy", FEATURES_RECORD), "reader")  # removed at the end
+    training.check_work_folder(output / FEATURES_DIR, (*array_files(), FEATURES_RECORD), "reader")  # removed at the end
     torch.manual_seed(config.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
