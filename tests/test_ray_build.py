@@ -161,26 +161,40 @@ def test_a_killed_worker_costs_time_not_the_build(local_ray, tiny_models, tmp_pa
     assert len(index.vectors) == len(index) and index.bm25 is not None
 
 
-def test_a_killed_shard_writer_stops_the_build_and_leaves_the_previous_index(local_ray, tiny_models, tmp_path):
+def test_a_killed_shard_writer_stops_the_build_and_leaves_the_previous_index(local_ray, tiny_models, tmp_path, monkeypatch):
     """kill -9 of a shard writer actor mid-build: a writer's shard cannot be resumed, so the build
-    stops with a clear error and the index it would have replaced stays."""
+    stops with a clear error and the index it would have replaced stays. The driver's request to
+    finish the shard waits until the writer has been killed, so a busy machine cannot let the build
+    end before the killer finds the writer."""
     import psutil
+
+    from qa.indexer import ray_build
 
     root = mixed_corpus(tmp_path / "corpus", files=40)
     options = dict(embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=20, overlap_words=5))
     previous = build_index(mixed_corpus(tmp_path / "small", files=2), tmp_path / "index", **options)
-    killed = []
+    killed, done = [], threading.Event()
 
     def kill_a_writer():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
-            for proc in psutil.process_iter(["pid", "cmdline"]):
-                if "_ShardWriter" in " ".join(proc.info["cmdline"] or ()):
-                    os.kill(proc.info["pid"], signal.SIGKILL)
-                    killed.append(proc.info["pid"])
-                    return
-            time.sleep(0.05)
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline:
+                for proc in psutil.process_iter(["pid", "cmdline"]):
+                    if "_ShardWriter" in " ".join(proc.info["cmdline"] or ()):
+                        os.kill(proc.info["pid"], signal.SIGKILL)
+                        killed.append(proc.info["pid"])
+                        return
+                time.sleep(0.05)
+        finally:
+            done.set()
 
+    finish = ray_build._RemoteShard.finish
+
+    def finish_once_killed(self):
+        done.wait(timeout=150)
+        return finish(self)
+
+    monkeypatch.setattr(ray_build._RemoteShard, "finish", finish_once_killed)
     killer = threading.Thread(target=kill_a_writer)
     killer.start()
     with pytest.raises(QAError, match="failed writing a shard"):
