@@ -64,8 +64,12 @@ class CompiledModule:
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self._latency.create_infer_request()
-        results = request.infer([np.asarray(a, dtype=np.int64) for a in arrays])
-        return [np.array(results[output], dtype=np.float32) for output in self._latency.outputs]
+        request.infer([np.asarray(a, dtype=np.int64) for a in arrays])
+        return self._copied_outputs(request)
+
+    def _copied_outputs(self, request) -> list[np.ndarray]:
+        """A request's outputs as float32 arrays of their own (the request's buffers are reused)."""
+        return [np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(self._outputs)]
 
     def map(self, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[list[np.ndarray]]:
         """The outputs of each batch, in order (each batch's outputs are those of a call on it
@@ -99,7 +103,7 @@ class CompiledModule:
         done: dict[int, list[np.ndarray]] = {}
 
         def finished(request, index: int) -> None:  # copy out before the request takes the next batch
-            done[index] = [np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(self._outputs)]
+            done[index] = self._copied_outputs(request)
 
         queue.set_callback(finished)
         started = following = 0
