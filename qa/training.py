@@ -1,8 +1,12 @@
 """What `qa train reader` and `qa train retriever` share: where a run may write (never over what
-qa did not write), the mark its model card carries, and how it names the hardware it ran on."""
+qa did not write), the mark its model card carries, how it names the hardware it ran on, and how
+a long run gives freed memory back."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -82,3 +86,23 @@ def changed_options(config, defaults, skip: tuple[str, ...]) -> list[str]:
 def card_footer(hyper: dict, command: str) -> list[str]:
     """The model card's lines that give a run's hyper-parameters and the command that ran it."""
     return [f"- Hyper-parameters: `{json.dumps(hyper)}`", "", "Command:", "", "```bash", command, "```", ""]
+
+
+def release_freed_memory() -> bool:
+    """Give the memory the C allocator holds free back to the system: glibc's ``malloc_trim``.
+
+    A training step frees gigabytes of activations whose shapes change with every batch (length
+    buckets); glibc keeps much of what is freed in its heap, fragmented, so a run's resident memory
+    grows by gigabytes over hours while most of it is free (docs/READER.md, "Training memory").
+    Returns False where there is no glibc (a no-op)."""
+    trim = _malloc_trim()
+    return bool(trim and trim(0) >= 0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to call
+        return None

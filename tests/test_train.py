@@ -374,3 +374,18 @@ def test_several_training_files_mix_with_repeats(tmp_path, tiny_models):
 
     with pytest.raises(QAError, match="--train-repeat takes a whole number of at least 1 for each --train file"):
         TrainConfig([str(first), str(second)], "b", "o", train_repeat=[2])
+
+
+def test_training_gives_freed_memory_back_every_trim_every_steps(tmp_path, tiny_models, monkeypatch):
+    from qa import training
+
+    assert training.release_freed_memory() is True  # glibc's malloc_trim, found and called (Linux)
+    calls = []
+    monkeypatch.setattr(training, "release_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(train_module, "TRIM_EVERY", 3)
+    assert train_reader(config_for(tmp_path, tiny_models, epochs=3), stop_after_steps=7) is None
+    assert len(calls) == 2  # after steps 3 and 6
+    monkeypatch.setattr(train_module, "TRIM_EVERY", 0)
+    calls.clear()
+    train_reader(config_for(tmp_path, tiny_models, output=str(tmp_path / "never"), epochs=3), stop_after_steps=7)
+    assert calls == []

@@ -45,6 +45,7 @@ OPTIMIZER = "optimizer.safetensors"
 CALIBRATION_STEPS = 20
 PLAN_WINDOW = 50  # steps whose speed sets the plan
 EVAL_QUESTION_BATCH = 16  # questions read in one reader call at the end-of-training evaluation
+TRIM_EVERY = 10  # steps between giving freed memory back (training.release_freed_memory); 0: never
 
 
 @dataclass
@@ -199,6 +200,8 @@ def train_reader(
                 state.batch_in_epoch += 1
                 state.step += 1
                 state.losses.append(round(loss, 4))
+                if TRIM_EVERY and state.step % TRIM_EVERY == 0:
+                    training.release_freed_memory()
                 state.seconds = time.perf_counter() - run_started
                 step_times.append(time.perf_counter())
                 if config.max_minutes and (call_steps + 1 == CALIBRATION_STEPS or state.step % config.checkpoint_every == 0):
