@@ -5,7 +5,6 @@ a long run gives freed memory back."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import json
 from dataclasses import asdict
@@ -102,7 +101,6 @@ def release_freed_memory() -> bool:
 @functools.cache
 def _malloc_trim():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
+        return ctypes.CDLL(None).malloc_trim  # the C library the process runs on
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to call
         return None
