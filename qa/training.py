@@ -95,12 +95,15 @@ def release_freed_memory() -> bool:
     grows by gigabytes over hours while most of it is free (docs/READER.md, "Training memory").
     Returns False where there is no glibc (a no-op)."""
     trim = _malloc_trim()
-    return bool(trim and trim(0) >= 0)
+    if trim is None:
+        return False
+    trim(0)  # 1 when memory was released, 0 when there was none to release
+    return True
 
 
 @functools.cache
 def _malloc_trim():
     try:
         return ctypes.CDLL(None).malloc_trim  # the C library the process runs on
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to call
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl; Windows takes no None): nothing to call
         return None
