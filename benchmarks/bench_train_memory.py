@@ -6,8 +6,7 @@ gives it back every ``qa.reader.train.TRIM_EVERY`` steps. Each interval here run
 process: load the reader, featurise the first ``--limit`` questions, train ``--steps`` steps (as
 `qa train reader` does, checkpoint at the end), sampling the process's RSS every 0.2 s.
 
-    python benchmarks/bench_train_memory.py --train ../shared/data/squad/train-v1.1.json.gz --base qa/reader/default \\
-        --steps 60 --trim-every 0,10,1 --rounds 2 --out benchmarks/results/train_memory.json
+    python benchmarks/bench_train_memory.py --steps 50 --trim-every 0,10 --rounds 1   # benchmarks/results/train_memory.json
 
 Reported per interval (0: never): RSS when training starts, peak and at the end; seconds per step
 (the run's own clock, steps only) and their ratio to never trimming in the same round; minor page
