@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from qa.cli import app
 from qa.errors import QAError
 from qa.reader.merge import merge_readers
-from qa.reader.train import MERGE_MARK, train_reader
+from qa.reader.saved import MERGE_MARK
+from qa.reader.train import train_reader
 
 from test_train import config_for
 

@@ -103,7 +103,8 @@ def test_index_dot_is_a_one_line_error(tiny_models, write_files, tmp_path, monke
 # 2. qa train reader --output ------------------------------------------------------------------
 
 def test_train_refuses_a_folder_it_did_not_write_unless_overwrite(tmp_path):
-    from qa.reader.train import CARD_MARK, check_output
+    from qa.reader.saved import CARD_MARK
+    from qa.reader.train import check_output
 
     repo = tmp_path / "repo"
     repo.mkdir()

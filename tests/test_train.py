@@ -12,7 +12,8 @@ from qa.cli import app
 from qa.corpora.squad import load_squad
 from qa.reader.features import featurize
 from qa.reader import train as train_module
-from qa.reader.train import CARD_MARK, TrainConfig, TrainState, batches, learning_rate, train_reader
+from qa.reader.saved import CARD_MARK
+from qa.reader.train import TrainConfig, TrainState, batches, learning_rate, train_reader
 
 FACTS = [
     ("the cat sat on the mat", "who sat on the mat?", "the cat"),

@@ -25,7 +25,8 @@ from qa.fsutil import absolute, replace_directory, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.reader.distill import same_tokenizer
 from qa.reader.reader import reader_folder
-from qa.reader.train import MERGE_MARK, SAVE_DTYPES, card_section, gold_scores, gold_scores_lines, qa_card, save_reader
+from qa.reader.saved import MERGE_MARK, SAVE_DTYPES, card_section, gold_scores, gold_scores_lines, qa_card, save_reader
+
 
 def merge_readers(
     first: str,

@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import shutil
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -36,6 +35,7 @@ from qa.reader.features import (
     save_features, tokenizer_digest,
 )
 from qa.reader.reader import reader_folder
+from qa.reader.saved import CARD_MARK, card_section, gold_scores, gold_scores_lines, qa_card, save_reader
 from qa.reader.train_config import TrainConfig
 
 STATE = "trainer_state.json"
@@ -44,7 +44,6 @@ FEATURES_DIR = "checkpoint-features"  # the run's features while it lasts, for a
 OPTIMIZER = "optimizer.safetensors"
 CALIBRATION_STEPS = 20
 PLAN_WINDOW = 50  # steps whose speed sets the plan
-EVAL_QUESTION_BATCH = 16  # questions read in one reader call at the end-of-training evaluation
 TRIM_EVERY = 10  # steps between giving freed memory back (training.release_freed_memory); 0: never
 
 
@@ -417,60 +416,6 @@ def _load_optimizer(optimizer, path: Path, model) -> None:
             optimizer.state[param] = state
 
 
-SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def save_reader(output: Path, model, tokenizer, save_dtype: str) -> None:
-    """Save the model in ``save_dtype`` (:data:`SAVE_DTYPES`; it stays float32 in memory) and the
-    tokenizer to ``output``, with the file modes a plain ``open`` gives."""
-    model.to(SAVE_DTYPES[save_dtype])
-    started = time.time() - 1  # file times can be a little coarse
-    model.save_pretrained(output)
-    tokenizer.save_pretrained(output)
-    share_like_create(output, written_since=started)
-    model.to(torch.float32)
-
-
-def gold_scores(reader_dir: Path, eval_file: str, eval_limit: int | None, device: str) -> dict[str, Any]:
-    """EM/F1 of the reader saved in ``reader_dir`` on ``eval_file`` with each question's gold
-    paragraph (``eval_limit`` questions drawn with seed 1), for the metrics and the model card."""
-    from qa.corpora.squad import load_squad, sample_examples
-    from qa.metrics import squad_scores
-    from qa.reader.reader import Reader
-
-    started = time.perf_counter()
-    reader = Reader(reader_dir, device=device)
-    data = load_squad(eval_file)
-    examples = sample_examples(data.examples, eval_limit, seed=1)
-    texts = {d.id: d.text for d in data.documents}
-    predictions: list[str] = []
-    for first in range(0, len(examples), EVAL_QUESTION_BATCH):
-        group = examples[first : first + EVAL_QUESTION_BATCH]
-        predictions += reader.best_answers([e.question for e in group], [texts[e.doc_id] for e in group])
-    scores = [squad_scores(p, e.answers) for p, e in zip(predictions, examples)]
-    return {
-        "eval_file": eval_file,
-        "eval_questions": len(examples),
-        "exact_match": round(100 * statistics.fmean(s[0] for s in scores), 2),
-        "f1": round(100 * statistics.fmean(s[1] for s in scores), 2),
-        "eval_seconds": round(time.perf_counter() - started, 1),
-    }
-
-
-CARD_MARK = training.card_mark("reader")
-MERGE_MARK = training.card_mark("merge")
-
-
-def qa_card(base: str) -> str | None:
-    """The model card of a reader that ``qa train reader`` or ``qa train merge`` made, else None."""
-    try:
-        card = Path(resolve_model(reader_folder(base))) / "README.md"
-        text = card.read_text(encoding="utf-8", errors="replace")
-    except (QAError, OSError):
-        return None
-    return text if CARD_MARK in text or MERGE_MARK in text else None
-
-
 def _model_card(config: TrainConfig, metrics: dict[str, Any], sources: list[str], base_card: str | None = None) -> str:
     """The README.md written beside the model. When the base was itself trained by ``qa train
     reader``, its card follows under a heading of its own, so a chain of runs (a resumed budget,
@@ -499,23 +444,3 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], sources: list[str]
     if base_card:
         lines += card_section(f"How the base model `{config.base}` was trained", base_card)
     return "\n".join(lines)
-
-
-def gold_scores_lines(metrics: dict[str, Any]) -> list[str]:
-    """The model card's lines for :func:`gold_scores` in ``metrics`` (none when not measured)."""
-    if "exact_match" not in metrics:
-        return []
-    return [
-        f"Measured on `{metrics['eval_file']}` with each question's gold paragraph ({metrics['eval_questions']} questions, "
-        f"max length 384, stride 128, max answer length 30 tokens, official SQuAD normalisation): "
-        f"**exact match {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f}**.",
-        "",
-    ]
-
-
-def card_section(heading: str, card: str) -> list[str]:
-    """A model card's lines under ``heading`` (its title replaced, its headings one level down),
-    for the card of a model made from it."""
-    demoted = ["#" + line if line.startswith("#") else line for line in card.strip().splitlines()]
-    body = "\n".join(demoted[1:]).strip("\n").splitlines()
-    return [f"## {heading}", "", *body, ""]
