@@ -386,3 +386,7 @@ def test_training_gives_freed_memory_back_every_trim_every_steps(tmp_path, tiny_
     monkeypatch.setattr(train_module, "TRIM_EVERY", 3)
     assert train_reader(config_for(tmp_path, tiny_models, epochs=3), stop_after_steps=7) is None
     assert len(calls) == 2  # after steps 3 and 6
+    monkeypatch.setattr(train_module, "TRIM_EVERY", 0)
+    calls.clear()
+    train_reader(config_for(tmp_path, tiny_models, output=str(tmp_path / "never"), epochs=3), stop_after_steps=7)
+    assert calls == []
