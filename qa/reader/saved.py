@@ -13,10 +13,12 @@ from typing import Any
 import torch
 
 from qa import training
+from qa.corpora.squad import load_squad, sample_examples
 from qa.errors import QAError
 from qa.fsutil import share_like_create
 from qa.hub import resolve_model
-from qa.reader.reader import reader_folder
+from qa.metrics import squad_scores
+from qa.reader.reader import Reader, reader_folder
 
 EVAL_QUESTION_BATCH = 16  # questions read in one reader call by gold_scores
 SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -36,10 +38,6 @@ def save_reader(output: Path, model, tokenizer, save_dtype: str) -> None:
 def gold_scores(reader_dir: Path, eval_file: str, eval_limit: int | None, device: str) -> dict[str, Any]:
     """EM/F1 of the reader saved in ``reader_dir`` on ``eval_file`` with each question's gold
     paragraph (``eval_limit`` questions drawn with seed 1), for the metrics and the model card."""
-    from qa.corpora.squad import load_squad, sample_examples
-    from qa.metrics import squad_scores
-    from qa.reader.reader import Reader
-
     started = time.perf_counter()
     reader = Reader(reader_dir, device=device)
     data = load_squad(eval_file)
