@@ -190,6 +190,16 @@ def test_a_reader_trained_from_a_qa_trained_base_carries_the_base_card(tmp_path,
     assert "How the base model" not in plain  # the tiny random base is not a qa-trained reader
 
 
+def test_a_base_card_is_demoted_to_markdowns_deepest_heading_and_its_code_kept():
+    from qa.reader.saved import card_section
+
+    card = "# Title\n\ntext\n## Section\n##### Deep\n###### Deepest\n```bash\n# a comment\nqa train\n```\n#hashtag"
+    lines = card_section("How the base model `b` was trained", card)
+    assert lines[:2] == ["## How the base model `b` was trained", ""]
+    assert "### Section" in lines and "###### Deep" in lines and "###### Deepest" in lines
+    assert "# a comment" in lines and "#hashtag" in lines and "Title" not in "\n".join(lines)
+
+
 def test_training_lowers_the_loss_on_a_few_dozen_examples(tmp_path, tiny_models):
     config = config_for(tmp_path, tiny_models)
     from qa.reader import train as train_module

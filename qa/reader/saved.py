@@ -84,8 +84,16 @@ def gold_scores_lines(metrics: dict[str, Any]) -> list[str]:
 
 
 def card_section(heading: str, card: str) -> list[str]:
-    """A model card's lines under ``heading`` (its title replaced, its headings one level down),
-    for the card of a model made from it."""
-    demoted = ["#" + line if line.startswith("#") else line for line in card.strip().splitlines()]
+    """A model card's lines under ``heading`` (its title replaced, its headings one level down, to
+    Markdown's deepest, level 6, where a long chain of runs would go deeper), for the card of a model
+    made from it. Lines in code blocks are left as they are."""
+    demoted, in_code = [], False
+    for line in card.strip().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading_marks = len(line) - len(line.lstrip("#"))
+        if heading_marks and not in_code and line[heading_marks:heading_marks + 1] in (" ", ""):
+            line = "#" * min(heading_marks + 1, 6) + line[heading_marks:]
+        demoted.append(line)
     body = "\n".join(demoted[1:]).strip("\n").splitlines()
     return [f"## {heading}", "", *body, ""]
