@@ -132,8 +132,10 @@ def test_the_biomed_reader_answers_over_the_example_corpus(biomed_reader, minilm
 
 
 @pytest.mark.integration
-def test_the_biomed_reader_reads_covid_qa_better_than_the_default(biomed_reader, default_reader, tmp_path, monkeypatch):
-    """The first 40 COVID-QA dev questions (seed 0), each over its whole article: biomed ahead on F1."""
+def test_the_default_reader_reads_covid_qa_as_well_as_biomed(biomed_reader, default_reader, tmp_path, monkeypatch):
+    """The first 40 COVID-QA dev questions (seed 0), each over its whole article: version 6 of the
+    default, trained with COVID-QA too, reads them at F1 54.4 on an Intel Xeon, biomed 46.9, version 5
+    of the default 35.1 (docs/READER.md, version 6)."""
     from typer.testing import CliRunner
 
     from qa.cli import app
@@ -149,4 +151,4 @@ def test_the_biomed_reader_reads_covid_qa_better_than_the_default(biomed_reader,
         report = json.loads(result.stdout)
         assert report["config"]["reader"] == str(packaged_reader_path(name))
         f1[name] = report["results"][0]["f1_answering_all"]
-    assert f1["biomed"] > f1["default"] + 3, f1
+    assert f1["default"] >= 45 and f1["default"] >= f1["biomed"], f1
