@@ -96,9 +96,11 @@ def test_train_stop_resume_and_use_the_model(setup, tiny_models, tmp_path, monke
     assert json.loads(seconds.read_text())["seconds"] > 0
     seconds.write_text(json.dumps({"step": 1, "seconds": 600.0}))  # as if the first part had trained ten minutes
     monkeypatch.setattr(qa.retriever.train, "mine_triples", lambda *a, **k: pytest.fail("a resume searched again"))
-    metrics = train_retriever(config(setup, tiny_models, out), resume=True)
+    lines: list[str] = []
+    metrics = train_retriever(config(setup, tiny_models, out), resume=True, log=lines.append)
     assert metrics["steps"] == (metrics["train_questions"] // 4) * 1 and metrics["recall_after"]["questions"] == 4
     assert 600 < metrics["train_seconds"] < 900  # the card counts the part before the resume too
+    assert any(line.startswith(f"step 2/{metrics['steps']}, {{'loss': ") for line in lines), lines  # each logged loss, with its step
     assert not (out / "checkpoints").exists()
     card = (out / "README.md").read_text()
     assert "Trained with `qa train retriever`." in card and "sha256" in card and "recall@10" in card

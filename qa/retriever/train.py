@@ -201,15 +201,17 @@ def train_retriever(
     stopped = {"early": False}
 
     class StopAfter(TrainerCallback):
-        """Save a checkpoint and stop once this call's time budget is spent."""
+        """Save a checkpoint and stop once this call's time budget is spent; pass the loss logs to ``log``."""
 
         def on_step_end(self, args, state, control, **kwargs):
             if budget is not None and time.perf_counter() - started > budget and state.global_step < state.max_steps:
                 control.should_save = True
                 control.should_training_stop = True
                 stopped["early"] = True
-            if log and state.global_step % config.checkpoint_every == 0 and state.log_history:
-                log(f"step {state.global_step}/{state.max_steps}, {state.log_history[-1]}")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if log and logs and "loss" in logs:  # the trainer's own log of this step (the run's end logs train_loss)
+                log(f"step {state.global_step}/{state.max_steps}, {logs}")
 
         def on_save(self, args, state, control, **kwargs):
             seconds = seconds_before + time.perf_counter() - training_started  # set below, before training starts
