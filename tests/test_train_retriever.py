@@ -59,6 +59,19 @@ def test_questions_whose_paragraph_is_not_in_the_index_are_left_out(setup, tiny_
         mine_triples(config(setup, tiny_models, tmp_path / "out", train=[str(other)] * 3, index=[str(setup[1])] * 2))
 
 
+def test_limit_is_one_for_all_files_or_one_per_file(setup, tiny_models, tmp_path):
+    train, index = setup
+    every = len(mine_triples(config(setup, tiny_models, tmp_path / "out")))
+    both = dict(train=[str(train)] * 2, index=[str(index)])
+    assert len(mine_triples(config(setup, tiny_models, tmp_path / "out", **both, limit=[3]))) == 2 * 3  # 3 of each file
+    per_file = config(setup, tiny_models, tmp_path / "out", **both, limit=[2, 100])
+    assert len(mine_triples(per_file)) == 2 + every
+    assert per_file.command().endswith("--limit 2 --limit 100")
+    with pytest.raises(QAError, match="one --limit for all --train files, or one per file"):
+        mine_triples(config(setup, tiny_models, tmp_path / "out", **both, limit=[1, 2, 3]))
+    assert RetrieverTrainConfig(**{**vars(per_file), "limit": 7}).limit_of(1) == 7  # a run saved before limits per file
+
+
 def test_hard_negatives_come_only_from_the_training_files_own_paragraphs(tiny_models, tmp_path):
     # One index over the training file and another set (as open-squad holds SQuAD dev beside train):
     # BM25 ranks the other set's towers high, but training must never see them.

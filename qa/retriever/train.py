@@ -70,6 +70,8 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
     """The (question, positive, hard negatives) rows of ``config.train`` over their indexes."""
     if len(config.index) not in (1, len(config.train)):
         raise QAError(f"give one --index for all --train files, or one per file: {len(config.train)} files, {len(config.index)} indexes")
+    if config.limit and len(config.limit) not in (1, len(config.train)):
+        raise QAError(f"give one --limit for all --train files, or one per file: {len(config.train)} files, {len(config.limit)} limits")
     triples = Triples(columns={"anchor": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(config.negatives)}})
     for file_number, path in enumerate(config.train):
         index = Index(config.index_of(file_number))
@@ -77,7 +79,7 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
         data = load_squad(path)
         triples.sha256[path] = data.sha256
         documents = {d.id: d for d in data.documents}
-        examples = [e for e in data.examples if e.answerable][: config.limit]
+        examples = [e for e in data.examples if e.answerable][: config.limit_of(file_number)]
         found: list[tuple[Any, Any]] = []  # (example, positive passage)
         passages_of = functools.cache(index.store.passages_with_content)  # a paragraph has several questions
         # Negatives come from this file's own paragraphs: an index may also hold evaluation

@@ -33,15 +33,25 @@ class RetrieverTrainConfig:
     warmup: float = 0.1
     seed: int = 0
     checkpoint_every: int = 500
-    limit: int | None = None
-    """Train on the first N questions of each file only."""
+    limit: list[int] | None = None
+    """Train on the first N questions of each file only: one N for all the files, or one per file."""
     held_out: int = 500
     """Questions kept out of training to measure recall before and after."""
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, int):  # a configuration saved when one limit served every file
+            self.limit = [self.limit]
+
     def index_of(self, i: int) -> str:
         """The index of training file ``i``."""
         return self.index[0] if len(self.index) == 1 else self.index[i]
+
+    def limit_of(self, i: int) -> int | None:
+        """How many questions of training file ``i`` to take (None: all)."""
+        if not self.limit:
+            return None
+        return self.limit[0] if len(self.limit) == 1 else self.limit[i]
 
     def command(self) -> str:
         """The `qa train retriever` command line that runs this configuration."""
@@ -51,5 +61,7 @@ class RetrieverTrainConfig:
         for path in self.index:
             args += ["--index", path]
         args += ["--output", self.output]
-        args += changed_options(self, RetrieverTrainConfig([], [], ""), skip=("train", "index", "output"))
+        args += changed_options(self, RetrieverTrainConfig([], [], ""), skip=("train", "index", "output", "limit"))
+        for n in self.limit or []:
+            args += ["--limit", str(n)]
         return shlex.join(args)
