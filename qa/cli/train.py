@@ -196,7 +196,7 @@ def train_retriever(
     config = RetrieverTrainConfig(
         train=list(train or []), index=list(index_dir or []), output=str(output), base=base, batch_size=batch_size,
         mini_batch_size=mini_batch_size, negatives=negatives, negative_depth=negative_depth, lr=lr, epochs=epochs,
-        warmup=warmup, seed=seed, checkpoint_every=checkpoint_every, limit=list(limit or []) or None, held_out=held_out, device=device,
+        warmup=warmup, seed=seed, checkpoint_every=checkpoint_every, limit=limit or None, held_out=held_out, device=device,
     )
     metrics = run(config, resume=resume, overwrite=overwrite, show_progress=not as_json and err.is_terminal,
                   stop_after_minutes=stop_after_minutes, log=lambda line: err.print(escape(line), highlight=False))

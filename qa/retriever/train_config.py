@@ -45,13 +45,11 @@ class RetrieverTrainConfig:
 
     def index_of(self, i: int) -> str:
         """The index of training file ``i``."""
-        return self.index[0] if len(self.index) == 1 else self.index[i]
+        return _of_file(self.index, i)
 
     def limit_of(self, i: int) -> int | None:
         """How many questions of training file ``i`` to take (None: all)."""
-        if not self.limit:
-            return None
-        return self.limit[0] if len(self.limit) == 1 else self.limit[i]
+        return _of_file(self.limit, i) if self.limit else None
 
     def command(self) -> str:
         """The `qa train retriever` command line that runs this configuration."""
@@ -65,3 +63,8 @@ class RetrieverTrainConfig:
         for n in self.limit or []:
             args += ["--limit", str(n)]
         return shlex.join(args)
+
+
+def _of_file(values: list, i: int):
+    """Training file ``i``'s value of an option given once for all the files or once per file."""
+    return values[0] if len(values) == 1 else values[i]
