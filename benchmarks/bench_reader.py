@@ -16,11 +16,15 @@ and "x naive" compares each run with the naive loop of the same round. The fp32 
 most any fp32 code can read here: the matrix-product FLOPs of the pairs' features at their real
 lengths (attention included), at the rate 1024^3 fp32 matrix products reach after each round.
 
+On a GPU (``--device cuda``) the settings are torch fp32 and fp16 autocast (what qa picks there),
+the naive loop runs in fp32 on the GPU too, and the ceiling is the fp16 rate of 8192^3 matrix
+products on that GPU.
+
 Pairs are SQuAD v1.1 dev questions with their gold paragraph (max length 384, stride 128, max
 answer length 30 tokens, same for all); accuracy is EM/F1 on the first ``--accuracy-questions``
 of the sample.
 
-    python benchmarks/bench_reader.py --reader qa/reader/default
+    python benchmarks/bench_reader.py --reader qa/reader/default [--device cuda]
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_index import encoder_flops, gemm_peak  # noqa: E402  (benchmarks/ is on the path)
-from qa.device import cpu_name  # noqa: E402
+from qa.device import cpu_name, pick_device  # noqa: E402
 
 from qa.corpora.squad import load_squad  # noqa: E402
 from qa.device import cpu_has_bf16, openvino_installed  # noqa: E402
@@ -49,11 +53,12 @@ from qa.reader import Reader, default_reader_path  # noqa: E402
 from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 
 
-def load_naive(path) -> tuple:
+def load_naive(path, device: str = "cpu") -> tuple:
     """The reader as a transformers user would load it: (tokenizer, model), fp32, eval mode."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path), AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32).eval()
+    model = AutoModelForQuestionAnswering.from_pretrained(path, dtype=torch.float32).eval().to(device)
+    return AutoTokenizer.from_pretrained(path), model
 
 
 def naive_answers(naive: tuple, reader: Reader, pairs: list[tuple[str, str]], n_best: int = 20, max_answer: int = 30) -> list[str]:
@@ -68,10 +73,10 @@ def naive_answers(naive: tuple, reader: Reader, pairs: list[tuple[str, str]], n_
         offsets = enc.pop("offset_mapping").tolist()
         enc.pop("overflow_to_sample_mapping")
         with torch.inference_mode():
-            out = model(**enc)
+            out = model(**enc.to(model.device))
         best, best_score = "", -float("inf")
         for f in range(len(offsets)):
-            start_logits, end_logits = out.start_logits[f].numpy(), out.end_logits[f].numpy()
+            start_logits, end_logits = out.start_logits[f].cpu().numpy(), out.end_logits[f].cpu().numpy()
             sequence = enc.sequence_ids(f)
             for s in np.argsort(start_logits)[-1 : -n_best - 1 : -1]:
                 for e in np.argsort(end_logits)[-1 : -n_best - 1 : -1]:
@@ -121,6 +126,7 @@ def main() -> None:
     parser.add_argument("--call", type=int, default=64, help="pairs per Reader.read_batch call (10: one question's passages)")
     parser.add_argument("--streams", default="1", help="OpenVINO streams to measure (e.g. 1,2: bf16-ov and bf16-ov-s2)")
     parser.add_argument("--precisions", default="", help="only these of qa's settings (e.g. bf16-ov,bf16-ov-s2); the naive loop always runs")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:N): torch fp32 and fp16 on the GPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "reader.json"))
     args = parser.parse_args()
@@ -133,23 +139,28 @@ def main() -> None:
     golds = [e.answers for e in examples]
     speed_pairs = pairs[: args.speed_questions]
     torch.set_num_threads(torch.get_num_threads())
-    fp32 = Reader(args.reader, precision="fp32", device="cpu", backend="torch")
-    naive = load_naive(fp32.name)
+    device = pick_device(args.device)
+    gpu = device.startswith("cuda")
+    fp32 = Reader(args.reader, precision="fp32", device=device, backend="torch")
+    naive = load_naive(fp32.name, device)
     precisions = {"fp32": fp32}
-    bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and cpu_has_bf16())
-    if bf16:
+    bf16 = not gpu and (args.bf16 == "yes" or (args.bf16 == "auto" and cpu_has_bf16()))
+    if gpu:
+        precisions["fp16"] = Reader(args.reader, precision="fp16", device=device, backend="torch")
+    elif bf16:
         precisions["bf16"] = Reader(args.reader, precision="bf16", device="cpu", backend="torch")
     else:
         print("bf16: not measured (this CPU has no native bf16; pass --bf16 yes to measure it emulated)")
-    precisions["int8"] = Reader(args.reader, precision="int8", device="cpu", backend="torch")
-    if openvino_installed() and not args.no_openvino:
+    if not gpu:
+        precisions["int8"] = Reader(args.reader, precision="int8", device="cpu", backend="torch")
+    if not gpu and openvino_installed() and not args.no_openvino:  # OpenVINO runs on the CPU only
         for streams in [int(x) for x in args.streams.split(",")]:
             suffix = "" if streams == 1 else f"-s{streams}"
             precisions["fp32-ov" + suffix] = Reader(args.reader, precision="fp32", device="cpu", backend="openvino", streams=streams)
             if bf16:
                 precisions["bf16-ov" + suffix] = Reader(args.reader, precision="bf16", device="cpu", backend="openvino", streams=streams)
     else:
-        print("OpenVINO: not measured (not installed, or --no-openvino)")
+        print("OpenVINO: not measured (a GPU run, not installed, or --no-openvino)")
     if args.precisions:
         precisions = {name: reader for name, reader in precisions.items() if name in args.precisions.split(",")}
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -171,7 +182,9 @@ def main() -> None:
         for batch in batch_sizes
     ]
     # The arithmetic's ceiling: matrix-product FLOPs of every feature of the speed pairs at its
-    # real length, against the fp32 rate of 1024^3 matrix products timed after each round.
+    # real length, against the rate of matrix products timed after each round: fp32 1024^3 on a
+    # CPU, fp16 8192^3 on a GPU.
+    ceiling_precision = "fp16" if gpu else "fp32"
     enc = naive[0]([q for q, _ in speed_pairs], [c for _, c in speed_pairs], truncation="only_second",
                          max_length=fp32.max_length, stride=fp32.stride, return_overflowing_tokens=True)
     flops_per_pair = sum(encoder_flops(naive[1].config, len(ids)) for ids in enc["input_ids"]) / len(speed_pairs)
@@ -188,7 +201,7 @@ def main() -> None:
             )
             print(f"round {round_ + 1}: {method:<6} {precision:<7} batch {batch:>3}: "
                   f"{runs[method, precision, batch][-1]['pairs_per_s']:6.1f} pairs/s", flush=True)
-        peaks.append(gemm_peak("fp32", 2.0))
+        peaks.append(gemm_peak(ceiling_precision, 2.0, device))
     naive_runs = runs["naive", "fp32", 1]
     rows = []
     for (method, precision, batch), measured in runs.items():
@@ -217,8 +230,8 @@ def main() -> None:
     ceiling = {
         "gflop_per_pair": round(flops_per_pair / 1e9, 2),
         "features_per_pair": round(len(enc["input_ids"]) / len(speed_pairs), 3),
-        "fp32_gemm_gflop_s": [round(p, 1) for p in peaks],
-        "fp32_pairs_per_s": round(peak * 1e9 / flops_per_pair, 1),
+        f"{ceiling_precision}_gemm_gflop_s": [round(p, 1) for p in peaks],
+        f"{ceiling_precision}_pairs_per_s": round(peak * 1e9 / flops_per_pair, 1),
         "x_naive": round(statistics.median(p * 1e9 / flops_per_pair / n["pairs_per_s"] for p, n in zip(peaks, naive_runs)), 2),
     }
     print(f"\nmedians over {args.rounds} rounds of {len(speed_pairs)} pairs (x naive: against the naive loop of the same round)")
@@ -231,14 +244,16 @@ def main() -> None:
     for r in accuracy_rows:
         print(f"  {r['method']:<6} {r['precision']:<7} EM {r['exact_match']:6.2f}  F1 {r['f1']:6.2f}")
     print(f"\nbest qa setting: {best['precision']} at batch {best['batch_size']}, {best['x_naive']:.2f}x the naive loop")
-    print(f"fp32 ceiling: {ceiling['gflop_per_pair']} GFLOP per pair at {peak:.1f} GFLOP/s (1024^3 matrix "
-          f"products) = {ceiling['fp32_pairs_per_s']} pairs/s, {ceiling['x_naive']:.2f}x the naive loop")
+    size = "8192^3" if gpu else "1024^3"
+    print(f"{ceiling_precision} ceiling: {ceiling['gflop_per_pair']} GFLOP per pair at {peak:.1f} GFLOP/s ({size} matrix "
+          f"products) = {ceiling[f'{ceiling_precision}_pairs_per_s']} pairs/s, {ceiling['x_naive']:.2f}x the naive loop")
     cpu = cpu_name()
     result = {
         "reader": args.reader, "dev": args.dev, "call": args.call, "seed": args.seed, "cpu": cpu, "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if gpu else "cpu",
         "cpu_native_bf16": cpu_has_bf16(), "torch": torch.__version__, "rounds": args.rounds, "speed": rows,
         "speed_runs": [{"method": k[0], "precision": k[1], "batch_size": k[2], "runs": v} for k, v in runs.items()],
-        "fp32_ceiling": ceiling,
+        f"{ceiling_precision}_ceiling": ceiling,
         "accuracy": accuracy_rows, "speedup_best_vs_naive": best["x_naive"],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
