@@ -14,7 +14,7 @@ from qa.errors import QAError  # noqa: E402
 from qa.index import Index  # noqa: E402
 from qa.indexer import EmbeddingOptions, PassageOptions, build_index  # noqa: E402
 from qa.retriever.retrievers import make_retriever  # noqa: E402
-from qa.retriever.train import RetrieverTrainConfig, mine_triples, train_retriever  # noqa: E402
+from qa.retriever.train import RetrieverTrainConfig, Triples, mine_triples, split_held_out, train_retriever  # noqa: E402
 from tests.corpus_fixtures import squad_questions as squad_file  # noqa: E402
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,23 @@ def test_triples_hold_the_answer_in_the_positive_and_not_in_the_negative(setup, 
         assert answers[question] in positive.lower() and answers[question] not in negative.lower()
         assert positive.startswith("Tower ")  # embedded as the index embeds: title, then text
     assert set(triples.skipped) <= {"its answer is not inside one passage", "too few hard negatives in BM25's top passages"}
+    assert len(set(triples.documents)) == len(triples)  # one question per paragraph here: each row its own document
+
+
+def test_held_out_questions_are_whole_documents_none_of_them_trained_on():
+    documents = [f"train.json: d{i // 5}" for i in range(50)]  # ten documents of five questions each
+    triples = Triples({"anchor": [f"q{i}" for i in range(50)]}, documents=documents)
+    held, trained = split_held_out(triples, 12, seed=3)
+    assert sorted(held + trained) == list(range(50))
+    held_documents = {documents[i] for i in held}
+    assert len(held) == 15 and len(held_documents) == 3  # whole documents, until they hold 12 or more
+    assert not held_documents & {documents[i] for i in trained}
+    assert split_held_out(triples, 12, seed=3) == (held, trained)  # a resume holds out the same rows
+    assert split_held_out(triples, 12, seed=4) != (held, trained)
+    # rows mined by an older qa, which recorded no documents: held out question by question, as that run did
+    held_old, trained_old = split_held_out(Triples({"anchor": [f"q{i}" for i in range(50)]}), 12, seed=3)
+    assert len(held_old) == 12 and len(trained_old) == 38
+    assert split_held_out(triples, 0, seed=3)[0] == [] and len(split_held_out(triples, 0, seed=3)[1]) == 50
 
 
 def test_questions_whose_paragraph_is_not_in_the_index_are_left_out(setup, tiny_models, tmp_path):

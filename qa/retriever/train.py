@@ -10,9 +10,11 @@ answers (the index may hold other documents too, such as a benchmark's dev set: 
 used). Checkpoints are the trainer's; ``--stop-after-minutes`` saves one and stops, ``--resume``
 continues it.
 
-A slice of the questions (``held_out``) is kept out of training; the model card reports their
-recall@1/5/10 and MRR@10 among all held-out passages (positives and hard negatives) before and
-after training. End-to-end retrieval on benchmark corpora is ``qa evaluate``'s job.
+Whole documents of the training files (a SQuAD paragraph, a COVID-QA article) are kept out of
+training until they hold ``held_out`` questions (SQuAD asks about five questions per paragraph,
+so a held-out question's own passage would otherwise be trained on as its neighbours' positive);
+the model card reports their recall@1/5/10 and MRR@10 among all
+held-out passages (positives and hard negatives) before and after training. End-to-end retrieval on benchmark corpora is ``qa evaluate``'s job.
 """
 
 from __future__ import annotations
@@ -53,11 +55,13 @@ SEARCH_BATCH = 256  # questions per BM25 search call while mining
 
 @dataclass
 class Triples:
-    """Training rows: ``anchor`` (question), ``positive`` and ``negative_1..n`` (passage texts)."""
+    """Training rows: ``anchor`` (question), ``positive`` and ``negative_1..n`` (passage texts),
+    and the document each row's question is about (``documents``: file and paragraph id)."""
 
     columns: dict[str, list[str]] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
     sha256: dict[str, str] = field(default_factory=dict)
+    documents: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.columns.get("anchor", []))
@@ -111,12 +115,32 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
                     if len(negatives) < config.negatives:
                         triples.skipped["too few hard negatives in BM25's top passages"] += 1
                         continue
+                    triples.documents.append(f"{Path(path).name}: {e.doc_id}")
                     triples.columns["anchor"].append(e.question)
                     triples.columns["positive"].append(positive.retrieval_text)
                     for i, negative in enumerate(negatives):
                         triples.columns[f"negative_{i + 1}"].append(negative.retrieval_text)
                 progress.update(task, advance=len(group))
     return triples
+
+
+def split_held_out(triples: Triples, questions: int, seed: int) -> tuple[list[int], list[int]]:
+    """Rows held out and rows trained on: whole documents, in an order drawn with ``seed``, until
+    they hold at least ``questions`` questions, so that no held-out document's questions are
+    trained on, nor its passages as positives. Rows mined before documents were recorded (an
+    older run resumed) are held out one question at a time, as that run did."""
+    order = list(range(len(triples)))
+    random.Random(seed).shuffle(order)
+    if not triples.documents or not questions:
+        return order[:questions], order[questions:]
+    size = Counter(triples.documents)
+    held, count = set(), 0
+    for document in dict.fromkeys(triples.documents[i] for i in order):
+        if count >= questions:
+            break
+        held.add(document)
+        count += size[document]
+    return [i for i in order if triples.documents[i] in held], [i for i in order if triples.documents[i] not in held]
 
 
 def recall(model, rows: dict[str, list[str]], batch_size: int = 64) -> dict[str, float]:
@@ -176,14 +200,15 @@ def train_retriever(
     mined = checkpoints / TRIPLES
     if resume and mined.is_file():  # mined once per run: a resume does not search again
         saved_triples = json.loads(mined.read_text())
-        triples = Triples(saved_triples["columns"], Counter(saved_triples["skipped"]), saved_triples["sha256"])
+        triples = Triples(saved_triples["columns"], Counter(saved_triples["skipped"]), saved_triples["sha256"], saved_triples.get("documents", []))
     else:
         triples = mine_triples(config, show_progress)
-    if len(triples) <= config.held_out:
-        raise QAError(f"only {len(triples)} training questions were found ({dict(triples.skipped)}): too few to train on")
-    order = list(range(len(triples)))
-    random.Random(config.seed).shuffle(order)
-    held_out, train_rows = triples.rows(order[: config.held_out]), triples.rows(order[config.held_out :])
+    held_out_rows, train_indices = split_held_out(triples, config.held_out, config.seed)
+    if not train_indices:
+        raise QAError(f"only {len(triples)} training questions were found ({dict(triples.skipped)}), all of them held out: "
+                      "too few to train on (lower --held-out)")
+    held_out, train_rows = triples.rows(held_out_rows), triples.rows(train_indices)
+    held_out_documents = len({triples.documents[i] for i in held_out_rows}) if triples.documents else None
     try:
         model = SentenceTransformer(resolve_model(config.base), device=device)
     except OSError as err:
@@ -196,7 +221,8 @@ def train_retriever(
     checkpoints.mkdir(parents=True, exist_ok=True)
     (checkpoints / CONFIG).write_text(json.dumps(asdict(config)))
     if not (resume and mined.is_file()):  # a fresh run replaces what an interrupted one may have left
-        mined.write_text(json.dumps({"columns": triples.columns, "skipped": triples.skipped, "sha256": triples.sha256}))
+        mined.write_text(json.dumps({"columns": triples.columns, "skipped": triples.skipped, "sha256": triples.sha256,
+                                     "documents": triples.documents}))
     budget = stop_after_minutes * 60 if stop_after_minutes is not None else None
     seconds_file = checkpoints / SECONDS
     seconds_before = json.loads(seconds_file.read_text())["seconds"] if resume and seconds_file.is_file() else 0.0
@@ -253,7 +279,8 @@ def train_retriever(
         "steps": trainer.state.global_step,
         "epochs": config.epochs,
         "train_questions": len(train_rows["anchor"]),
-        "held_out_questions": config.held_out,
+        "held_out_questions": len(held_out["anchor"]),
+        "held_out_documents": held_out_documents,  # None: held out question by question (rows mined by an older qa)
         "skipped": dict(triples.skipped),
         "train_seconds": round(train_seconds, 1),  # a resumed run: the parts before it up to their last checkpoint, and this one
         "final_loss": round(float(result.training_loss), 4),
@@ -288,7 +315,8 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
         *[f"- Training data: `{path}` (sha256 `{digest}`)" for path, digest in sha256.items()],
         f"- Passages and hard negatives: the index(es) {', '.join(f'`{i}`' for i in config.index)}; {config.negatives} BM25 hard negative(s) per question "
         f"from its top {config.negative_depth} passages that come from the same training file and hold no gold answer",
-        f"- {metrics['train_questions']} training questions{_left_out(metrics['skipped'])}, {metrics['held_out_questions']} held out",
+        f"- {metrics['train_questions']} training questions{_left_out(metrics['skipped'])}, {metrics['held_out_questions']} held out"
+        + (f" (all the questions of {metrics['held_out_documents']} documents, none of them trained on)" if metrics.get("held_out_documents") else ""),
         f"- Loss: {loss}, batches of {config.batch_size} without duplicates",
         f"- Trained {metrics['steps']} steps ({config.epochs} epochs) in {metrics['train_seconds'] / 60:.1f} minutes on "
         f"{metrics['device']}; final loss {metrics['final_loss']:.4f}",
