@@ -60,6 +60,18 @@ def test_the_card_names_both_readers_and_carries_the_trained_ones_chain(two_read
     assert MERGE_MARK in (tmp_path / "again" / "README.md").read_text()
 
 
+def test_a_reader_averaged_with_one_trained_from_it_gives_its_card_once(two_readers, tiny_models, tmp_path):
+    _, trained, config = two_readers
+    further = config_for(tmp_path, tiny_models, base=str(trained), output=str(tmp_path / "further"), epochs=1)
+    train_reader(further)
+    assert config.command() in (tmp_path / "further" / "README.md").read_text()  # its base's card, below its own
+    merge_readers(str(trained), str(tmp_path / "further"), 0.5, tmp_path / "merged")
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert card.count(config.command()) == 1 and further.command() in card
+    assert f"## How the first reader `{trained}` was trained" in card
+    assert f"The reader `{trained}`, whose card is given above." in card
+
+
 def test_merging_again_replaces_a_merged_reader_but_nothing_qa_did_not_write(two_readers, tmp_path):
     first, second, _ = two_readers
     out = tmp_path / "merged"

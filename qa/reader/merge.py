@@ -25,7 +25,7 @@ from qa.fsutil import absolute, replace_directory, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.reader.distill import same_tokenizer
 from qa.reader.reader import reader_folder
-from qa.reader.saved import MERGE_MARK, SAVE_DTYPES, card_section, gold_scores, gold_scores_lines, qa_card, save_reader
+from qa.reader.saved import MERGE_MARK, SAVE_DTYPES, card_section, gold_scores, gold_scores_lines, qa_card, save_reader, without_repeat
 
 
 def merge_readers(
@@ -146,8 +146,11 @@ def _model_card(metrics: dict[str, Any], save_dtype: str, command: str) -> str:
         "",
     ]
     lines += gold_scores_lines(metrics)
+    sections = []
     for name, role in ((first, "first"), (second, "second")):
         card = qa_card(name)
-        lines += card_section(f"How the {role} reader `{name}` was trained", card) if card else [
-            f"## The {role} reader `{name}`", "", "Not made by `qa train`: see its own documentation.", ""]
-    return "\n".join(lines)
+        sections.append(card_section(f"How the {role} reader `{name}` was trained", card) if card else [
+            f"## The {role} reader `{name}`", "", "Not made by `qa train`: see its own documentation.", ""])
+    if qa_card(first):  # the second reader trained from the first: its chain holds the first's card
+        sections[1] = without_repeat(sections[1], sections[0], first)
+    return "\n".join(lines + sections[0] + sections[1])

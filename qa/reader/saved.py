@@ -97,3 +97,21 @@ def card_section(heading: str, card: str) -> list[str]:
         demoted.append(line)
     body = "\n".join(demoted[1:]).strip("\n").splitlines()
     return [f"## {heading}", "", *body, ""]
+
+
+def without_repeat(section: list[str], earlier: list[str], name: str) -> list[str]:
+    """``section`` (lines of :func:`card_section`) with the card of ``earlier``, a section given
+    above it, replaced by a line that points there where ``section`` holds that card too (at
+    another heading level): averaging a reader with one trained from it would otherwise give the
+    same chain twice, and each such merge would double the card."""
+    def plain(line: str) -> str:
+        return line.lstrip("#").strip()
+
+    body = [plain(line) for line in earlier[2:]]
+    while body and not body[-1]:
+        body.pop()
+    lines = [plain(line) for line in section]
+    for start in range(2, len(lines) - len(body) + 1):
+        if body and lines[start : start + len(body)] == body:
+            return [*section[:start], f"The reader `{name}`, whose card is given above.", *section[start + len(body) :]]
+    return section
