@@ -13,8 +13,9 @@ continues it.
 Whole documents of the training files (a SQuAD paragraph, a COVID-QA article) are kept out of
 training until they hold ``held_out`` questions (SQuAD asks about five questions per paragraph,
 so a held-out question's own passage would otherwise be trained on as its neighbours' positive);
-the model card reports their recall@1/5/10 and MRR@10 among all
-held-out passages (positives and hard negatives) before and after training. End-to-end retrieval on benchmark corpora is ``qa evaluate``'s job.
+the model card reports their recall@1/5/10 and MRR@10 among all held-out passages (positives and
+hard negatives) before and after training. End-to-end retrieval on benchmark corpora is
+``qa evaluate``'s job.
 """
 
 from __future__ import annotations
