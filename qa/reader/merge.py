@@ -146,11 +146,12 @@ def _model_card(metrics: dict[str, Any], save_dtype: str, command: str) -> str:
         "",
     ]
     lines += gold_scores_lines(metrics)
-    sections = []
-    for name, role in ((first, "first"), (second, "second")):
-        card = qa_card(name)
-        sections.append(card_section(f"How the {role} reader `{name}` was trained", card) if card else [
-            f"## The {role} reader `{name}`", "", "Not made by `qa train`: see its own documentation.", ""])
-    if qa_card(first):  # the second reader trained from the first: its chain holds the first's card
+    cards = {name: qa_card(name) for name in (first, second)}
+    sections = [
+        card_section(f"How the {role} reader `{name}` was trained", cards[name]) if cards[name] else [
+            f"## The {role} reader `{name}`", "", "Not made by `qa train`: see its own documentation.", ""]
+        for name, role in ((first, "first"), (second, "second"))
+    ]
+    if cards[first]:  # the second reader trained from the first: its chain holds the first's card
         sections[1] = without_repeat(sections[1], sections[0], first)
     return "\n".join(lines + sections[0] + sections[1])

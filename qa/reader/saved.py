@@ -110,8 +110,10 @@ def without_repeat(section: list[str], earlier: list[str], name: str) -> list[st
     body = [plain(line) for line in earlier[2:]]
     while body and not body[-1]:
         body.pop()
+    if not body:
+        return section
     lines = [plain(line) for line in section]
     for start in range(2, len(lines) - len(body) + 1):
-        if body and lines[start : start + len(body)] == body:
+        if lines[start : start + len(body)] == body:
             return [*section[:start], f"The reader `{name}`, whose card is given above.", *section[start + len(body) :]]
     return section
