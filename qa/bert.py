@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qa.errors import QAError
+
 WEIGHTS = "model.safetensors"
 TOKENIZER = "tokenizer.json"
 
@@ -208,6 +210,32 @@ def load_tokenizer(folder: str | Path):
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
+
+
+def check_windows(tokenizer) -> None:
+    """Raise :class:`QAError` when the installed ``tokenizers`` cuts a long question-passage pair
+    into windows that stop short of the passage's end.
+
+    tokenizers 0.23.1 and 0.23.2 stop tokenizing once the truncation length is reached, so the
+    overflowing windows that carry the rest of a long passage are missing or short
+    (huggingface/tokenizers#2091): a reader would read only the start of long documents, and
+    training would see only their first windows. ``tokenizer`` (a ``tokenizers.Tokenizer``) is
+    probed through a copy; its own settings are left as they are."""
+    import tokenizers
+
+    probe = tokenizers.Tokenizer.from_str(tokenizer.to_str())
+    probe.no_padding()
+    probe.enable_truncation(32, stride=8, strategy="only_second")
+    passage = " ".join(["passage"] * 100)
+    first = probe.encode("question", passage)
+    windows = [first, *first.overflowing]
+    reached = max((end for w in windows for (_, end), seq in zip(w.offsets, w.sequence_ids) if seq == 1), default=0)
+    if reached < len(passage):
+        raise QAError(
+            f"tokenizers {tokenizers.__version__} drops the windows of long passages past the first "
+            "(huggingface/tokenizers#2091, in 0.23.1 and 0.23.2): install another release, "
+            "e.g. pip install 'tokenizers>=0.23.3'"
+        )
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

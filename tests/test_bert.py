@@ -147,3 +147,34 @@ def test_openvino_embeds_what_sentence_transformers_embeds(tiny_models, tmp_path
         Embedder(str(folder), precision="fp32", backend="openvino")
     monkeypatch.setattr("qa.embedding.choose_backend", lambda *args: "openvino")  # what auto picks on a bf16 CPU
     assert Embedder(str(folder), precision="fp32").backend == "torch"
+
+
+def test_a_tokenizers_release_that_drops_the_rest_of_a_long_passage_is_refused(tiny_models, monkeypatch):
+    import types
+
+    import tokenizers
+
+    from qa.errors import QAError
+
+    tokenizer = bert.load_tokenizer(tiny_models["reader"])
+    bert.check_windows(tokenizer)  # the installed release cuts a long pair into windows up to its end
+    real = tokenizers.Tokenizer
+
+    class FirstWindowOnly:  # what 0.23.1 and 0.23.2 give: the overflowing windows are missing
+        from_file = staticmethod(real.from_file)
+
+        @staticmethod
+        def from_str(text):
+            probe = real.from_str(text)
+
+            def encode(*pair):
+                first = probe.encode(*pair)
+                return types.SimpleNamespace(offsets=first.offsets, sequence_ids=first.sequence_ids, overflowing=[])
+
+            return types.SimpleNamespace(no_padding=probe.no_padding, enable_truncation=probe.enable_truncation, encode=encode)
+
+    monkeypatch.setattr(tokenizers, "Tokenizer", FirstWindowOnly)
+    with pytest.raises(QAError, match="drops the windows of long passages"):
+        bert.check_windows(tokenizer)
+    with pytest.raises(QAError, match="tokenizers>=0.23.3"):
+        Reader(tiny_models["reader"], device="cpu")

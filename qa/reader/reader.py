@@ -195,6 +195,9 @@ class Reader:
             tokenizer, self.model, self.pad_id = _load_bert(source) or _load_with_transformers(self.name, source)
         except (OSError, ValueError) as err:
             raise load_error("reader", self.name, err) from err
+        from qa.bert import check_windows
+
+        check_windows(tokenizer)  # a broken tokenizers release would read long passages only in part
         # Pairs are cut into windows by one tokenizer, words are counted by another: each keeps its settings.
         self._pairs = tokenizer
         self._pairs.enable_truncation(max_length, stride=stride, strategy="only_second")
