@@ -126,3 +126,31 @@ def test_document_metadata_round_trips(tiny_index):
     assert index.store.document("nope") is None
     con = sqlite3.connect(tiny_index / "passages.sqlite")
     assert con.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 4
+
+
+def test_threads_reading_one_passage_store_each_get_every_passage_asked_for(tiny_index):
+    import random
+    import threading
+
+    from qa.index.store import PassageStore
+
+    store = PassageStore(tiny_index / "passages.sqlite")
+    every = store.get(range(store.count()))
+    failures = []
+
+    def read(seed: int) -> None:
+        draw = random.Random(seed)
+        try:
+            for _ in range(300):
+                asked = draw.sample(range(len(every)), draw.randint(1, len(every)))
+                assert store.get(asked) == [every[i] for i in asked]
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append(repr(error))
+
+    threads = [threading.Thread(target=read, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    assert failures == [] and len(every) > 3

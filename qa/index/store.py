@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,22 @@ class PassageStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._db  # opened now: a file that cannot be opened fails here, not at the first question
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection. Threads do not share one: reading one connection from several
+        threads lost rows (a passage asked for came back missing, seen on a 16-core machine)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            with self._lock:
+                self._connections.append(db)
+            self._local.db = db
+        return db
 
     def __len__(self) -> int:
         return self.count()
@@ -226,4 +242,7 @@ class PassageStore:
         return {doc_id: json.loads(metadata) for doc_id, metadata in rows}
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
