@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qa.cli import app
-from qa.device import default_precision
+from qa.device import default_precision, pick_device
 from qa.pipeline import Pipeline
 
 runner = CliRunner()
@@ -42,10 +42,11 @@ def test_verbose_says_what_was_chosen_loaded_and_opened(options, env, tiny_index
     result = ask(tiny_index, tiny_models, *options, env=env)
     assert result.exit_code == 0, result.output
     log = result.stderr
-    precision = default_precision("cpu")
-    assert f"the reader runs in {precision} on cpu" in log
-    assert f"loaded the reader {tiny_models['reader']} on cpu in {precision}" in log
-    assert f"loaded the embedding model {tiny_models['encoder']} on cpu in {precision}" in log
+    device = pick_device()  # cuda on a GPU machine
+    precision = default_precision(device)
+    assert f"the reader runs in {precision} on {device}" in log
+    assert f"loaded the reader {tiny_models['reader']} on {device} in {precision}" in log
+    assert f"loaded the embedding model {tiny_models['encoder']} on {device} in {precision}" in log
     assert f"opened the index at {tiny_index}" in log and "generation 1" in log and "IndexFlatIP" in log
 
 
@@ -72,7 +73,7 @@ def test_precision_reaches_the_question_encoder(precision, tiny_index, tiny_mode
     used = []
     autocast = qa.embedding.autocast
     monkeypatch.setattr(qa.embedding, "autocast", lambda device, p=None: used.append(p) or autocast(device, p))
-    pipeline = Pipeline(tiny_index, reader=str(tiny_models["reader"]), precision=precision)
+    pipeline = Pipeline(tiny_index, reader=str(tiny_models["reader"]), precision=precision, device="cpu")  # int8 is CPU-only
     pipeline.ask("Who built the tower?")
     encoder = "auto" if precision == "int8" else precision  # int8 is the reader's alone
     expected = default_precision("cpu") if encoder == "auto" else encoder
