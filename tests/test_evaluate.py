@@ -220,3 +220,20 @@ def test_reading_many_questions_per_batch_gives_the_answers_of_one_at_a_time(gol
         assert many.config["fusion"]["hybrid"] == {"rrf_k": RRF_K, "bm25_weight": HYBRID_WEIGHTS[0], "dense_weight": HYBRID_WEIGHTS[1]}
     assert many.results[0].predictions == one.results[0].predictions
     assert len(many.results[0].predictions) == len(benchmark.examples)
+
+
+def test_a_report_names_qa_s_version_when_run_from_a_source_tree(monkeypatch):
+    from importlib import metadata
+
+    import qa
+    from qa.eval import report
+
+    real = metadata.version
+
+    def not_installed(name):
+        if name == "qa":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(report.metadata, "version", not_installed)
+    assert report.versions()["qa"] == qa.__version__

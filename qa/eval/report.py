@@ -34,6 +34,10 @@ def versions() -> dict[str, str | None]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = None
+    if found["qa"] is None:  # run from a source tree that pip did not install
+        import qa
+
+        found["qa"] = qa.__version__
     return found
 
 
