@@ -194,7 +194,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(build_one(args.one, args.one_out or str(Path(tmp) / "index"))))
         return
-    embedding = embedding_benchmark(args.passages, args.rounds) if args.passages else None
+    embedding, builds = (embedding_benchmark(args.passages, args.rounds) if args.passages else None), []
+
+    def save() -> None:  # after each part: a build cut short (a time limit) loses only itself
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"cpu": cpu_name(), "embedding": embedding, "builds": builds}, indent=2) + "\n")
+
+    save()
     if embedding:
         e = embedding
         print(f"embedding on {e['device']}: {e['passages']} passages of {e['mean_tokens']} tokens ({e['gflop_per_passage']} GFLOP each) in "
@@ -206,7 +212,6 @@ def main() -> None:
             nominal = f"{100 * c['fraction_of_nominal_peak']:.0f}%" if c["fraction_of_nominal_peak"] is not None else "n/a"
             print(f"| {c['batch_size']} | {c['passages_per_s']} | {c['achieved_gflop_s']} | "
                   f"{100 * c['fraction_of_gemm_peak']:.0f}% | {nominal} |", flush=True)
-    builds = []
     for name in [n for n in args.build.split(",") if n]:
         cmd = [sys.executable, __file__, "--one", name]
         if args.keep:
@@ -218,9 +223,7 @@ def main() -> None:
         b = builds[-1]
         print(f"build {name}: {b['documents']} documents, {b['passages']} passages in {b['seconds']} s "
               f"({b['passages'] / b['seconds']:.1f} passages/s), peak RSS {b['peak_rss_mb']} MB, index {b['index_mb']} MB", flush=True)
-    cpu = cpu_name()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"cpu": cpu, "embedding": embedding, "builds": builds}, indent=2) + "\n")
+        save()
     print(f"wrote {args.out}")
 
 
