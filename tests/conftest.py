@@ -131,3 +131,24 @@ def tiny_index(tiny_models, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("indexes") / "small"
     build_index(root, out, embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=12, overlap_words=4))
     return out
+
+
+def errors_in_threads(work, threads: int) -> list[str]:
+    """Run ``work(i)`` in ``threads`` threads at once, released together; what each raised, as repr."""
+    import threading
+
+    start, errors = threading.Barrier(threads), []
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            work(i)
+        except Exception as error:  # noqa: BLE001 - returned to the test
+            errors.append(repr(error))
+
+    running = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return errors

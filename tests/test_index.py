@@ -9,7 +9,7 @@ from qa.indexer import EmbeddingOptions, build_index
 from qa.index import layout
 from qa.retriever import Index
 
-from conftest import SMALL_CORPUS
+from conftest import SMALL_CORPUS, errors_in_threads
 
 
 def test_manifest_describes_the_index(tiny_index, tiny_models):
@@ -130,27 +130,18 @@ def test_document_metadata_round_trips(tiny_index):
 
 def test_threads_reading_one_passage_store_each_get_every_passage_asked_for(tiny_index):
     import random
-    import threading
 
     from qa.index.store import PassageStore
 
     store = PassageStore(tiny_index / "passages.sqlite")
     every = store.get(range(store.count()))
-    failures = []
 
     def read(seed: int) -> None:
         draw = random.Random(seed)
-        try:
-            for _ in range(300):
-                asked = draw.sample(range(len(every)), draw.randint(1, len(every)))
-                assert store.get(asked) == [every[i] for i in asked]
-        except Exception as error:  # noqa: BLE001 - reported below
-            failures.append(repr(error))
+        for _ in range(300):
+            asked = draw.sample(range(len(every)), draw.randint(1, len(every)))
+            assert store.get(asked) == [every[i] for i in asked]
 
-    threads = [threading.Thread(target=read, args=(seed,)) for seed in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = errors_in_threads(read, 8)
     store.close()
-    assert failures == [] and len(every) > 3
+    assert errors == [] and len(every) > 3

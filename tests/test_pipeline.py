@@ -6,6 +6,8 @@ import pytest
 from qa.errors import QAError
 from qa.pipeline import Pipeline
 
+from conftest import errors_in_threads
+
 QUESTIONS = ["Who built the tower in Paris?", "What do plants release?", "Where did the cat sit?"]
 
 
@@ -58,26 +60,15 @@ def test_bad_questions_and_top_k_are_errors(pipeline, questions, top_k, message)
 def test_threads_may_share_one_pipeline(tiny_index, tiny_models, backend):
     if backend == "openvino":
         pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'qa[openvino]')")
-    import threading
-
     shared = Pipeline(tiny_index, reader=str(tiny_models["reader"]), precision="fp32", backend=backend, question_batch=2)
     alone = [[(a.text, round(a.score, 4)) for a in shared.ask(q, top_k=3).answers] for q in QUESTIONS]
-    start, got, failures = threading.Barrier(4), {}, []
+    got = {}
 
     def ask(thread: int) -> None:
-        start.wait()
-        try:
-            for round_ in range(5):
-                question = (thread + round_) % len(QUESTIONS)
-                answers = [(a.text, round(a.score, 4)) for a in shared.ask(QUESTIONS[question], top_k=3).answers]
-                got.setdefault(question, []).append(answers)
-        except Exception as error:  # noqa: BLE001 - reported below
-            failures.append(repr(error))
+        for round_ in range(5):
+            question = (thread + round_) % len(QUESTIONS)
+            answers = [(a.text, round(a.score, 4)) for a in shared.ask(QUESTIONS[question], top_k=3).answers]
+            got.setdefault(question, []).append(answers)
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert errors_in_threads(ask, 4) == []
     assert all(answers == alone[question] for question, runs in got.items() for answers in runs)
