@@ -21,9 +21,10 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 logger = logging.getLogger(__name__)
 
 #: Passages per forward pass on a CPU: on 2 cores 16 beats 32 and 64 (presumably cache;
-#: ``benchmarks/bench_index.py``, docs/BENCHMARKS.md). CUDA keeps 64 (not measured there).
+#: ``benchmarks/bench_index.py``, docs/BENCHMARKS.md). On an H200, 256 and 512 embedded 1.3-1.7 x
+#: faster than 64 (docs/BENCHMARKS.md, "On a GPU"); 256 needs half 512's activation memory.
 CPU_BATCH_SIZE = 16
-CUDA_BATCH_SIZE = 64
+CUDA_BATCH_SIZE = 256
 #: OpenVINO streams for passages: batches run at once, the cores shared among them
 #: (``benchmarks/embedding_paths.py``, docs/SCALING.md); questions keep one stream (latency).
 OPENVINO_STREAMS = 2
