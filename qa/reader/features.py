@@ -101,7 +101,8 @@ def featurize(
     if hasattr(tokenizer, "backend_tokenizer"):  # a fast tokenizer: windows cut by the tokenizers library
         from qa.bert import check_windows
 
-        check_windows(tokenizer.backend_tokenizer)
+        backend = tokenizer.backend_tokenizer
+        check_windows(type(backend).from_str(backend.to_str()))  # a copy: transformers' own keeps its settings
     rng = np.random.default_rng(seed)
     id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32
     ids, types, lengths, starts, ends, questions, answerable = [], [], [], [], [], [], []

@@ -197,12 +197,12 @@ class Reader:
             raise load_error("reader", self.name, err) from err
         from qa.bert import check_windows
 
-        check_windows(tokenizer)  # a broken tokenizers release would read long passages only in part
         # Pairs are cut into windows by one tokenizer, words are counted by another: each keeps its settings.
+        self._words = type(tokenizer).from_str(tokenizer.to_str())
+        check_windows(self._words)  # on the copy, before its own setting: a broken release reads long passages in part
+        self._words.no_truncation()
         self._pairs = tokenizer
         self._pairs.enable_truncation(max_length, stride=stride, strategy="only_second")
-        self._words = type(tokenizer).from_str(tokenizer.to_str())
-        self._words.no_truncation()
         self.model.to(self.device).eval()
         self.precision = choose_precision(precision, self.device, "the reader")
         if self.precision == "int8":
