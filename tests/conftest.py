@@ -134,7 +134,8 @@ def tiny_index(tiny_models, tmp_path_factory) -> Path:
 
 
 def errors_in_threads(work, threads: int) -> list[str]:
-    """Run ``work(i)`` in ``threads`` threads at once, released together; what each raised, as repr."""
+    """Run ``work(i)`` in ``threads`` threads at once, released together; what each raised, as
+    ``"thread i: repr"``."""
     import threading
 
     start, errors = threading.Barrier(threads), []
@@ -144,7 +145,7 @@ def errors_in_threads(work, threads: int) -> list[str]:
         try:
             work(i)
         except Exception as error:  # noqa: BLE001 - returned to the test
-            errors.append(repr(error))
+            errors.append(f"thread {i}: {error!r}")
 
     running = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
     for thread in running:

@@ -9,6 +9,8 @@ torch = pytest.importorskip("torch")
 from qa import openvino_runtime  # noqa: E402
 from qa.openvino_runtime import STREAMED_BATCHES, CompiledModule, compile_module  # noqa: E402
 
+from conftest import errors_in_threads  # noqa: E402
+
 
 class Scaled(torch.nn.Module):
     """Outputs that tell batches apart: each id times 2 plus its type, masked, and their row sums."""
@@ -88,26 +90,14 @@ def test_the_streams_are_compiled_when_a_call_first_needs_them():
 def test_threads_may_share_one_compiled_module(compiled):
     """A library user answering on several threads with one pipeline: each call still gets its own
     batches' outputs, whether it runs on the streams or, while another call holds them, on all cores."""
-    import threading
-
     module = compiled[2]
-    start = threading.Barrier(4)
-    failures = []
+    counts = (1, 1, 3 * STREAMED_BATCHES, 3 * STREAMED_BATCHES + 2)  # batches per call, by thread
+    inputs = [batches(count) for count in counts]
 
-    def work(count: int) -> None:
-        inputs = batches(count)
-        start.wait()
-        try:
-            for _ in range(10):
-                got = [o[1] for o in module.map(inputs)] if count > 1 else [module(inputs[0])[1]]
-                for arrays, value in zip(inputs, got, strict=True):
-                    np.testing.assert_allclose(value, expected(arrays)[1], rtol=1e-6)
-        except Exception as error:  # noqa: BLE001 - reported below, with the thread's call size
-            failures.append(f"{count} batches: {error!r}")
+    def work(thread: int) -> None:
+        for _ in range(10):
+            got = [o[1] for o in module.map(inputs[thread])] if counts[thread] > 1 else [module(inputs[thread][0])[1]]
+            for arrays, value in zip(inputs[thread], got, strict=True):
+                np.testing.assert_allclose(value, expected(arrays)[1], rtol=1e-6)
 
-    threads = [threading.Thread(target=work, args=(count,)) for count in (1, 1, 3 * STREAMED_BATCHES, 3 * STREAMED_BATCHES + 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert errors_in_threads(work, len(counts)) == []
