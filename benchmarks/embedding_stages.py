@@ -16,7 +16,15 @@ of each stage after a warm-up:
   (autocast: fp16 on CUDA, bf16 on CPUs that have it);
 - ``forward-fp16-weights`` (CUDA only): the same with the weights converted to fp16;
 - ``encode``: ``Embedder.encode`` of the same passages at the same batch size, as ``qa index``
-  runs it (on CUDA all of the above; on a CPU with ``qa[openvino]``, OpenVINO instead of torch).
+  runs it (on CUDA: qa.bert's encoder, batches tokenised ahead on the host's cores; on a CPU with
+  ``qa[openvino]``, OpenVINO).
+
+Then whole paths side by side, each timed once after the stages, with their agreement with fp32
+sentence-transformers vectors of the same passages (cosine min and mean, and the share of the fp32
+top 10 kept for 200 SQuAD dev questions searched over them): ``encode`` (qa's), and where qa embeds
+through qa.bert: ``encode-sentence-transformers`` (the path before, the stages above),
+``encode-tokenising-on-one-thread`` (qa.bert's encoder without the tokenising threads) and on CUDA
+``encode-fp16-weights`` (qa's, the weights converted to fp16).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -51,7 +60,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "embedding_stages.json"))
     args = parser.parse_args()
 
-    texts, _ = passages(args.passages)
+    texts, questions = passages(args.passages)
     embedder = Embedder(batch_size=args.batch)
     model, device = embedder._model, embedder.device  # the sentence-transformers model qa runs
     cuda = device.startswith("cuda")
@@ -85,6 +94,7 @@ def main() -> None:
         seconds["forward-fp16-weights"] = timed(lambda: forward(moved), sync)
         model.float()
     seconds["encode"] = timed(lambda: embedder.encode(texts), sync)
+    paths = compare_paths(embedder, texts, questions, sync)
 
     result = {
         "device": torch.cuda.get_device_name(device) if cuda else cpu_name(),
@@ -95,15 +105,65 @@ def main() -> None:
         "passages": len(texts),
         "batch": args.batch,
         "stages": {name: {"seconds": round(s, 3), "passages_per_s": round(len(texts) / s, 1)} for name, s in seconds.items()},
+        "tokenize_threads": embedder._bert._tokenizing._max_workers if embedder._bert and embedder._bert._tokenizing else 1,
+        "paths": paths,
     }
     print(f"{result['passages']} passages on {result['device']} ({result['host_cpus']} host CPUs), {result['precision']}, "
           f"encode on {embedder.backend}, batch {args.batch}, TOKENIZERS_PARALLELISM {result['tokenizers_parallelism']}")
     print("| stage | seconds | passages/s |\n|---|---|---|")
     for name, stage in result["stages"].items():
         print(f"| {name} | {stage['seconds']} | {stage['passages_per_s']} |")
+    print("\n| path | seconds | passages/s | cosine with fp32 (min / mean) | fp32 top 10 kept |\n|---|---|---|---|---|")
+    for name, row in paths.items():
+        print(f"| {name} | {row['seconds']} | {row['passages_per_s']} | {row['cosine_min']} / {row['cosine_mean']} | {row['top10_kept']} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def compare_paths(embedder: Embedder, texts: list[str], questions: list[str], sync) -> dict:
+    """Each embedding path once (see the module's docstring), timed, against fp32 vectors."""
+    model = embedder._model
+    reference = model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    asked = model.encode(questions, normalize_embeddings=True, convert_to_numpy=True)
+    bert = embedder._bert
+    paths = {"encode": lambda: embedder.encode(texts)}
+    if bert is not None:
+        paths["encode-sentence-transformers"] = lambda: swapped(embedder, "_bert", None, lambda: embedder.encode(texts))
+        if bert._tokenizing is not None:
+            paths["encode-tokenising-on-one-thread"] = lambda: swapped(bert, "_tokenizing", None, lambda: embedder.encode(texts))
+        if embedder.device.startswith("cuda"):
+            def fp16_weights():
+                bert._model.half()
+                try:
+                    return embedder.encode(texts)
+                finally:
+                    bert._model.float()
+
+            paths["encode-fp16-weights"] = fp16_weights
+    exact = np.argsort(-(asked @ reference.T), axis=1)[:, :10]
+    rows = {}
+    for name, run in paths.items():
+        started = time.perf_counter()
+        vectors = run()
+        sync()
+        took = time.perf_counter() - started
+        cosines = np.sum(vectors * reference, axis=1)
+        top = np.argsort(-(asked @ vectors.T), axis=1)[:, :10]
+        rows[name] = {"seconds": round(took, 3), "passages_per_s": round(len(texts) / took, 1),
+                      "cosine_min": round(float(cosines.min()), 5), "cosine_mean": round(float(cosines.mean()), 6),
+                      "top10_kept": round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, top)])), 4)}
+    return rows
+
+
+def swapped(owner, attribute: str, value, run):
+    """``run()`` with ``owner.attribute`` set to ``value`` meanwhile."""
+    kept = getattr(owner, attribute)
+    setattr(owner, attribute, value)
+    try:
+        return run()
+    finally:
+        setattr(owner, attribute, kept)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,9 @@ CUDA_BATCH_SIZE = 256
 #: OpenVINO streams for passages: batches run at once, the cores shared among them
 #: (``benchmarks/embedding_paths.py``, docs/SCALING.md); questions keep one stream (latency).
 OPENVINO_STREAMS = 2
+#: Texts per tokenising task when several host threads tokenise ahead of a GPU (a batch of
+#: :data:`CUDA_BATCH_SIZE` is four tasks, padded together afterwards).
+TOKENIZE_PIECE = 64
 
 
 class Embedder:
@@ -38,7 +43,10 @@ class Embedder:
     a mean-pooled BERT (all-MiniLM-L6-v2 is one) embeds through :class:`QuestionEncoder`'s
     :mod:`qa.bert` model compiled by OpenVINO, passages sorted by length per chunk as
     sentence-transformers sorts them, ``streams`` batches at a time (:data:`OPENVINO_STREAMS`) on
-    ``threads`` threads (default: all cores); other models stay on torch (``auto``) or are refused."""
+    ``threads`` threads (default: all cores); other models stay on torch (``auto``) or are refused.
+    On CUDA a mean-pooled BERT embeds through the same :class:`QuestionEncoder` on torch, its
+    batches tokenised ahead of the GPU on all the host's cores: on an H200 tokenising on one core
+    was 5.8 x the encoder's own time (docs/BENCHMARKS.md, "On a GPU")."""
 
     def __init__(
         self,
@@ -65,19 +73,23 @@ class Embedder:
             raise load_error("embedding model", model, err) from err
         self._model.eval()
         self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
-        self._compiled: QuestionEncoder | None = None
+        #: qa.bert's encoder, when it embeds the passages (OpenVINO on a CPU, torch on CUDA)
+        self._bert: QuestionEncoder | None = None
+        source = resolve_model(model)
+        settings = _mean_pooled_bert(source) if Path(source).is_dir() else None
         if self.backend == "openvino":
-            source = resolve_model(model)
-            settings = _mean_pooled_bert(source) if Path(source).is_dir() else None
             if settings is None and backend == "openvino":
                 raise QAError(f"--backend openvino embeds with mean-pooled BERT models (all-MiniLM-L6-v2 is one), not {model!r}: "
                               "pass --backend torch")
             if settings is None:
                 self.backend = "torch"
             else:
-                self._compiled = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
-                                                 backend="openvino", batch_size=self.batch_size,
-                                                 streams=OPENVINO_STREAMS if streams is None else streams, threads=threads)
+                self._bert = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
+                                             backend="openvino", batch_size=self.batch_size,
+                                             streams=OPENVINO_STREAMS if streams is None else streams, threads=threads)
+        elif self.device.startswith("cuda") and settings is not None:
+            self._bert = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
+                                         batch_size=self.batch_size, tokenize_threads=threads or host_cores())
         logger.info(
             "loaded the embedding model %s on %s in %s (%s) in %.1f s", model, self.device, self.precision, self.backend,
             time.perf_counter() - started,
@@ -109,8 +121,8 @@ class Embedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for first in range(0, len(texts), chunk):
             part = texts[first : first + chunk]
-            if self._compiled is not None:
-                out[first : first + len(part)] = self._compiled.encode(part)
+            if self._bert is not None:
+                out[first : first + len(part)] = self._bert.encode(part)
                 if on_batch:
                     on_batch(len(part))
                 continue
@@ -130,6 +142,11 @@ class Embedder:
 
 QUESTION_BATCH_SIZE = 64
 """Questions per forward pass of :class:`QuestionEncoder` (questions are short)."""
+
+
+def host_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_question_encoder(model: str = DEFAULT_EMBEDDING_MODEL, device: str | None = None, precision: str = "auto"):
@@ -184,7 +201,7 @@ class QuestionEncoder:
 
     def __init__(self, name: str, folder: str, config, max_tokens: int, lower_case: bool, *, device: str | None = None,
                  precision: str = "auto", backend: str = "torch", batch_size: int = QUESTION_BATCH_SIZE, streams: int = 1,
-                 threads: int | None = None):
+                 threads: int | None = None, tokenize_threads: int = 1):
         started = time.perf_counter()
         from qa import bert
 
@@ -202,6 +219,8 @@ class QuestionEncoder:
             raise load_error("embedding model", name, err) from err
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.enable_padding(pad_id=config.pad_token_id)
+        self.pad_id = config.pad_token_id
+        self._tokenizing = ThreadPoolExecutor(tokenize_threads, thread_name_prefix="qa-tokenize") if tokenize_threads > 1 else None
         self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
         self._compiled = None
         if self.backend == "openvino":
@@ -225,11 +244,25 @@ class QuestionEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         batches = [order[first : first + self.batch_size] for first in range(0, len(order), self.batch_size)]
-        inputs = [self._arrays([texts[i] for i in rows]) for rows in batches]
-        for rows, arrays, hidden in zip(batches, inputs, self._hidden_states(inputs)):
+        vectors = []  # kept on the device until all batches are queued: no wait for the GPU between batches
+        for rows, (arrays, hidden) in zip(batches, self._hidden_states(self._inputs(texts, batches))):
             mask = torch.from_numpy(arrays[2]).to(hidden.device)
-            out[rows] = torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1).cpu().numpy()
+            vectors.append((rows, torch.nn.functional.normalize(mean_pool(hidden.float(), mask), dim=-1)))
+        for rows, batch in vectors:
+            out[rows] = batch.cpu().numpy()
         return out
+
+    def _inputs(self, texts: Sequence[str], batches: list[list[int]]) -> Iterator[list[np.ndarray]]:
+        """The arrays of each batch of ``batches`` (rows of ``texts``), in order: tokenised here,
+        or on the tokenising threads, all of them queued at once."""
+        if self._tokenizing is None:
+            for rows in batches:
+                yield self._arrays([texts[i] for i in rows])
+            return
+        tasks = [[self._tokenizing.submit(self._arrays, [texts[i] for i in rows[first : first + TOKENIZE_PIECE]])
+                  for first in range(0, len(rows), TOKENIZE_PIECE)] for rows in batches]
+        for pieces in tasks:
+            yield _pad_together([piece.result() for piece in pieces], self.pad_id)
 
     def _arrays(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids, token types and attention mask of ``texts``, padded to the longest."""
@@ -237,14 +270,23 @@ class QuestionEncoder:
         encodings = self.tokenizer.encode_batch([t.lower() for t in part] if self.lower_case else part)
         return [np.array([getattr(e, key) for e in encodings], dtype=np.int64) for key in ("ids", "type_ids", "attention_mask")]
 
-    def _hidden_states(self, inputs: list[list[np.ndarray]]):
-        """The last hidden state of each batch of ``inputs``, as torch tensors."""
+    def _hidden_states(self, inputs: Iterator[list[np.ndarray]]) -> Iterator[tuple[list[np.ndarray], object]]:
+        """Each batch of ``inputs`` with its last hidden state (a torch tensor)."""
         import torch
 
         if self._compiled is not None:
-            yield from (torch.from_numpy(outputs[0]) for outputs in self._compiled.map(inputs))
+            inputs = list(inputs)
+            yield from ((arrays, torch.from_numpy(outputs[0])) for arrays, outputs in zip(inputs, self._compiled.map(inputs)))
             return
         for arrays in inputs:
             mask = torch.from_numpy(arrays[2]).to(self.device)
             with torch.inference_mode(), autocast(self.device, self.precision):
-                yield self._model(*(torch.from_numpy(a).to(self.device) for a in arrays[:2]), mask)
+                yield arrays, self._model(*(torch.from_numpy(a).to(self.device) for a in arrays[:2]), mask)
+
+
+def _pad_together(pieces: list[list[np.ndarray]], pad_id: int) -> list[np.ndarray]:
+    """Ids, token types and masks of several tokenised pieces as one batch, padded to the longest
+    (ids with ``pad_id``, types and mask with 0, as the tokenizer pads)."""
+    width = max(piece[0].shape[1] for piece in pieces)
+    return [np.concatenate([np.pad(piece[k], ((0, 0), (0, width - piece[k].shape[1])), constant_values=pad_id if k == 0 else 0)
+                            for piece in pieces]) for k in range(3)]

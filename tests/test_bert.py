@@ -62,11 +62,17 @@ def test_the_reader_reads_the_same_spans_with_and_without_transformers(tiny_mode
     assert {s.passage for s in a.spans} == set(range(len(PAIRS)))
 
 
+def sentence_transformers_vectors(folder, texts) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
+
+
 def test_question_vectors_equal_sentence_transformers(tiny_models):
     texts = ["Who built the tower?", "  when was the tower built  ", "the river " * 300]  # truncated like the passages
     encoder = load_question_encoder(str(tiny_models["encoder"]), precision="fp32")
     assert isinstance(encoder, QuestionEncoder)
-    expected = Embedder(str(tiny_models["encoder"]), precision="fp32").encode(texts)
+    expected = sentence_transformers_vectors(tiny_models["encoder"], texts)
     np.testing.assert_allclose(encoder.encode(texts), expected, atol=1e-5)
     assert np.allclose(np.linalg.norm(encoder.encode(texts), axis=1), 1, atol=1e-5)
 
@@ -76,9 +82,34 @@ def test_minilm_question_vectors_equal_sentence_transformers(minilm_path):
     questions = ["Which NFL team represented the AFC at Super Bowl 50?", "What cytokines are elevated in severe COVID-19?"]
     encoder = load_question_encoder(str(minilm_path), precision="fp32")
     assert isinstance(encoder, QuestionEncoder)
-    expected = Embedder(str(minilm_path), precision="fp32").encode(questions)
+    expected = sentence_transformers_vectors(minilm_path, questions)
     cosines = (encoder.encode(questions) * expected).sum(1)
     assert cosines.min() > 0.99999
+
+
+def test_tokenising_on_threads_gives_the_same_vectors_in_order(tiny_models, monkeypatch):
+    import threading
+
+    from qa.embedding import _mean_pooled_bert
+
+    monkeypatch.setattr("qa.embedding.TOKENIZE_PIECE", 2)  # a batch of 5: pieces of 2, 2 and 1, padded together
+    texts = [f"passage {i}: " + "the river runs past the tower " * (1 + 7 * i % 40) for i in range(23)]  # some truncated
+    folder = str(tiny_models["encoder"])
+    threaded = QuestionEncoder(folder, folder, *_mean_pooled_bert(folder), precision="fp32", batch_size=5, tokenize_threads=3)
+    tokenised_on = set()
+    arrays = QuestionEncoder._arrays
+    monkeypatch.setattr(QuestionEncoder, "_arrays", lambda self, part: tokenised_on.add(threading.current_thread().name) or arrays(self, part))
+    np.testing.assert_allclose(threaded.encode(texts), sentence_transformers_vectors(folder, texts), atol=1e-5)
+    assert tokenised_on and all(name.startswith("qa-tokenize") for name in tokenised_on)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_passages_are_tokenised_ahead_and_embedded_by_qa_bert(tiny_models):
+    texts = [f"passage {i}: " + "the river runs past the tower " * (1 + 7 * i % 40) for i in range(300)]
+    embedder = Embedder(str(tiny_models["encoder"]), device="cuda", batch_size=128)
+    assert embedder._bert is not None and embedder._bert._tokenizing is not None
+    cosines = (embedder.encode(texts) * sentence_transformers_vectors(tiny_models["encoder"], texts)).sum(1)
+    assert cosines.min() > 0.999  # fp16 on the GPU against fp32 on the CPU
 
 
 def test_unsupported_models_load_the_usual_way(tiny_models, tmp_path):
@@ -129,10 +160,10 @@ def test_openvino_embeds_what_sentence_transformers_embeds(tiny_models, tmp_path
     expected = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="torch").encode(texts)
     for streams in (1, 3):  # one batch at a time, or several at once on OpenVINO's streams: the same vectors, in order
         embedder = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="openvino", batch_size=4, streams=streams)
-        assert embedder.backend == "openvino" and embedder._compiled.streams == streams
+        assert embedder.backend == "openvino" and embedder._bert.streams == streams
         np.testing.assert_allclose(embedder.encode(texts), expected, atol=1e-5)
     one_thread = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="openvino", batch_size=4, streams=2, threads=1)
-    assert one_thread._compiled.streams == 1  # a Ray actor's one CPU: one stream on one thread
+    assert one_thread._bert.streams == 1  # a Ray actor's one CPU: one stream on one thread
     np.testing.assert_allclose(one_thread.encode(texts), expected, atol=1e-5)
     # CLS pooling is not what qa.bert computes: refused when asked for, sentence-transformers on torch under auto
     folder = tmp_path / "cls"
