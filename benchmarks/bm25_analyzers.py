@@ -73,7 +73,7 @@ def main() -> None:
                 scores = model.get_scores_from_ids(ids) if ids else np.zeros(len(texts), np.float32)
                 top = np.argpartition(-scores, 100)[:100]
                 top = top[np.argsort(-scores[top])]
-                firsts.append(first_relevant([contains_answer(texts[i], e.answers) for i in top]))
+                firsts.append(first_relevant(contains_answer(texts[i], e.answers) for i in top))
             query_seconds = time.perf_counter() - t0
             curve = recall_curve(firsts, 100)
             row = {"analyzer": name, **{f"recall@{k}": round(100 * float(curve[k - 1]), 2) for k in KS},

@@ -86,7 +86,7 @@ def main() -> None:
             firsts = []
             for e in examples:
                 hits = retriever.search(e.question, 100)
-                firsts.append(first_relevant([contains_answer(h.passage.text, e.answers) for h in hits]))
+                firsts.append(first_relevant(contains_answer(h.passage.text, e.answers) for h in hits))
             curve = recall_curve(firsts, 100)
             row[kind] = {**{f"recall@{k}": round(100 * float(curve[k - 1]), 2) for k in KS},
                          "mrr": round(mean_reciprocal_rank(firsts), 4)}

@@ -25,6 +25,14 @@ def test_contains_answer_matches_whole_normalised_words():
 def test_recall_curve_and_mrr_on_hand_computed_ranks():
     ranks = [1, 3, None, 2]
     assert first_relevant([False, False, True]) == 3 and first_relevant([False]) is None
+    checked = []
+
+    def relevant(flags):  # what the evaluation passes: checks made one at a time
+        for flag in flags:
+            checked.append(flag)
+            yield flag
+
+    assert first_relevant(relevant([False, True, False, True])) == 2 and checked == [False, True]  # no check after the first
     curve = recall_curve(ranks, depth=4)
     assert np.allclose(curve, [0.25, 0.5, 0.75, 0.75])
     assert mean_reciprocal_rank(ranks) == pytest.approx((1 + 1 / 3 + 0 + 1 / 2) / 4)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -15,8 +15,9 @@ def contains_answer(text: str, answers: Sequence[str]) -> bool:
     return any(f" {normalize_answer(a)} " in haystack for a in answers if normalize_answer(a))
 
 
-def first_relevant(relevant: Sequence[bool]) -> int | None:
-    """1-based rank of the first relevant passage, or None."""
+def first_relevant(relevant: Iterable[bool]) -> int | None:
+    """1-based rank of the first relevant passage, or None. Pass a generator to stop checking at
+    the first relevant one (checking a passage for an answer normalises its text)."""
     return next((i + 1 for i, r in enumerate(relevant) if r), None)
 
 

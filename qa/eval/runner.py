@@ -242,7 +242,7 @@ def _evaluate_open(
             hits = prediction.hits
             retrieved[example.id] = [h.passage.doc_id for h in hits]
             if example.answerable:
-                first_answer.append(first_relevant([contains_answer(h.passage.text, example.answers) for h in hits]))
+                first_answer.append(first_relevant(contains_answer(h.passage.text, example.answers) for h in hits))
                 first_gold.append(first_relevant([h.passage.doc_id == example.doc_id for h in hits]))
             for k in top_ks:
                 answers = prediction.answers if k == max_k else pipe.rank_answers(hits[:k], prediction.reading, 1) if hits else []
