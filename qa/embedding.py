@@ -66,19 +66,20 @@ class Embedder:
         self.name = model
         self.device = pick_device(device)
         self.precision = choose_precision("auto" if precision == "int8" else precision, self.device, "the embedding model")
-        self.batch_size = batch_size or (CUDA_BATCH_SIZE if self.device.startswith("cuda") else CPU_BATCH_SIZE)
+        cuda = self.device.startswith("cuda")
+        self.batch_size = batch_size or (CUDA_BATCH_SIZE if cuda else CPU_BATCH_SIZE)
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
         quiet_transformers()
+        source = resolve_model(model)
         try:
-            self._model = SentenceTransformer(resolve_model(model), device=self.device)
+            self._model = SentenceTransformer(source, device=self.device)
         except (OSError, ValueError) as err:  # ValueError: a folder without a usable config.json
             raise load_error("embedding model", model, err) from err
         self._model.eval()
         self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
         #: qa.bert's encoder, when it embeds the passages (OpenVINO on a CPU, torch on CUDA)
         self._bert: QuestionEncoder | None = None
-        source = resolve_model(model)
-        settings = _mean_pooled_bert(source) if Path(source).is_dir() else None
+        settings = _mean_pooled_bert(source) if (self.backend == "openvino" or cuda) and Path(source).is_dir() else None
         if self.backend == "openvino":
             if settings is None and backend == "openvino":
                 raise QAError(f"--backend openvino embeds with mean-pooled BERT models (all-MiniLM-L6-v2 is one), not {model!r}: "
@@ -89,7 +90,7 @@ class Embedder:
                 self._bert = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
                                              backend="openvino", batch_size=self.batch_size,
                                              streams=OPENVINO_STREAMS if streams is None else streams, threads=threads)
-        elif self.device.startswith("cuda") and settings is not None:
+        elif cuda and settings is not None:
             self._bert = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
                                          batch_size=self.batch_size, tokenize_threads=threads or host_cores())
         logger.info(
