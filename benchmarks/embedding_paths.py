@@ -70,6 +70,16 @@ def bert_encode(encoder, texts: list[str], batch: int, precision: str | None) ->
     return out
 
 
+def agreement(vectors: np.ndarray, reference: np.ndarray, question_vectors: np.ndarray) -> dict:
+    """How far ``vectors`` moved from the fp32 ``reference`` vectors of the same passages: cosine
+    (min and mean), and the share of the fp32 top 10 kept for ``question_vectors``."""
+    cos = np.sum(vectors * reference, axis=1)
+    exact_top = np.argsort(-(question_vectors @ reference.T), axis=1)[:, :10]
+    top = np.argsort(-(question_vectors @ vectors.T), axis=1)[:, :10]
+    kept = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact_top, top)])
+    return {"cosine_min": round(float(cos.min()), 5), "cosine_mean": round(float(cos.mean()), 6), "top10_kept": round(float(kept), 4)}
+
+
 def run_paths(paths: dict, rounds: int, peak_dtype: str, reference: np.ndarray, question_vectors: np.ndarray,
               flops: float, label: str) -> tuple[list[dict], float, list[float]]:
     """Each path of ``paths`` (name -> function embedding the passages) once per round, in turn,
@@ -87,17 +97,12 @@ def run_paths(paths: dict, rounds: int, peak_dtype: str, reference: np.ndarray, 
             seconds[name].append(time.perf_counter() - t0)
             peaks.append(gemm_peak(peak_dtype, 2.0))
     peak = float(np.median(peaks))
-    exact_top = np.argsort(-(question_vectors @ reference.T), axis=1)[:, :10]
     rows = []
     for name in paths:
         s = float(np.median(seconds[name]))
-        cos = np.sum(vectors[name] * reference, axis=1)
-        top = np.argsort(-(question_vectors @ vectors[name].T), axis=1)[:, :10]
-        kept = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact_top, top)])
         rows.append({label: name, "passages_per_s": round(len(reference) / s, 1), "gflop_s": round(flops / s / 1e9, 1),
                      "of_gemm_peak": round(flops / s / 1e9 / peak, 3), "seconds": [round(x, 2) for x in seconds[name]],
-                     "cosine_min": round(float(cos.min()), 5), "cosine_mean": round(float(cos.mean()), 6),
-                     "top10_kept": round(float(kept), 4)})
+                     **agreement(vectors[name], reference, question_vectors)})
     return rows, peak, peaks
 
 

@@ -35,12 +35,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from embedding_paths import passages  # noqa: E402
+from embedding_paths import agreement, passages  # noqa: E402
 
 from qa.device import autocast, cpu_name  # noqa: E402
 from qa.embedding import Embedder  # noqa: E402
@@ -129,41 +129,34 @@ def compare_paths(embedder: Embedder, texts: list[str], questions: list[str], sy
     bert = embedder._bert
     paths = {"encode": lambda: embedder.encode(texts)}
     if bert is not None:
-        paths["encode-sentence-transformers"] = lambda: swapped(embedder, "_bert", None, lambda: embedder.encode(texts))
-        if bert._tokenizing is not None:
-            paths["encode-tokenising-on-one-thread"] = lambda: swapped(bert, "_tokenizing", None, lambda: embedder.encode(texts))
-        if embedder.device.startswith("cuda"):
-            def fp16_weights():
-                bert._model.half()
-                try:
-                    return embedder.encode(texts)
-                finally:
-                    bert._model.float()
+        def sentence_transformers():
+            with mock.patch.object(embedder, "_bert", None):
+                return embedder.encode(texts)
 
+        def one_thread():
+            with mock.patch.object(bert, "_tokenizing", None):
+                return embedder.encode(texts)
+
+        def fp16_weights():
+            bert._model.half()
+            try:
+                return embedder.encode(texts)
+            finally:
+                bert._model.float()
+
+        paths["encode-sentence-transformers"] = sentence_transformers
+        if bert._tokenizing is not None:
+            paths["encode-tokenising-on-one-thread"] = one_thread
+        if embedder.device.startswith("cuda"):
             paths["encode-fp16-weights"] = fp16_weights
-    exact = np.argsort(-(asked @ reference.T), axis=1)[:, :10]
     rows = {}
     for name, run in paths.items():
         started = time.perf_counter()
         vectors = run()
         sync()
         took = time.perf_counter() - started
-        cosines = np.sum(vectors * reference, axis=1)
-        top = np.argsort(-(asked @ vectors.T), axis=1)[:, :10]
-        rows[name] = {"seconds": round(took, 3), "passages_per_s": round(len(texts) / took, 1),
-                      "cosine_min": round(float(cosines.min()), 5), "cosine_mean": round(float(cosines.mean()), 6),
-                      "top10_kept": round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, top)])), 4)}
+        rows[name] = {"seconds": round(took, 3), "passages_per_s": round(len(texts) / took, 1), **agreement(vectors, reference, asked)}
     return rows
-
-
-def swapped(owner, attribute: str, value, run):
-    """``run()`` with ``owner.attribute`` set to ``value`` meanwhile."""
-    kept = getattr(owner, attribute)
-    setattr(owner, attribute, value)
-    try:
-        return run()
-    finally:
-        setattr(owner, attribute, kept)
 
 
 if __name__ == "__main__":
