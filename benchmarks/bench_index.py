@@ -96,9 +96,11 @@ def nominal_peak(precision: str, device: str = "cpu") -> tuple[float | None, str
 def embedding_benchmark(passages: int, rounds: int) -> dict:
     import numpy as np
     import torch
+    from transformers import AutoConfig
 
     from qa.eval.question_sets import load_question_set
     from qa.embedding import Embedder
+    from qa.hub import resolve_model
     from qa.indexer.passages import split_passages
 
     benchmark = load_question_set("open-squad", data=str(DATA))
@@ -109,9 +111,9 @@ def embedding_benchmark(passages: int, rounds: int) -> dict:
     rng = np.random.default_rng(0)
     texts = [texts[i] for i in rng.choice(len(texts), size=min(passages, len(texts)), replace=False)]
     embedder = Embedder()  # on CUDA when there is a GPU, in the precision qa picks there (fp16)
-    model = embedder._model
-    lengths = [min(len(ids), model.max_seq_length) for ids in embedder.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-    flops = sum(encoder_flops(model[0].auto_model.config, n) for n in lengths)
+    config = AutoConfig.from_pretrained(resolve_model(embedder.name))
+    lengths = [min(len(e.ids), embedder.max_tokens) for e in embedder.tokenizer.encode_batch(texts)]
+    flops = sum(encoder_flops(config, n) for n in lengths)
     device, precision = embedder.device, embedder.precision  # the peak is measured where and as the encoder runs
 
     embedder.encode(texts[:128])  # warm-up

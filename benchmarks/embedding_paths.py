@@ -119,7 +119,7 @@ def main() -> int:
     precision = st.precision
     reference = Embedder(precision="fp32").encode(texts)
     question_vectors = Embedder(precision="fp32").encode(questions)
-    lengths = [min(len(ids), st._model.max_seq_length) for ids in st.tokenizer(texts)["input_ids"]]
+    lengths = [min(len(e.ids), st.max_tokens) for e in st.tokenizer.encode_batch(texts)]
     flops = sum(encoder_flops(st._model[0].auto_model.config, n) for n in lengths)
 
     autocast_encoder = load_question_encoder(precision=precision)

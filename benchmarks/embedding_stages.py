@@ -44,6 +44,7 @@ from embedding_paths import agreement, passages  # noqa: E402
 
 from qa.device import autocast, cpu_name  # noqa: E402
 from qa.embedding import Embedder  # noqa: E402
+from qa.hub import resolve_model  # noqa: E402
 
 
 def timed(step, sync) -> float:
@@ -62,7 +63,8 @@ def main() -> None:
 
     texts, questions = passages(args.passages)
     embedder = Embedder(batch_size=args.batch)
-    model, device = embedder._model, embedder.device  # the sentence-transformers model qa runs
+    device = embedder.device
+    model = embedder._model or sentence_transformer(embedder)  # the stages of sentence-transformers' path
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -121,16 +123,24 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def sentence_transformer(embedder: Embedder):
+    """The sentence-transformers model of ``embedder``, on its device (qa does not load it where
+    qa.bert embeds)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_model(embedder.name), device=embedder.device).eval()
+
+
 def compare_paths(embedder: Embedder, texts: list[str], questions: list[str], sync) -> dict:
     """Each embedding path once (see the module's docstring), timed, against fp32 vectors."""
-    model = embedder._model
+    model = embedder._model or sentence_transformer(embedder)
     reference = model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True, convert_to_numpy=True)
     asked = model.encode(questions, normalize_embeddings=True, convert_to_numpy=True)
     bert = embedder._bert
     paths = {"encode": lambda: embedder.encode(texts)}
     if bert is not None:
         def sentence_transformers():
-            with mock.patch.object(embedder, "_bert", None):
+            with mock.patch.multiple(embedder, _bert=None, _model=model):
                 return embedder.encode(texts)
 
         def one_thread():

@@ -76,10 +76,10 @@ def main() -> None:
         index, build_seconds = open_or_build(path, benchmark.corpus, windows)
         texts = [retrieval_text(title, text) for title, text in index.store.texts()]  # as embedded
         embedder = Embedder(index.manifest["dense"]["model"])  # the passages' tokenizer and length limit
-        lengths = np.array([len(t) for t in embedder.tokenizer(texts, add_special_tokens=True)["input_ids"]])
+        lengths = np.array([len(e.ids) for e in embedder.tokenizer.encode_batch(texts)])  # with [CLS] and [SEP]
         row = {"windows": windows, "passages": index.manifest["passages"], "count": len(index),
                "mean_tokens": round(float(lengths.mean()), 1),
-               "truncated_pct": round(100 * float((lengths > embedder._model.max_seq_length).mean()), 2),
+               "truncated_pct": round(100 * float((lengths > embedder.max_tokens).mean()), 2),
                "build_seconds": None if build_seconds is None else round(build_seconds, 1)}
         for kind in ("bm25", "dense", "hybrid"):
             retriever = make_retriever(index, kind)

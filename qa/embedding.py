@@ -48,7 +48,9 @@ class Embedder:
     On CUDA a mean-pooled BERT embeds through the same :class:`QuestionEncoder` on torch, its
     batches tokenised ahead of the GPU on ``threads`` host threads (default: all the host's cores):
     on an H200 that embedded 6.2 x faster than sentence-transformers' path, which tokenises on the
-    calling thread (docs/BENCHMARKS.md, "On a GPU")."""
+    calling thread (docs/BENCHMARKS.md, "On a GPU"). Where qa.bert embeds, sentence-transformers is
+    not loaded at all (`qa index` of the example corpus took 0.55 of the time: docs/BENCHMARKS.md,
+    "Start-up of `qa index`"). :attr:`tokenizer` and :attr:`max_tokens` say how texts are cut."""
 
     def __init__(
         self,
@@ -60,39 +62,34 @@ class Embedder:
         streams: int | None = None,
         threads: int | None = None,
     ):
-        started = time.perf_counter()  # the import is part of what loading costs (seconds)
-        from sentence_transformers import SentenceTransformer
-
+        started = time.perf_counter()
         self.name = model
         self.device = pick_device(device)
         self.precision = choose_precision("auto" if precision == "int8" else precision, self.device, "the embedding model")
         cuda = self.device.startswith("cuda")
         self.batch_size = batch_size or (CUDA_BATCH_SIZE if cuda else CPU_BATCH_SIZE)
-        logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
-        quiet_transformers()
         source = resolve_model(model)
-        try:
-            self._model = SentenceTransformer(source, device=self.device)
-        except (OSError, ValueError) as err:  # ValueError: a folder without a usable config.json
-            raise load_error("embedding model", model, err) from err
-        self._model.eval()
         self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
-        #: qa.bert's encoder, when it embeds the passages (OpenVINO on a CPU, torch on CUDA)
-        self._bert: QuestionEncoder | None = None
         settings = _mean_pooled_bert(source) if (self.backend == "openvino" or cuda) and Path(source).is_dir() else None
-        if self.backend == "openvino":
-            if settings is None and backend == "openvino":
+        if self.backend == "openvino" and settings is None:
+            if backend == "openvino":
                 raise QAError(f"--backend openvino embeds with mean-pooled BERT models (all-MiniLM-L6-v2 is one), not {model!r}: "
                               "pass --backend torch")
-            if settings is None:
-                self.backend = "torch"
-            else:
-                self._bert = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
-                                             backend="openvino", batch_size=self.batch_size,
-                                             streams=OPENVINO_STREAMS if streams is None else streams, threads=threads)
-        elif cuda and settings is not None:
+            self.backend = "torch"
+        #: qa.bert's encoder where it embeds the passages (OpenVINO on a CPU, torch on CUDA), and
+        #: then sentence-transformers is not even imported (seconds and memory); else its model
+        self._bert: QuestionEncoder | None = None
+        self._model = None
+        self._source, self._tokenizer = source, None
+        if settings is None:
+            self._model = _sentence_transformer(model, source, self.device)
+            self.max_tokens = int(self._model.max_seq_length)
+        else:
+            ahead = {"backend": "openvino", "streams": OPENVINO_STREAMS if streams is None else streams, "threads": threads} \
+                if self.backend == "openvino" else {"tokenize_threads": threads or host_cores()}
             self._bert = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
-                                         batch_size=self.batch_size, tokenize_threads=threads or host_cores())
+                                         batch_size=self.batch_size, **ahead)
+            self.max_tokens = settings[1]
         logger.info(
             "loaded the embedding model %s on %s in %s (%s) in %.1f s", model, self.device, self.precision, self.backend,
             time.perf_counter() - started,
@@ -100,8 +97,13 @@ class Embedder:
 
     @property
     def tokenizer(self):
-        """The model's tokenizer (a Hugging Face fast tokenizer for transformer models)."""
-        return self._model.tokenizer
+        """The model's tokenizer as a ``tokenizers.Tokenizer`` without truncation or padding: what
+        the passage splitter counts tokens with (:func:`qa.indexer.passages.tokenizer_counter`).
+        Texts longer than :attr:`max_tokens` tokens are embedded cut to that length."""
+        if self._tokenizer is None:
+            self._tokenizer = _splitting_copy(self.name, self._model.tokenizer) if self._bert is None \
+                else _splitting_tokenizer(self.name, self._source)
+        return self._tokenizer
 
     @property
     def chunk_size(self) -> int:
@@ -111,7 +113,7 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self._model.get_embedding_dimension())
+        return self._bert.dim if self._bert is not None else int(self._model.get_embedding_dimension())
 
     def encode(
         self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None
@@ -145,6 +147,44 @@ class Embedder:
 
 QUESTION_BATCH_SIZE = 64
 """Questions per forward pass of :class:`QuestionEncoder` (questions are short)."""
+
+
+def _sentence_transformer(model: str, source: str, device: str):
+    """The sentence-transformers model in ``source`` (``model`` as the user named it), on ``device``."""
+    from sentence_transformers import SentenceTransformer
+
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    quiet_transformers()
+    try:
+        loaded = SentenceTransformer(source, device=device)
+    except (OSError, ValueError) as err:  # ValueError: a folder without a usable config.json
+        raise load_error("embedding model", model, err) from err
+    return loaded.eval()
+
+
+def _splitting_tokenizer(model: str, folder: str):
+    """``folder``'s tokenizer, without truncation or padding (:attr:`Embedder.tokenizer`)."""
+    from qa import bert
+
+    try:
+        return bert.load_tokenizer(folder)
+    except (OSError, ValueError) as err:
+        raise load_error("embedding model", model, err) from err
+
+
+def _splitting_copy(model: str, tokenizer):
+    """A copy of a transformers fast tokenizer's ``tokenizers.Tokenizer``, without truncation or
+    padding (the original's are set by each call sentence-transformers makes)."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise QAError(f"the embedding model {model!r} has no fast tokenizer (tokenizer.json), which windows counted in "
+                      "its tokens need: split by words instead (--max-words 160)")
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy
 
 
 def host_cores() -> int:

@@ -1,3 +1,5 @@
+import importlib.util
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -81,3 +83,40 @@ def test_token_windows_end_and_start_at_sentences():
     text = "One two three. Four five six. Seven eight nine. Ten eleven twelve."
     spans = [text[s.start : s.end] for s in split_token_windows(text, lambda t, w: [1] * len(w), max_tokens=7, overlap_tokens=3)]
     assert spans == ["One two three. Four five six.", "Four five six. Seven eight nine.", "Seven eight nine. Ten eleven twelve."]
+
+
+def _counts_by_transformers(tokenizer, text, words):  # what tokenizer_counter counted with before: transformers' call
+    lo, hi = words[0][0], words[-1][1]
+    offsets = tokenizer(text[lo:hi], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    starts = [lo + s for s, e in offsets if e > s]
+    return [sum(s <= start < e for start in starts) for s, e in words]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("ab Towerparis é,.!?-'\n\t\"1889") + ["Ж", "😀", "北", "京", "ﬁ", "Å", "\u0301"]),
+                    max_size=300))
+def test_token_counts_are_those_of_the_transformers_tokenizer(tiny_models, text):
+    from transformers import AutoTokenizer
+
+    from qa import bert
+    from qa.indexer.passages import _WORD, tokenizer_counter
+
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    if words:
+        count = tokenizer_counter(bert.load_tokenizer(tiny_models["encoder"]))
+        assert count(text, words) == _counts_by_transformers(AutoTokenizer.from_pretrained(tiny_models["encoder"]), text, words)
+
+
+def test_token_counts_are_those_of_the_transformers_tokenizer_for_minilm(minilm_path):
+    from transformers import AutoTokenizer
+
+    from qa.embedding import Embedder
+    from qa.indexer.passages import _WORD, tokenizer_counter
+
+    text = ("Interleukin-6 (IL-6) and TNF-α rose in 41% of SARS-CoV-2 patients [12]; Åkesson et al. (2020) "
+            "found ﬁbrosis — 北京 cohort, n = 1,099. Naïve T-cells?! ") * 3
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    expected = _counts_by_transformers(AutoTokenizer.from_pretrained(minilm_path), text, words)
+    backends = ["torch"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    for backend in backends:  # sentence-transformers' tokenizer (copied), or the folder's tokenizer.json (qa.bert)
+        assert tokenizer_counter(Embedder(str(minilm_path), precision="fp32", backend=backend).tokenizer)(text, words) == expected

@@ -323,11 +323,10 @@ def test_bm25_written_in_blocks_equals_bm25s(monkeypatch, tmp_path):
 
 
 def test_long_documents_split_block_by_block_as_whole(tiny_models):
-    from transformers import AutoTokenizer
-
+    from qa import bert
     from qa.indexer.passages import split_token_windows, tokenizer_counter
 
-    count = tokenizer_counter(AutoTokenizer.from_pretrained(tiny_models["encoder"]))
+    count = tokenizer_counter(bert.load_tokenizer(tiny_models["encoder"]))
     text = "The tower was built in 1889. Plants need light! " * 400 + "the cat sat on the mat " * 300
     whole = list(split_token_windows(text, count, 50, 10, block_words=10**9))
     for block in (1, 3, 64):

@@ -153,14 +153,15 @@ class _Words:
 
 
 def tokenizer_counter(tokenizer) -> Callable[[str, list[tuple[int, int]]], list[int]]:
-    """``count_tokens`` for :func:`split_token_windows` from a Hugging Face fast tokenizer: each
-    word's tokens are those whose first character lies inside it (no special tokens). Only the
-    stretch of text from the first word to the last is tokenised."""
+    """``count_tokens`` for :func:`split_token_windows` from a ``tokenizers.Tokenizer`` without
+    truncation (:attr:`qa.embedding.Embedder.tokenizer`; a transformers fast tokenizer's
+    ``backend_tokenizer`` is one): each word's tokens are those whose first character lies inside
+    it (no special tokens). Only the stretch of text from the first word to the last is tokenised."""
 
     def count(text: str, words: list[tuple[int, int]]) -> list[int]:
         lo, hi = words[0][0], words[-1][1]
-        enc = tokenizer(text[lo:hi], add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
-        starts = np.fromiter((lo + s for s, e in enc["offset_mapping"] if e > s), dtype=np.int64)
+        offsets = tokenizer.encode(text[lo:hi], add_special_tokens=False).offsets
+        starts = np.fromiter((lo + s for s, e in offsets if e > s), dtype=np.int64)
         word_starts = np.asarray([s for s, _ in words], dtype=np.int64)
         word_ends = np.asarray([e for _, e in words], dtype=np.int64)
         return (np.searchsorted(starts, word_ends, "left") - np.searchsorted(starts, word_starts, "left")).tolist()
