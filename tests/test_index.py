@@ -145,3 +145,36 @@ def test_threads_reading_one_passage_store_each_get_every_passage_asked_for(tiny
     errors = errors_in_threads(read, 8)
     store.close()
     assert errors == [] and len(every) > 3
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_documents_split_ahead_on_threads_come_in_order_with_their_windows(threads, monkeypatch):
+    import threading
+
+    from qa.corpora import Document
+    from qa.indexer import stages
+    from qa.indexer.passages import split_passages
+
+    monkeypatch.setattr(stages, "SPLIT_GROUP_DOCUMENTS", 3)
+    monkeypatch.setattr(stages, "SPLIT_GROUP_CHARACTERS", 100)  # some groups end early, on characters
+    docs = [Document(id=str(i), text=" ".join(f"w{i}x{j}" for j in range(1 + 13 * i % 50)), title="", source="s") for i in range(40)]
+    where = set()
+
+    def split(text):
+        where.add(threading.current_thread().name)
+        return split_passages(text, 5, 2)
+
+    got = [(doc.id, list(windows)) for doc, windows in stages.split_ahead(iter(docs), split, threads)]
+    assert got == [(doc.id, [(w.start, w.end) for w in split_passages(doc.text, 5, 2)]) for doc in docs]
+    assert all(name.startswith("qa-split") for name in where) if threads > 1 else where == {threading.current_thread().name}
+
+    def failing(text):
+        if text.startswith("w20x"):
+            raise ValueError("cannot split document 20")
+        return split_passages(text, 5, 2)
+
+    seen = []
+    with pytest.raises(ValueError, match="document 20"):
+        for doc, windows in stages.split_ahead(iter(docs), failing, threads):
+            seen.append((doc.id, list(windows)))
+    assert [doc_id for doc_id, _ in seen] == [str(i) for i in range(20)]  # everything before it, in order

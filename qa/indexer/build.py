@@ -19,7 +19,7 @@ import numpy as np
 
 from qa.corpora import SUPPORTED_SUFFIXES, Document, ReadReport
 from qa.device import pick_device
-from qa.embedding import DEFAULT_EMBEDDING_MODEL, Embedder
+from qa.embedding import DEFAULT_EMBEDDING_MODEL, Embedder, host_cores
 from qa.errors import QAError
 from qa.fsutil import absolute
 from qa.index import IndexWriter, PassageStore, layout
@@ -27,7 +27,7 @@ from qa.index.vectors import VectorFile
 from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions
 from qa.index.store import retrieval_text
 from qa.indexer.sharding import LocalShard, ShardedParts, ShardSettings, is_sharded_build, shard_limit
-from qa.indexer.stages import Parts, already_stored, manifest_content, splitter, write_search_parts
+from qa.indexer.stages import SPLIT_THREADS, Parts, already_stored, manifest_content, split_ahead, splitter, write_search_parts
 from qa.indexer.stages import EmbeddingQueue  # noqa: F401  (qa.indexer.build.EmbeddingQueue: what tests and benchmarks replace)
 from qa.progress import progress_bar
 
@@ -122,8 +122,8 @@ def build_index(
             on_document = lambda n: say(f"Indexing ({where}): {n} passages")  # noqa: E731
             if ray is None:
                 docs = reading.read(corpus, report) if corpus_path is not None else _counted(corpus, report)
-                split = splitter(passage_config, embedder)
-                documents = ((doc, ((w.start, w.end) for w in split(doc.text)), None) for doc in docs)
+                split = split_ahead(docs, splitter(passage_config, embedder), min(host_cores(), SPLIT_THREADS))
+                documents = ((doc, windows, None) for doc, windows in split)
             else:
                 from qa.indexer.ray_build import documents_with_ray
 
@@ -217,8 +217,8 @@ def _ingest(
     stored: Any,
     on_document: Callable[[int], None],
 ) -> int:
-    """Store, analyse and embed each document with its windows as they arrive: split (lazily)
-    in this process and embedded through the queue, or split and embedded on Ray workers
+    """Store, analyse and embed each document with its windows as they arrive: split in this
+    process (ahead, on threads: :func:`qa.indexer.stages.split_ahead`) and embedded through the queue, or split and embedded on Ray workers
     (:mod:`qa.indexer.ray_build`, vectors given). Documents that ``stored`` (the store of the
     index added to) holds are skipped. Returns the documents read."""
     documents_read = 0

@@ -1,5 +1,5 @@
 """The stages of a build that every way of running it shares: splitting a document into windows
-(:func:`splitter`), embedding passages in the chunks the embedder makes (:class:`EmbeddingQueue`),
+(:func:`splitter`; documents split ahead on threads by :func:`split_ahead`), embedding passages in the chunks the embedder makes (:class:`EmbeddingQueue`),
 skipping what an index already holds (:func:`already_stored`), writing a document with its
 passages into the store, the BM25 postings and the vectors (:class:`Parts`), then the BM25 and
 dense indexes (:func:`write_search_parts`) and what the manifest says (:func:`manifest_content`).
@@ -10,9 +10,12 @@ embedding on Ray workers and hands the results to the same :meth:`Parts.add_docu
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +156,58 @@ def splitter(config: dict[str, Any], embedder: Embedder) -> Callable[[str], Iter
     return lambda text: split_token_windows(
         text, count, config["max_tokens"], config["overlap_tokens"], config.get("sentence_aware", True)
     )
+
+
+#: Documents split ahead on threads go in groups of this many documents, or fewer holding this many
+#: characters (one task each: fewer tasks, less overhead), at most two groups a thread ahead of the
+#: build (memory stays bounded). On 2 cores, two threads split open-squad's paragraphs 1.61 x
+#: faster than one (docs/BENCHMARKS.md, "Start-up of `qa index`, and splitting").
+SPLIT_GROUP_DOCUMENTS = 16
+SPLIT_GROUP_CHARACTERS = 1_000_000
+#: At most this many splitting threads (all the cores up to it; not measured beyond 2 cores).
+SPLIT_THREADS = 8
+
+
+def split_ahead(docs: Iterable[Document], split: Callable[[str], Iterable[Window]],
+                threads: int) -> Iterator[tuple[Document, Iterable[tuple[int, int]]]]:
+    """Each document of ``docs`` with its windows' character spans, in order. With ``threads`` > 1
+    the documents are split on that many threads ahead of the caller (the tokenizer lets go of the
+    GIL), while it stores, analyses and embeds what came before; with 1, each is split here, lazily."""
+    if threads <= 1:
+        yield from ((doc, ((w.start, w.end) for w in split(doc.text))) for doc in docs)
+        return
+
+    def spans(group: list[Document]) -> list[list[tuple[int, int]]]:
+        return [[(w.start, w.end) for w in split(doc.text)] for doc in group]
+
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="qa-split")
+    pending: deque = deque()
+    try:
+        for group in _groups(docs):
+            pending.append((group, pool.submit(spans, group)))
+            if len(pending) > 2 * threads:
+                group, windows = pending.popleft()
+                yield from zip(group, windows.result())
+        while pending:
+            group, windows = pending.popleft()
+            yield from zip(group, windows.result())
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _groups(docs: Iterable[Document]) -> Iterator[list[Document]]:
+    """``docs`` in groups of :data:`SPLIT_GROUP_DOCUMENTS`, or fewer of :data:`SPLIT_GROUP_CHARACTERS`."""
+    docs = iter(docs)
+    while True:
+        group, characters = [], 0
+        for doc in itertools.islice(docs, SPLIT_GROUP_DOCUMENTS):
+            group.append(doc)
+            characters += len(doc.text)
+            if characters >= SPLIT_GROUP_CHARACTERS:
+                break
+        if not group:
+            return
+        yield group
 
 
 def write_search_parts(parts: Parts, options: LayoutOptions, say: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
