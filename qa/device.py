@@ -1,5 +1,5 @@
-"""Device choice, mixed precision and the runtime: CUDA when present, bf16 autocast on CPUs that
-have it, and OpenVINO instead of torch for the forward passes on a CPU where it is installed
+"""Device choice, mixed precision and the runtime: CUDA when present, bf16 autocast on CPUs where
+it pays (:func:`cpu_prefers_bf16`), and OpenVINO instead of torch for the forward passes on a CPU where it is installed
 (``qa[openvino]``; see :mod:`qa.openvino_runtime`).
 
 torch is imported when a device is first chosen, so that modules using this one stay cheap to
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import platform
+import time
 from dataclasses import dataclass
 
 from qa.errors import QAError
+from qa.fsutil import cache_dir
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 BACKENDS = ("auto", "torch", "openvino")
@@ -87,15 +90,71 @@ def cpu_name() -> str:
 
 
 def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); else autocast is slower."""
+    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX); else autocast is slower.
+    Having them is not enough for bf16 to pay: :func:`cpu_prefers_bf16`."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_info().flags)
 
 
+#: bf16 is chosen on a CPU only where its matrix products run at least this many times as fast as
+#: fp32's. An Intel Xeon with AVX512-BF16 but no AMX (a virtual machine's) ran them at 0.53 x
+#: fp32's, and read and embedded 1.6 x faster in fp32 (docs/READER.md, "bf16 only where it pays").
+BF16_MIN_SPEEDUP = 1.2
+BF16_CHOICE_FILE = "cpu-bf16.json"
+
+
+@functools.cache
+def cpu_prefers_bf16() -> bool:
+    """True when this CPU has bf16 instructions and its bf16 matrix products, at the shapes of
+    qa's encoders, run at least :data:`BF16_MIN_SPEEDUP` times as fast as fp32's. Measured once
+    per CPU (about 0.2 s) and remembered in qa's cache folder."""
+    if not cpu_has_bf16():
+        return False
+    import torch
+
+    info = cpu_info()
+    key = f"{info.name} | {' '.join(sorted(f for f in info.flags if 'bf16' in f or f.startswith('amx')))} | torch {torch.__version__}"
+    path = cache_dir() / BF16_CHOICE_FILE
+    known: dict = {}
+    try:
+        loaded = json.loads(path.read_text())
+        known = loaded if isinstance(loaded, dict) else {}
+        speedup = float(known[key]["bf16_speedup"])
+    except (OSError, ValueError, KeyError, TypeError):  # not measured here yet, or a damaged file
+        speedup = bf16_speedup()
+        known[key] = {"bf16_speedup": round(speedup, 3), "threads": torch.get_num_threads()}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(known, indent=1) + "\n")
+        except OSError:
+            logger.debug("could not remember the bf16 measurement in %s", path)
+    logger.info("bf16 matrix products run %.2f x as fast as fp32's on this CPU (%s)", speedup, info.name)
+    return speedup >= BF16_MIN_SPEEDUP
+
+
+def bf16_speedup(rounds: int = 3) -> float:
+    """How many times as fast bf16 matrix products run as fp32's here: 2,048 tokens through a
+    384 x 1,536 layer (all-MiniLM-L6-v2's and the default reader's feed-forward shape), the best
+    of ``rounds`` timings of each, taken in turn."""
+    import torch
+
+    with torch.inference_mode():
+        operands = {dtype: (torch.randn(2048, 384).to(dtype), torch.randn(384, 1536).to(dtype))
+                    for dtype in (torch.float32, torch.bfloat16)}
+        best = {dtype: float("inf") for dtype in operands}
+        for _ in range(rounds + 1):  # the first round warms up
+            for dtype, (a, b) in operands.items():
+                started = time.perf_counter()
+                torch.mm(a, b)
+                torch.mm(a, b)
+                best[dtype] = min(best[dtype], time.perf_counter() - started)
+    return best[torch.float32] / best[torch.bfloat16]
+
+
 def default_precision(device: str) -> str:
-    """fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
+    """fp16 on CUDA, bf16 on CPUs where it pays (:func:`cpu_prefers_bf16`), else fp32."""
     if device.startswith("cuda"):
         return "fp16"
-    return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
+    return "bf16" if device == "cpu" and cpu_prefers_bf16() else "fp32"
 
 
 def choose_precision(precision: str, device: str, model: str = "model") -> str:
@@ -114,7 +173,9 @@ def choose_precision(precision: str, device: str, model: str = "model") -> str:
     if device.startswith("cuda"):
         why = "fp16 autocast on CUDA"
     elif chosen == "bf16":
-        why = "this CPU computes bf16 natively (avx512_bf16 or amx_bf16)"
+        why = "this CPU's bf16 matrix products are faster than its fp32 ones"
+    elif cpu_has_bf16():
+        why = "this CPU has bf16 instructions, but its bf16 matrix products are not faster than its fp32 ones"
     else:
         why = "this CPU has no native bf16 (no avx512_bf16 or amx_bf16), where bf16 autocast is slower"
     logger.info("%s runs in %s on %s: %s", model, chosen, device, why)

@@ -39,7 +39,7 @@ TOKENIZE_PIECE = 64
 class Embedder:
     """Unit-length float32 embeddings from a sentence-transformers model (or a plain encoder,
     mean-pooled). Runs on CUDA when available; ``precision`` as for the reader (``auto``: fp16
-    autocast on CUDA, bf16 on CPUs with native bf16, else fp32; ``int8`` is the reader's alone,
+    autocast on CUDA, bf16 on CPUs where it pays, else fp32; ``int8`` is the reader's alone,
     and leaves the encoder at ``auto``). With ``backend`` OpenVINO (:func:`qa.device.choose_backend`),
     a mean-pooled BERT (all-MiniLM-L6-v2 is one) embeds through :class:`QuestionEncoder`'s
     :mod:`qa.bert` model compiled by OpenVINO, passages sorted by length per chunk as

@@ -11,6 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """qa's cache folder: ``$XDG_CACHE_HOME/qa`` (default ``~/.cache/qa``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qa"
+
+
 def absolute(path: str | os.PathLike) -> Path:
     """``path`` made absolute and normalised (``.`` and ``..`` removed) without following links,
     so that a target like ``.`` has a name and a parent."""

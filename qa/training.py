@@ -63,11 +63,11 @@ def hardware(device: str) -> str:
     threads and whether bf16 autocast ran."""
     import torch
 
-    from qa.device import cpu_has_bf16, cpu_name
+    from qa.device import cpu_name, cpu_prefers_bf16
 
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
-    return f"{cpu_name()}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_has_bf16() else "")
+    return f"{cpu_name()}, {torch.get_num_threads()} threads" + (", bf16 autocast" if cpu_prefers_bf16() else "")
 
 
 def changed_options(config, defaults, skip: tuple[str, ...]) -> list[str]:

@@ -64,3 +64,46 @@ def test_the_backend_is_checked_against_device_precision_and_installation(monkey
     assert choose_backend("auto", "cpu", "bf16") == "torch"
     with pytest.raises(QAError, match=r"pip install 'qa\[openvino\]'"):
         choose_backend("openvino", "cpu", "bf16")
+
+
+@pytest.fixture
+def fresh_bf16_choice():
+    from qa.device import cpu_prefers_bf16
+
+    cpu_prefers_bf16.cache_clear()
+    yield
+    cpu_prefers_bf16.cache_clear()
+
+
+def test_bf16_is_chosen_only_where_its_matrix_products_are_faster_and_the_measurement_is_kept(monkeypatch, tmp_path, fresh_bf16_choice):
+    import json
+
+    from qa import device
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    speed, measured = [0.56], []
+    monkeypatch.setattr(device, "bf16_speedup", lambda: measured.append(speed[0]) or speed[0])
+    assert device.default_precision("cpu") == "fp32" and measured == [0.56]  # bf16 instructions, slower products
+    assert device.default_precision("cuda") == "fp16"
+    kept = tmp_path / "qa" / device.BF16_CHOICE_FILE
+    assert [entry["bf16_speedup"] for entry in json.loads(kept.read_text()).values()] == [0.56]
+    device.cpu_prefers_bf16.cache_clear()  # as in a new process: what was measured is read, not measured again
+    speed[0] = 3.0
+    assert device.default_precision("cpu") == "fp32" and measured == [0.56]
+    kept.write_text("{damaged")
+    device.cpu_prefers_bf16.cache_clear()
+    assert device.default_precision("cpu") == "bf16" and measured == [0.56, 3.0]  # measured again, and kept
+    assert [entry["bf16_speedup"] for entry in json.loads(kept.read_text()).values()] == [3.0]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(kept))  # a cache folder that cannot be made: measured, not kept, no error
+    device.cpu_prefers_bf16.cache_clear()
+    assert device.default_precision("cpu") == "bf16" and len(measured) == 3
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)  # no bf16 instructions: nothing to measure
+    device.cpu_prefers_bf16.cache_clear()
+    assert device.default_precision("cpu") == "fp32" and len(measured) == 3
+
+
+def test_the_bf16_measurement_is_a_speed_ratio():
+    from qa.device import bf16_speedup
+
+    assert 0.01 < bf16_speedup(rounds=1) < 100

@@ -57,7 +57,7 @@ AlwaysAnswerOption = Annotated[
 PrecisionOption = Annotated[
     str,
     typer.Option(
-        help="Arithmetic of the reader and question encoder: auto (fp16 on CUDA, bf16 on CPUs with native bf16, "
+        help="Arithmetic of the reader and question encoder: auto (fp16 on CUDA, bf16 on CPUs where it is faster than fp32, "
         f"else fp32), {', '.join(PRECISIONS[1:])} (int8: the reader only)."
     ),
 ]

@@ -49,7 +49,7 @@ def index(
         Optional[int], typer.Option(min=1, help=f"Embedding batch size. Default: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA.")
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="What runs the embedding model: auto (OpenVINO for bf16 on a CPU with native bf16 where the extra "
+        str, typer.Option(help="What runs the embedding model: auto (OpenVINO for bf16 on a CPU where the extra "
                                "qa\\[openvino] is installed, else torch), torch or openvino.")
     ] = "auto",
     id_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the document id.")] = "id",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import QAError
+from qa.fsutil import cache_dir
 
 DATA_ENV = "QA_DATA_DIR"
 SQUAD_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset/"
@@ -49,11 +50,6 @@ FILES = {
     "covid-qa-train": DataFile("covid-qa/covid-qa-train.json", COVID_QA_URL),
     "covid-qa-dev": DataFile("covid-qa/covid-qa-dev.json", COVID_QA_URL),
 }
-
-
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/qa`` (default ``~/.cache/qa``)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qa"
 
 
 def data_dirs(data: str | Path | None = None) -> list[Path]:

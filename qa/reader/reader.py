@@ -154,8 +154,9 @@ class Reader:
     Pairs are tokenised with ``truncation="only_second"``; passages longer than
     ``max_length`` tokens are read in windows overlapping by ``stride`` tokens. Features are
     sorted by length and padded per batch. ``precision="auto"`` runs the forward pass under fp16
-    autocast on CUDA, bf16 autocast on CPUs with native bf16, else in fp32; ``"int8"`` quantises
-    the linear layers dynamically (CPU; see ``benchmarks/bench_reader.py`` for speed and accuracy).
+    autocast on CUDA, bf16 autocast on CPUs where it pays (:func:`qa.device.cpu_prefers_bf16`),
+    else in fp32; ``"int8"`` quantises the linear layers dynamically (CPU; see
+    ``benchmarks/bench_reader.py`` for speed and accuracy).
     ``backend`` is what runs the forward passes (:func:`qa.device.choose_backend`: OpenVINO for
     bf16 on a CPU where it is installed, else torch); with OpenVINO, ``streams`` batches run at
     once in calls of many (:data:`READER_STREAMS`).

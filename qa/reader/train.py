@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from qa.corpora.squad import Example, load_squad
 from qa import training
-from qa.device import cpu_has_bf16, pick_device
+from qa.device import cpu_prefers_bf16, pick_device
 from qa.errors import QAError
 from qa.fsutil import recover_directory, replace_directory, share_like_create, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
@@ -331,7 +331,7 @@ def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
 def _train_autocast(device: str):
     if device.startswith("cuda"):
         return lambda: torch.autocast("cuda", dtype=torch.float16)
-    if device == "cpu" and cpu_has_bf16():
+    if device == "cpu" and cpu_prefers_bf16():
         return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     return lambda: torch.autocast("cpu", enabled=False)
 

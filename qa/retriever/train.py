@@ -35,7 +35,7 @@ import numpy as np
 
 from qa import training
 from qa.corpora.squad import load_squad
-from qa.device import cpu_has_bf16, pick_device
+from qa.device import cpu_prefers_bf16, pick_device
 from qa.errors import QAError
 from qa.hub import load_error, resolve_model
 from qa.index import Index
@@ -259,7 +259,7 @@ def train_retriever(
         logging_steps=max(1, min(50, config.checkpoint_every)),
         report_to="none",
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a duplicate would be a false in-batch negative
-        bf16=device == "cpu" and cpu_has_bf16(),
+        bf16=device == "cpu" and cpu_prefers_bf16(),
         fp16=device.startswith("cuda"),
         use_cpu=device == "cpu",
         disable_tqdm=not show_progress,
