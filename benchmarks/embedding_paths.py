@@ -6,10 +6,12 @@ matrix-product peak, and how far their vectors move from fp32 (issue 20).
 Paths, all on all-MiniLM-L6-v2 and the same passages (open-squad paragraphs in 160-word windows,
 title + text, as benchmarks/bench_index.py draws them):
 
-- ``st-autocast``: sentence-transformers under bf16 autocast (fp32 on CPUs without native bf16),
-  chunks of 128 sorted by length, batch 16 (what ``qa index`` runs where OpenVINO is not installed);
-- ``openvino-S``: qa's Embedder on OpenVINO (what ``qa index`` runs on a CPU with native bf16 and
-  ``qa[openvino]``), the same chunks and batches, S batches at a time on S streams (``--streams``);
+- ``st-autocast``: sentence-transformers under bf16 autocast (fp32 on CPUs without bf16 instructions),
+  chunks of 128 sorted by length, batch 16 (what ``qa index`` runs where bf16 pays and OpenVINO is
+  not installed); ``st-fp32``, on bf16 CPUs: the same in fp32 (what it runs where bf16 does not pay);
+- ``openvino-S``: qa's Embedder on OpenVINO in bf16 (what ``qa index`` runs where bf16 pays and
+  ``qa[openvino]`` is installed), the same chunks and batches, S batches at a time on S streams
+  (``--streams``); ``openvino-fp32-S``: the same in fp32;
 - ``bert-autocast-B``: qa.bert's plain-torch encoder (the question path) under the same autocast,
   passages sorted by length over the whole list, batch B;
 - ``bert-bf16-B``: the same with the weights converted to bf16 (no casts between layers).
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_index import encoder_flops, gemm_peak  # noqa: E402
 from data import DATA  # noqa: E402
 
-from qa.device import autocast, cpu_info  # noqa: E402
+from qa.device import autocast, cpu_has_bf16, cpu_info  # noqa: E402
 from qa.embedding import Embedder, load_question_encoder  # noqa: E402
 from qa.eval.question_sets import load_question_set  # noqa: E402
 from qa.indexer.passages import split_passages  # noqa: E402
@@ -115,8 +117,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "embedding_paths.json")
     args = parser.parse_args()
     texts, questions = passages(args.passages)
-    st = Embedder(backend="torch")
-    precision = st.precision
+    precision = "bf16" if cpu_has_bf16() else "fp32"  # bf16 wherever the CPU has it, whether qa picks it or not
+    st = Embedder(backend="torch", precision=precision)
     reference = Embedder(precision="fp32").encode(texts)
     question_vectors = Embedder(precision="fp32").encode(questions)
     lengths = [min(len(e.ids), st.max_tokens) for e in st.tokenizer.encode_batch(texts)]
@@ -127,9 +129,12 @@ def main() -> int:
     bf16_encoder._model = bf16_encoder._model.to(torch.bfloat16)
 
     paths = {"st-autocast": lambda: st.encode(texts)}
+    if precision == "bf16":
+        paths["st-fp32"] = lambda e=Embedder(backend="torch", precision="fp32"): e.encode(texts)
     if precision == "bf16" and importlib.util.find_spec("openvino"):
         for streams in [int(x) for x in args.streams.split(",")]:
-            paths[f"openvino-{streams}"] = lambda e=Embedder(backend="openvino", streams=streams): e.encode(texts)
+            paths[f"openvino-{streams}"] = lambda e=Embedder(backend="openvino", precision="bf16", streams=streams): e.encode(texts)
+            paths[f"openvino-fp32-{streams}"] = lambda e=Embedder(backend="openvino", precision="fp32", streams=streams): e.encode(texts)
     for b in [int(x) for x in args.batches.split(",") if x]:
         paths[f"bert-autocast-{b}"] = lambda b=b: bert_encode(autocast_encoder, texts, b, precision)
         paths[f"bert-bf16-{b}"] = lambda b=b: bert_encode(bf16_encoder, texts, b, None)
