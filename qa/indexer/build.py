@@ -218,9 +218,10 @@ def _ingest(
     on_document: Callable[[int], None],
 ) -> int:
     """Store, analyse and embed each document with its windows as they arrive: split in this
-    process (ahead, on threads: :func:`qa.indexer.stages.split_ahead`) and embedded through the queue, or split and embedded on Ray workers
-    (:mod:`qa.indexer.ray_build`, vectors given). Documents that ``stored`` (the store of the
-    index added to) holds are skipped. Returns the documents read."""
+    process (ahead, on threads: :func:`qa.indexer.stages.split_ahead`) and embedded through the
+    queue, or split and embedded on Ray workers (:mod:`qa.indexer.ray_build`, vectors given).
+    Documents that ``stored`` (the store of the index added to) holds are skipped. Returns the
+    documents read."""
     documents_read = 0
     for doc, windows, vectors in documents:
         documents_read += 1

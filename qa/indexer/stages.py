@@ -1,8 +1,9 @@
 """The stages of a build that every way of running it shares: splitting a document into windows
-(:func:`splitter`; documents split ahead on threads by :func:`split_ahead`), embedding passages in the chunks the embedder makes (:class:`EmbeddingQueue`),
-skipping what an index already holds (:func:`already_stored`), writing a document with its
-passages into the store, the BM25 postings and the vectors (:class:`Parts`), then the BM25 and
-dense indexes (:func:`write_search_parts`) and what the manifest says (:func:`manifest_content`).
+(:func:`splitter`; documents split ahead on threads by :func:`split_ahead`), embedding passages
+in the chunks the embedder makes (:class:`EmbeddingQueue`), skipping what an index already holds
+(:func:`already_stored`), writing a document with its passages into the store, the BM25 postings
+and the vectors (:class:`Parts`), then the BM25 and dense indexes (:func:`write_search_parts`)
+and what the manifest says (:func:`manifest_content`).
 
 :mod:`qa.indexer.build` runs them in one process; :mod:`qa.indexer.ray_build` runs splitting and
 embedding on Ray workers and hands the results to the same :meth:`Parts.add_document`.
