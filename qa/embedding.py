@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 #: Passages per forward pass on a CPU: on 2 cores 16 beats 32 and 64 (presumably cache;
 #: ``benchmarks/bench_index.py``, docs/BENCHMARKS.md). On an H200, 256 and 512 embedded 1.3-1.7 x
-#: faster than 64 (docs/BENCHMARKS.md, "On a GPU"); 256 needs half 512's activation memory. With
-#: batches tokenised ahead, 256 was the fastest of 64-512 (6,548 passages/s).
+#: faster than 64 (docs/BENCHMARKS.md, "On a GPU"); 256 needs half 512's activation memory. (A
+#: later sweep with batches tokenised ahead varied only the chunk, not the batch: no evidence.)
 CPU_BATCH_SIZE = 16
 CUDA_BATCH_SIZE = 256
 #: OpenVINO streams for passages: batches run at once, the cores shared among them
@@ -48,8 +48,9 @@ class Embedder:
     On CUDA a mean-pooled BERT embeds through the same :class:`QuestionEncoder` on torch, its
     batches tokenised ahead of the GPU on ``threads`` host threads (default: all the host's cores):
     on an H200 that embedded 6.2 x faster than sentence-transformers' path, which tokenises on the
-    calling thread (docs/BENCHMARKS.md, "On a GPU"). Where qa.bert embeds, sentence-transformers is
-    not loaded at all (`qa index` of the example corpus took 0.55 of the time: docs/BENCHMARKS.md,
+    calling thread (docs/BENCHMARKS.md, "On a GPU"). In fp32 on a CPU a mean-pooled BERT embeds
+    through it on torch too (as fast as sentence-transformers' path, the same vectors). Where qa.bert
+    embeds, sentence-transformers is not loaded at all (`qa index` of the example corpus took 0.55 of the time: docs/BENCHMARKS.md,
     "Start-up of `qa index`"). :attr:`tokenizer` and :attr:`max_tokens` say how texts are cut."""
 
     def __init__(
@@ -70,14 +71,16 @@ class Embedder:
         self.batch_size = batch_size or (CUDA_BATCH_SIZE if cuda else CPU_BATCH_SIZE)
         source = resolve_model(model)
         self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
-        settings = _mean_pooled_bert(source) if (self.backend == "openvino" or cuda) and Path(source).is_dir() else None
+        bert_runs = self.backend == "openvino" or cuda or self.precision == "fp32"  # qa.bert's torch fp32 is as fast
+        settings = _mean_pooled_bert(source) if bert_runs and Path(source).is_dir() else None
         if self.backend == "openvino" and settings is None:
             if backend == "openvino":
                 raise QAError(f"--backend openvino embeds with mean-pooled BERT models (all-MiniLM-L6-v2 is one), not {model!r}: "
                               "pass --backend torch")
             self.backend = "torch"
-        #: qa.bert's encoder where it embeds the passages (OpenVINO on a CPU, torch on CUDA), and
-        #: then sentence-transformers is not even imported (seconds and memory); else its model
+        #: qa.bert's encoder where it embeds the passages (OpenVINO on a CPU, torch on CUDA, torch
+        #: in fp32 on a CPU), and then sentence-transformers is not even imported (seconds and
+        #: memory); else its model (torch under bf16 autocast on a CPU, where it was 6% faster)
         self._bert: QuestionEncoder | None = None
         self._model = None
         self._source, self._tokenizer = source, None
@@ -86,7 +89,7 @@ class Embedder:
             self.max_tokens = int(self._model.max_seq_length)
         else:
             ahead = {"backend": "openvino", "streams": OPENVINO_STREAMS if streams is None else streams, "threads": threads} \
-                if self.backend == "openvino" else {"tokenize_threads": threads or host_cores()}
+                if self.backend == "openvino" else {"tokenize_threads": threads or host_cores()} if cuda else {}
             self._bert = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
                                          batch_size=self.batch_size, **ahead)
             self.max_tokens = settings[1]
@@ -94,6 +97,17 @@ class Embedder:
             "loaded the embedding model %s on %s in %s (%s) in %.1f s", model, self.device, self.precision, self.backend,
             time.perf_counter() - started,
         )
+
+    @property
+    def batch_size(self) -> int:
+        """Passages per forward pass (qa.bert's encoder follows when it is set)."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, size: int) -> None:
+        self._batch_size = size
+        if getattr(self, "_bert", None) is not None:
+            self._bert.batch_size = size
 
     @property
     def tokenizer(self):
