@@ -1,6 +1,6 @@
 """Device choice, mixed precision and the runtime: CUDA when present, bf16 autocast on CPUs where
-it pays (:func:`cpu_prefers_bf16`), and OpenVINO instead of torch for the forward passes on a CPU where it is installed
-(``qa[openvino]``; see :mod:`qa.openvino_runtime`).
+it pays (:func:`cpu_prefers_bf16`), and OpenVINO instead of torch for the forward passes in bf16
+on a CPU where it is installed (``qa[openvino]``; see :mod:`qa.openvino_runtime`).
 
 torch is imported when a device is first chosen, so that modules using this one stay cheap to
 import (``qa --help``)."""
