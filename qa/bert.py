@@ -212,6 +212,15 @@ def load_tokenizer(folder: str | Path):
     return tokenizer
 
 
+def copy_tokenizer(tokenizer):
+    """A copy of ``tokenizer`` (a ``tokenizers.Tokenizer``) with no truncation or padding, whose
+    settings are its own: the original keeps whatever its callers set on it."""
+    copy = type(tokenizer).from_str(tokenizer.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy
+
+
 def check_windows(scratch) -> None:
     """Raise :class:`QAError` when the installed ``tokenizers`` cuts a long question-passage pair
     into windows that stop short of the passage's end.

@@ -50,8 +50,9 @@ class Embedder:
     on an H200 that embedded 6.2 x faster than sentence-transformers' path, which tokenises on the
     calling thread (docs/BENCHMARKS.md, "On a GPU"). In fp32 on a CPU a mean-pooled BERT embeds
     through it on torch too (as fast as sentence-transformers' path, the same vectors). Where qa.bert
-    embeds, sentence-transformers is not loaded at all (`qa index` of the example corpus took 0.55 of the time: docs/BENCHMARKS.md,
-    "Start-up of `qa index`"). :attr:`tokenizer` and :attr:`max_tokens` say how texts are cut."""
+    embeds, sentence-transformers is not loaded at all (`qa index` of the example corpus took 0.55
+    of the time with OpenVINO: docs/BENCHMARKS.md, "Start-up of `qa index`"). :attr:`tokenizer`
+    and :attr:`max_tokens` say how texts are cut."""
 
     def __init__(
         self,
@@ -83,13 +84,17 @@ class Embedder:
         #: memory); else its model (torch under bf16 autocast on a CPU, where it was 6% faster)
         self._bert: QuestionEncoder | None = None
         self._model = None
-        self._source, self._tokenizer = source, None
+        self._tokenizer = None
         if settings is None:
             self._model = _sentence_transformer(model, source, self.device)
             self.max_tokens = int(self._model.max_seq_length)
         else:
-            ahead = {"backend": "openvino", "streams": OPENVINO_STREAMS if streams is None else streams, "threads": threads} \
-                if self.backend == "openvino" else {"tokenize_threads": threads or host_cores()} if cuda else {}
+            if self.backend == "openvino":
+                ahead = {"backend": "openvino", "streams": OPENVINO_STREAMS if streams is None else streams, "threads": threads}
+            elif cuda:
+                ahead = {"tokenize_threads": threads or host_cores()}
+            else:
+                ahead = {}
             self._bert = QuestionEncoder(model, source, *settings, device=self.device, precision=self.precision,
                                          batch_size=self.batch_size, **ahead)
             self.max_tokens = settings[1]
@@ -115,8 +120,14 @@ class Embedder:
         the passage splitter counts tokens with (:func:`qa.indexer.passages.tokenizer_counter`).
         Texts longer than :attr:`max_tokens` tokens are embedded cut to that length."""
         if self._tokenizer is None:
-            self._tokenizer = _splitting_copy(self.name, self._model.tokenizer) if self._bert is None \
-                else _splitting_tokenizer(self.name, self._source)
+            from qa.bert import copy_tokenizer
+
+            # qa.bert's and sentence-transformers' tokenizers truncate (and pad) as they embed: a copy without
+            own = self._bert.tokenizer if self._bert is not None else getattr(self._model.tokenizer, "backend_tokenizer", None)
+            if own is None:
+                raise QAError(f"the embedding model {self.name!r} has no fast tokenizer (tokenizer.json), which windows "
+                              "counted in its tokens need: split by words instead (--max-words 160)")
+            self._tokenizer = copy_tokenizer(own)
         return self._tokenizer
 
     @property
@@ -174,31 +185,6 @@ def _sentence_transformer(model: str, source: str, device: str):
     except (OSError, ValueError) as err:  # ValueError: a folder without a usable config.json
         raise load_error("embedding model", model, err) from err
     return loaded.eval()
-
-
-def _splitting_tokenizer(model: str, folder: str):
-    """``folder``'s tokenizer, without truncation or padding (:attr:`Embedder.tokenizer`)."""
-    from qa import bert
-
-    try:
-        return bert.load_tokenizer(folder)
-    except (OSError, ValueError) as err:
-        raise load_error("embedding model", model, err) from err
-
-
-def _splitting_copy(model: str, tokenizer):
-    """A copy of a transformers fast tokenizer's ``tokenizers.Tokenizer``, without truncation or
-    padding (the original's are set by each call sentence-transformers makes)."""
-    from tokenizers import Tokenizer
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise QAError(f"the embedding model {model!r} has no fast tokenizer (tokenizer.json), which windows counted in "
-                      "its tokens need: split by words instead (--max-words 160)")
-    copy = Tokenizer.from_str(backend.to_str())
-    copy.no_truncation()
-    copy.no_padding()
-    return copy
 
 
 def host_cores() -> int:

@@ -99,10 +99,9 @@ def featurize(
     if not 0.0 <= negative_fraction <= 1.0:
         raise ValueError("negative_fraction must be between 0 and 1")
     if hasattr(tokenizer, "backend_tokenizer"):  # a fast tokenizer: windows cut by the tokenizers library
-        from qa.bert import check_windows
+        from qa.bert import check_windows, copy_tokenizer
 
-        backend = tokenizer.backend_tokenizer
-        check_windows(type(backend).from_str(backend.to_str()))  # a copy: transformers' own keeps its settings
+        check_windows(copy_tokenizer(tokenizer.backend_tokenizer))  # a copy: transformers' own keeps its settings
     rng = np.random.default_rng(seed)
     id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max else np.int32
     ids, types, lengths, starts, ends, questions, answerable = [], [], [], [], [], [], []
