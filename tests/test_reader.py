@@ -64,6 +64,27 @@ def test_empty_input_and_mismatched_lengths(tiny_reader):
         tiny_reader.read_pairs(["q"], [])
 
 
+def test_a_tokenizer_json_that_pads_does_not_cut_a_batchs_short_questions(tiny_models, tmp_path):
+    """A reader loaded by transformers (here: a BERT qa.bert does not reproduce) whose tokenizer.json
+    sets padding: its questions are still counted one by one, not padded to the batch's longest."""
+    import shutil
+
+    folder = tmp_path / "reader"
+    shutil.copytree(tiny_models["reader"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "position_embedding_type": "relative_key"}))
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["padding"] = {"strategy": "BatchLongest", "direction": "Right", "pad_to_multiple_of": None,
+                            "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    reader = Reader(folder, max_length=256, stride=16)
+    assert type(reader.model).__module__ == "qa.reader.reader"  # transformers' model, wrapped
+    short, long = "who built the tower?", " ".join(["tower"] * 300)
+    fitted = reader.fit_questions([short, long])
+    assert fitted[0] == short
+    assert len(fitted[1]) < len(long)
+
+
 def test_a_model_without_a_qa_head_is_refused(tiny_models):
     with pytest.raises(QAError, match="not an extractive question-answering model"):
         Reader(tiny_models["encoder"])

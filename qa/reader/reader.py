@@ -196,10 +196,10 @@ class Reader:
             tokenizer, self.model, self.pad_id = _load_bert(source) or _load_with_transformers(self.name, source)
         except (OSError, ValueError) as err:
             raise load_error("reader", self.name, err) from err
-        from qa.bert import check_windows
+        from qa.bert import check_windows, copy_tokenizer
 
         # Pairs are cut into windows by one tokenizer, words are counted by another: each keeps its settings.
-        self._words = type(tokenizer).from_str(tokenizer.to_str())
+        self._words = copy_tokenizer(tokenizer)
         check_windows(self._words)  # on the copy, before its own setting: a broken release reads long passages in part
         self._words.no_truncation()
         self._pairs = tokenizer
@@ -391,5 +391,7 @@ def _load_with_transformers(name: str, source: str):
             return out.start_logits, out.end_logits
 
     model = StartEnd(AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32))
-    backend = type(tokenizer.backend_tokenizer).from_str(tokenizer.backend_tokenizer.to_str())
-    return backend, model, tokenizer.pad_token_id or 0
+    from qa.bert import copy_tokenizer
+
+    # without the padding a tokenizer.json may set: padded, a batch's short questions would count as long
+    return copy_tokenizer(tokenizer.backend_tokenizer), model, tokenizer.pad_token_id or 0
