@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -122,10 +123,14 @@ def cpu_prefers_bf16() -> bool:
     except (OSError, ValueError, KeyError, TypeError):  # not measured here yet, or a damaged file
         speedup = bf16_speedup()
         known[key] = {"bf16_speedup": round(speedup, 3), "threads": torch.get_num_threads()}
-        try:
+        written = path.with_name(f".{path.name}.{os.getpid()}")
+        try:  # whole or not at all, when processes measure at once: written aside, then renamed
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(known, indent=1) + "\n")
+            written.write_text(json.dumps(known, indent=1) + "\n")
+            os.replace(written, path)
         except OSError:
+            with contextlib.suppress(OSError):
+                written.unlink(missing_ok=True)
             logger.debug("could not remember the bf16 measurement in %s", path)
     logger.info("bf16 matrix products run %.2f x as fast as fp32's on this CPU (%s)", speedup, info.name)
     return speedup >= BF16_MIN_SPEEDUP

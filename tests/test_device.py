@@ -88,6 +88,7 @@ def test_bf16_is_chosen_only_where_its_matrix_products_are_faster_and_the_measur
     assert device.default_precision("cuda") == "fp16"
     kept = tmp_path / "qa" / device.BF16_CHOICE_FILE
     assert [entry["bf16_speedup"] for entry in json.loads(kept.read_text()).values()] == [0.56]
+    assert [p.name for p in kept.parent.iterdir()] == [kept.name]  # written aside, then renamed: nothing else left
     device.cpu_prefers_bf16.cache_clear()  # as in a new process: what was measured is read, not measured again
     speed[0] = 3.0
     assert device.default_precision("cpu") == "fp32" and measured == [0.56]
