@@ -240,3 +240,19 @@ def test_ray_that_does_not_start_is_a_clear_error(monkeypatch, tmp_path, tiny_mo
     with pytest.raises(QAError, match=r"cannot connect to Ray at 'ray//head': Invalid address format"):
         build_index(root, tmp_path / "index", embedding=EmbeddingOptions(str(tiny_models["encoder"])), ray=RayOptions(address="ray//head"))
     assert not (tmp_path / "index").exists()
+
+
+def test_embedding_actors_share_their_nodes_cpus():
+    from qa.indexer.ray_build import READ_CPUS, actor_plan
+
+    def node(cpus, gpus=0, alive=True):
+        return {"Alive": alive, "Resources": {"CPU": cpus, **({"GPU": gpus} if gpus else {})}}
+
+    eight_gpus = [node(16, 8), node(64, 4), node(8, alive=False)]
+    workers, actor, threads = actor_plan({"CPU": 88, "GPU": 12}, eight_gpus, None, RayOptions())
+    assert (workers, actor, threads) == (12, {"num_gpus": 1, "num_cpus": 1}, 2)  # each tokenises on 16 / 8 cores, not 16
+    assert actor_plan({"CPU": 16, "GPU": 1}, [node(16, 1)], "cuda", RayOptions(workers=3))[0::2] == (3, 16)
+    workers, actor, threads = actor_plan({"CPU": 16, "GPU": 1}, [node(16, 1)], "cpu", RayOptions())  # CPU asked for
+    assert (workers, threads, actor) == (8, 2, {"num_cpus": 2 - READ_CPUS})
+    workers, actor, threads = actor_plan({"CPU": 12}, [node(4), node(4), node(4)], None, RayOptions(workers=2))
+    assert (workers, threads) == (2, 4)  # 12 CPUs for two actors, but no node holds 6

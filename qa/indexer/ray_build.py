@@ -140,21 +140,35 @@ def _start(address: str | None):
     return ray.data
 
 
+def actor_plan(resources: dict, nodes: list[dict], device: str | None, options: RayOptions) -> tuple[int, dict, int | None]:
+    """How many embedding actors, the resources each asks Ray for, and the threads each runs on,
+    for a cluster of ``resources`` (``ray.cluster_resources()``) and ``nodes`` (``ray.nodes()``).
+
+    One actor per GPU (or ``options.workers``), tokenising on its share of its node's CPUs (the
+    node's CPUs over its GPUs, the smallest share of any GPU node): on a node of 8 GPUs and 16 cores
+    two threads each, not 16. Without GPUs (or with ``device`` a CPU), actors run torch on
+    ``cpus_per_worker`` CPUs each (or the cluster's CPUs shared by ``options.workers``), less what
+    reading tasks hold."""
+    alive = [node["Resources"] for node in nodes if node.get("Alive")]
+    gpus = int(resources.get("GPU", 0)) if device is None or device.startswith("cuda") else 0
+    if gpus:
+        shares = [int(node.get("CPU", 1) // node["GPU"]) for node in alive if node.get("GPU", 0) >= 1]
+        return options.workers or gpus, {"num_gpus": 1, "num_cpus": 1}, max(1, min(shares, default=1))
+    cpus = int(resources.get("CPU", 1))
+    workers = options.workers or max(1, cpus // options.cpus_per_worker)
+    threads = options.cpus_per_worker if options.workers is None else max(1, cpus // workers)
+    largest = max((node.get("CPU", 0) for node in alive), default=1)
+    threads = max(1, min(threads, int(largest)))  # an actor must fit on one node
+    return workers, {"num_cpus": max(threads - READ_CPUS, READ_CPUS)}, threads
+
+
 def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage_config, model, embedding, options: RayOptions):
     import ray
 
     resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0)) if embedding.device is None or embedding.device.startswith("cuda") else 0
     cpus = int(resources.get("CPU", 1))
-    threads = None
-    if gpus:
-        workers, actor = options.workers or gpus, {"num_gpus": 1, "num_cpus": 1}
-    else:  # each actor runs torch on its share of the CPUs, less what reading tasks hold
-        workers = options.workers or max(1, cpus // options.cpus_per_worker)
-        threads = options.cpus_per_worker if options.workers is None else max(1, cpus // workers)
-        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]), default=1)
-        threads = max(1, min(threads, int(largest)))  # an actor must fit on one node
-        actor = {"num_cpus": max(threads - READ_CPUS, READ_CPUS)}
+    workers, actor, threads = actor_plan(resources, ray.nodes(), embedding.device, options)
+    gpus = "num_gpus" in actor
     logger.info("Ray build: %d parts, %d embedding actor(s) %s, cluster %s", len(listing), workers, actor, resources)
     items = [{"kind": p.kind, "path": str(p.path), "base": str(p.base)} for p in listing]
     fields = (reading.id_field, reading.title_field, reading.text_field)
