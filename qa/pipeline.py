@@ -38,6 +38,13 @@ forward passes; memory bounded by this many questions' passages)."""
 BM25_WEIGHT = 1.5
 DENSE_WEIGHT = 20.0
 
+#: Below this best cosine between the question and the passages read, a pipeline that abstains
+#: says the collection does not answer, whatever the reader finds: the question is about something
+#: else. Per embedding model, where measured (benchmarks/retrieval_evidence.py, docs/READER.md,
+#: "Off-collection questions"): all-MiniLM-L6-v2's is the 1st percentile of COVID-QA training
+#: questions asked of their own articles, the lower of that and SQuAD's (0.381).
+MIN_COSINE = {"sentence-transformers/all-MiniLM-L6-v2": 0.28}
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -103,7 +110,10 @@ class Prediction:
     """The reader's spans over the passages read (``hits[:top_k]``), so that answers can be
     ranked again over fewer of them (:meth:`Pipeline.rank_answers`); None without a reader."""
     abstained: bool = False
-    """True when the reader found spans but judged that the passages do not answer (``answers`` empty)."""
+    """True when the pipeline judged that the passages do not answer (``answers`` empty): by the
+    reader's rule, or because none of them is close to the question (``off_topic``)."""
+    off_topic: bool = False
+    """True when no passage read came within the pipeline's ``min_cosine`` of the question."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +123,7 @@ class Prediction:
             "retriever": self.retriever,
             "answers": [a.as_dict() for a in self.answers],
             "abstained": self.abstained,
+            "off_topic": self.off_topic,
             "passages": [
                 {"rank": h.rank, "score": h.score, "bm25": h.bm25, "cosine": h.cosine, **h.passage.as_dict()} for h in self.hits
             ],
@@ -129,7 +140,10 @@ class Pipeline:
     passage's BM25 score and embedding cosine into each answer's score. ``abstention`` is when
     the pipeline says the passages do not answer (no answers): ``"reader"`` (the default), the
     reader's own rule if its folder has one (``abstention.json``); an :class:`Abstention`; or
-    None, always answer (see :mod:`qa.reader.abstention`).
+    None, always answer (see :mod:`qa.reader.abstention`). ``min_cosine``: a pipeline that abstains
+    also does when no passage read has a cosine with the question of at least this; ``"index"``
+    (the default), :data:`MIN_COSINE` for the index's embedding model (none for a model not
+    measured), and only when ``abstention`` is not None; a number, always; None, never.
     ``precision`` is the reader's and the question encoder's, ``backend`` the reader's (see :class:`Reader`).
     ``question_batch`` bounds how many questions' passages :meth:`ask_batch` reads at once;
     ``aggregate`` is how spans of the same text combine (see :func:`rank_answers`). With
@@ -154,6 +168,7 @@ class Pipeline:
         question_batch: int = QUESTION_BATCH,
         aggregate: str = "none",
         reopen_replaced: bool = True,
+        min_cosine: float | str | None = "index",
     ):
         if question_batch < 1:
             raise QAError(f"question batch must be at least 1, got {question_batch}")
@@ -175,6 +190,11 @@ class Pipeline:
         elif abstention is not None and not isinstance(abstention, Abstention):
             raise QAError(f"abstention is 'reader', an Abstention or None, got {abstention!r}")
         self.abstention: Abstention | None = abstention
+        if min_cosine == "index":
+            min_cosine = _min_cosine(self.index.manifest["dense"]["model"]) if abstention is not None else None
+        elif min_cosine is not None and not isinstance(min_cosine, (int, float)):
+            raise QAError(f"min_cosine is 'index', a number or None, got {min_cosine!r}")
+        self.min_cosine: float | None = min_cosine
         if self.reader is not None or self.retriever.uses_vectors:
             _ = self.index.question_encoder  # load the question encoder now, not in the first question
 
@@ -219,6 +239,7 @@ class Pipeline:
         readings: list[ReaderOutput | None] = [None] * len(questions)
         found: list[list[Answer]] = [[] for _ in questions]
         abstained = [False] * len(questions)
+        off_topic = [False] * len(questions)
         if self.reader is not None:
             read_as = self.reader.fit_questions(questions)
             for i, (question, fitted) in enumerate(zip(questions, read_as)):
@@ -236,7 +257,8 @@ class Pipeline:
                 readings[i] = output.part(lo, lo + len(hits))
                 lo += len(hits)
                 found[i] = self.rank_answers(hits, readings[i], answers) if hits else []
-                abstained[i] = bool(hits) and not found[i] and readings[i].abstains(self.abstention, len(hits))  # answers: it did not
+                off_topic[i] = off_collection(hits, self.min_cosine)
+                abstained[i] = bool(hits) and not found[i] and (off_topic[i] or readings[i].abstains(self.abstention, len(hits)))
         if any(found):  # the answers' documents' metadata, in one look-up for the group
             metadata = retriever.index.store.metadata(a.passage.doc_id for answers in found for a in answers)
             found = [[replace(a, metadata=metadata.get(a.passage.doc_id, {})) for a in answers] for answers in found]
@@ -245,8 +267,8 @@ class Pipeline:
         seconds = {"retrieve": (t1 - t0) / n, "read": (t2 - t1) / n, "total": (t2 - t0) / n}
         reader_name = self.reader.name if self.reader else None
         return [
-            Prediction(q, a, hits, reader_name, retriever.name, dict(seconds), w, r, x)
-            for q, a, hits, w, r, x in zip(questions, found, hit_lists, warnings, readings, abstained)
+            Prediction(q, a, hits, reader_name, retriever.name, dict(seconds), w, r, x, o)
+            for q, a, hits, w, r, x, o in zip(questions, found, hit_lists, warnings, readings, abstained, off_topic)
         ]
 
     def reopen_if_replaced(self) -> bool:
@@ -268,7 +290,7 @@ class Pipeline:
         return rank_answers(
             hits, reading, answers,
             bm25_weight=self.bm25_weight, dense_weight=self.dense_weight, abstention=self.abstention,
-            aggregate=self.aggregate,
+            aggregate=self.aggregate, min_cosine=self.min_cosine,
         )
 
 
@@ -281,6 +303,7 @@ def rank_answers(
     dense_weight: float = DENSE_WEIGHT,
     abstention: Abstention | None = None,
     aggregate: str = "none",
+    min_cosine: float | None = None,
 ) -> list[Answer]:
     """At most ``answers`` answers from the spans read in ``hits``, best first.
 
@@ -288,7 +311,8 @@ def rank_answers(
     ``dense_weight`` times its passage's cosine (both carried by the hit). A span whose text
     (lower-cased, spaces collapsed) repeats a better answer's, or that overlaps a better answer
     in the same passage, is dropped. With ``abstention``, there are no answers when the reader's
-    best span does not beat the no-answer score by its threshold (:meth:`ReaderOutput.abstains`).
+    best span does not beat the no-answer score by its threshold (:meth:`ReaderOutput.abstains`);
+    with ``min_cosine``, none when no hit's cosine reaches it (:func:`off_collection`).
     Spans of passages beyond ``len(hits)`` are ignored, so one reading of the top passages serves
     every smaller top-k.
 
@@ -311,7 +335,7 @@ def rank_answers(
             key = _answer_key(span.text)
             totals[key] = float(np.logaddexp(totals.get(key, -np.inf), span.score + evidence[span.passage]))
         ranked.sort(key=lambda s: -totals[_answer_key(s.text)])  # stable: a text's best span stays first
-    if reading.abstains(abstention, len(hits)):
+    if reading.abstains(abstention, len(hits)) or off_collection(hits, min_cosine):
         return []
     found: list[Answer] = []
     seen: set[str] = set()
@@ -326,6 +350,26 @@ def rank_answers(
         if len(found) == answers:
             break
     return found
+
+
+def off_collection(hits: Sequence[Hit], min_cosine: float | None) -> bool:
+    """True when there are hits and none has a cosine with the question of ``min_cosine`` or more."""
+    return min_cosine is not None and bool(hits) and max(h.cosine if h.cosine is not None else -1.0 for h in hits) < min_cosine
+
+
+def _min_cosine(model: str) -> float | None:
+    """:data:`MIN_COSINE` of ``model`` (a hub id, or the folder one resolves to), or None."""
+    if model in MIN_COSINE:
+        return MIN_COSINE[model]
+    from qa.hub import resolve_model
+
+    for known, floor in MIN_COSINE.items():
+        try:
+            if Path(resolve_model(known)).resolve() == Path(model).expanduser().resolve():
+                return floor
+        except (QAError, OSError):
+            continue
+    return None
 
 
 def _answer_key(text: str) -> str:

@@ -99,18 +99,27 @@ def test_smoke_evaluation_with_the_packaged_reader(default_reader, squad_dev, tm
 @pytest.mark.integration
 def test_the_packaged_reader_says_when_the_index_does_not_answer(default_reader, minilm_path, tmp_path, monkeypatch):
     """Its abstention rule (abstention.json) is on by default: questions the example corpus does not
-    answer get no answer, and questions it answers keep theirs."""
+    answer get no answer, and questions it answers keep theirs. The reader's rule alone abstains on
+    them, and so does all-MiniLM-L6-v2's cosine floor alone (no passage is close to them)."""
     from qa.indexer import EmbeddingOptions, build_index
+    from qa.pipeline import MIN_COSINE
 
     monkeypatch.delenv("QA_READER", raising=False)
     build_index(EXAMPLE_CORPUS, tmp_path / "index", embedding=EmbeddingOptions(str(minilm_path)))
     pipe = Pipeline(tmp_path / "index")
     assert pipe.abstention is not None and pipe.abstention.scope == "question"
+    assert pipe.min_cosine == MIN_COSINE["sentence-transformers/all-MiniLM-L6-v2"]  # the model given as its folder
+    by_the_reader = Pipeline(tmp_path / "index", reader=pipe.reader, min_cosine=None)
+    by_the_floor = Pipeline(tmp_path / "index", reader=pipe.reader, abstention=None, min_cosine=pipe.min_cosine)
     for question in ("What is the capital of Norway?", "Who won the 1998 FIFA World Cup?", "?!?! ... ---"):
         prediction = pipe.ask(question)
-        assert prediction.answers == [] and prediction.abstained, (question, [a.text for a in prediction.answers])
-    answered = pipe.ask("Who invented the World Wide Web?")
-    assert not answered.abstained and "Tim Berners-Lee" in answered.answers[0].text
+        assert prediction.answers == [] and prediction.abstained and prediction.off_topic, (question, [a.text for a in prediction.answers])
+        prediction = by_the_reader.ask(question)
+        assert prediction.answers == [] and prediction.abstained and not prediction.off_topic, (question, [a.text for a in prediction.answers])
+        assert by_the_floor.ask(question).off_topic
+    for pipeline in (pipe, by_the_reader, by_the_floor):
+        answered = pipeline.ask("Who invented the World Wide Web?")
+        assert not answered.abstained and not answered.off_topic and "Tim Berners-Lee" in answered.answers[0].text
 
 
 @pytest.mark.integration

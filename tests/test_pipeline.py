@@ -72,3 +72,24 @@ def test_threads_may_share_one_pipeline(tiny_index, tiny_models, backend):
 
     assert errors_in_threads(ask, 4) == []
     assert all(answers == alone[question] for question, runs in got.items() for answers in runs)
+
+
+def test_a_pipeline_that_abstains_does_so_when_no_passage_is_close_to_the_question(tiny_index, tiny_models):
+    from qa.pipeline import off_collection
+    from qa.reader import Abstention
+
+    never = Abstention(float("-inf"), "question")  # the reader's rule alone never abstains
+    assert Pipeline(tiny_index, reader=str(tiny_models["reader"]), abstention=never).min_cosine is None  # a model not measured
+    question = "Who built the Eiffel Tower?"
+    cosines = [h.cosine for h in Pipeline(tiny_index, reader=str(tiny_models["reader"]), abstention=None).ask(question).hits]
+    above = Pipeline(tiny_index, reader=str(tiny_models["reader"]), abstention=never, min_cosine=max(cosines) + 1e-3)
+    prediction = above.ask(question)
+    assert prediction.answers == [] and prediction.abstained and prediction.off_topic
+    assert prediction.as_dict()["off_topic"] is True
+    assert above.rank_answers(prediction.hits, prediction.reading) == []  # ranking again agrees
+    at = Pipeline(tiny_index, reader=str(tiny_models["reader"]), abstention=never, min_cosine=max(cosines))
+    prediction = at.ask(question)
+    assert prediction.answers and not prediction.abstained and not prediction.off_topic
+    assert not off_collection([], 1.0) and not off_collection(prediction.hits, None)
+    with pytest.raises(QAError, match="min_cosine"):
+        Pipeline(tiny_index, reader=str(tiny_models["reader"]), min_cosine="high")

@@ -89,6 +89,10 @@ def print_result(result: dict) -> None:
         if not result["passages"]:
             out.print("No passage in the index matches this question.")
         return
+    if not result["answers"] and result.get("off_topic"):  # nor does one older than the cosine floor
+        out.print("No answer: none of the passages is close to this question; the collection does not seem to cover it "
+                  "(--always-answer shows the reader's best guesses).")
+        return
     if not result["answers"] and result.get("abstained"):  # a server older than abstention sends no such key
         out.print("No answer: the reader judges that none of the passages it read answers this question "
                   "(--always-answer shows its best guesses).")

@@ -121,7 +121,9 @@ function render(result) {
     return;
   }
   if (!result.answers.length) {
-    message(result.abstained
+    message(result.off_topic
+      ? "No answer: none of the passages is close to this question; the collection does not seem to cover it."
+      : result.abstained
       ? "No answer: the reader judges that none of the passages it read answers this question."
       : "No answer: the collection holds no passage that answers this question.", "empty");
     return;
