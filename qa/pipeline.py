@@ -191,7 +191,7 @@ class Pipeline:
             raise QAError(f"abstention is 'reader', an Abstention or None, got {abstention!r}")
         self.abstention: Abstention | None = abstention
         if min_cosine == "index":
-            min_cosine = _min_cosine(self.index.manifest["dense"]["model"]) if abstention is not None else None
+            min_cosine = _min_cosine(self.index.manifest.get("dense", {}).get("model", "")) if abstention is not None else None
         elif min_cosine is not None and not isinstance(min_cosine, (int, float)):
             raise QAError(f"min_cosine is 'index', a number or None, got {min_cosine!r}")
         self.min_cosine: float | None = min_cosine

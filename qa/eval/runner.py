@@ -203,6 +203,7 @@ def evaluate(
     with _progress(f"Evaluating {question_set.name}", len(examples) * len(retrievers), show_progress, on_question) as advance:
         for name in retrievers:
             pipe = Pipeline(index, reader=reader, retriever=name, abstention=rule, question_batch=question_batch)
+            config.setdefault("min_cosine", pipe.min_cosine)  # the pipeline's floor (qa.pipeline.MIN_COSINE), or None
             fusion = config.setdefault("fusion", {"answers": {"bm25_weight": pipe.bm25_weight, "dense_weight": pipe.dense_weight}})
             if isinstance(pipe.retriever, HybridRetriever):
                 bm25_weight, dense_weight = pipe.retriever.weights
