@@ -145,6 +145,21 @@ def test_bad_options_are_usage_errors(args):
     assert "Traceback" not in result.output
 
 
+def test_ask_says_which_no_answer_it_is(capsys):
+    """No answer by the cosine floor, by the reader's rule, or because nothing matched: three messages."""
+    from qa.cli import ask
+
+    base = {"reader": "r", "answers": [], "passages": [], "warnings": []}
+    said = []
+    for result in ({**base, "abstained": True, "off_topic": True}, {**base, "abstained": True, "off_topic": False},
+                   {**base, "abstained": False}):
+        ask.print_result(result)
+        said.append(" ".join(capsys.readouterr().out.split()))
+    assert said[0].startswith("No answer: none of the passages is close to this question")
+    assert said[1].startswith("No answer: the reader judges that none of the passages it read answers")
+    assert said[2].startswith("No answer: the index holds no passage that answers")
+
+
 def test_ask_says_when_the_reader_abstains_and_always_answer_overrides_it(cli_index, tiny_models, tmp_path):
     import shutil
 
