@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -190,11 +191,9 @@ class Pipeline:
         elif abstention is not None and not isinstance(abstention, Abstention):
             raise QAError(f"abstention is 'reader', an Abstention or None, got {abstention!r}")
         self.abstention: Abstention | None = abstention
-        if min_cosine == "index":
-            min_cosine = _min_cosine(self.index.manifest.get("dense", {}).get("model", "")) if abstention is not None else None
-        elif min_cosine is not None and not isinstance(min_cosine, (int, float)):
+        if min_cosine != "index" and min_cosine is not None and not isinstance(min_cosine, (int, float)):
             raise QAError(f"min_cosine is 'index', a number or None, got {min_cosine!r}")
-        self.min_cosine: float | None = min_cosine
+        self._min_cosine = min_cosine
         if self.reader is not None or self.retriever.uses_vectors:
             _ = self.index.question_encoder  # load the question encoder now, not in the first question
 
@@ -249,6 +248,7 @@ class Pipeline:
                         f"{self.reader.max_question_tokens} tokens, up to {fitted[-40:]!r}"
                     )
             read = [hits[:top_k] for hits in hit_lists]
+            floor = self._floor(retriever.index)
             output = self.reader.read_batch(
                 [q for q, hits in zip(read_as, read) for _ in hits], [h.passage.text for hits in read for h in hits], n_best=answers
             )
@@ -257,7 +257,7 @@ class Pipeline:
                 readings[i] = output.part(lo, lo + len(hits))
                 lo += len(hits)
                 found[i] = self.rank_answers(hits, readings[i], answers) if hits else []
-                off_topic[i] = off_collection(hits, self.min_cosine)
+                off_topic[i] = off_collection(hits, floor)
                 abstained[i] = bool(hits) and not found[i] and (off_topic[i] or readings[i].abstains(self.abstention, len(hits)))
         if any(found):  # the answers' documents' metadata, in one look-up for the group
             metadata = retriever.index.store.metadata(a.passage.doc_id for answers in found for a in answers)
@@ -270,6 +270,17 @@ class Pipeline:
             Prediction(q, a, hits, reader_name, retriever.name, dict(seconds), w, r, x, o)
             for q, a, hits, w, r, x, o in zip(questions, found, hit_lists, warnings, readings, abstained, off_topic)
         ]
+
+    @property
+    def min_cosine(self) -> float | None:
+        """The cosine floor in force (see ``min_cosine`` above), for the index as it is now: one
+        that ``qa index`` replaced with another embedding model's gets that model's."""
+        return self._floor(self.index)
+
+    def _floor(self, index: Index) -> float | None:
+        if self._min_cosine != "index":
+            return self._min_cosine
+        return _min_cosine(index.manifest["dense"]["model"]) if self.abstention is not None else None
 
     def reopen_if_replaced(self) -> bool:
         """Open the index again when ``qa index`` has replaced it since it was opened (so that
@@ -361,15 +372,19 @@ def _min_cosine(model: str) -> float | None:
     """:data:`MIN_COSINE` of ``model`` (a hub id, or the folder one resolves to), or None."""
     if model in MIN_COSINE:
         return MIN_COSINE[model]
+    folder = _folder(model)
+    return next((floor for known, floor in MIN_COSINE.items() if folder is not None and _folder(known) == folder), None)
+
+
+@functools.cache
+def _folder(model: str) -> Path | None:
+    """The local folder ``model`` (a hub id or a path) resolves to, or None (looked up once per name)."""
     from qa.hub import resolve_model
 
-    for known, floor in MIN_COSINE.items():
-        try:
-            if Path(resolve_model(known)).resolve() == Path(model).expanduser().resolve():
-                return floor
-        except (QAError, OSError):
-            continue
-    return None
+    try:
+        return Path(resolve_model(model)).expanduser().resolve()
+    except (QAError, OSError):
+        return None
 
 
 def _answer_key(text: str) -> str:

@@ -147,6 +147,23 @@ def test_a_pipeline_reopens_an_index_replaced_under_it(tiny_models, write_files,
     assert pipe.index.generation == 2
 
 
+def test_the_cosine_floor_follows_an_index_replaced_under_the_pipeline(tiny_models, write_files, tmp_path, monkeypatch):
+    import shutil
+
+    from qa.reader import Abstention
+
+    out, other_model = tmp_path / "idx", tmp_path / "another-encoder"
+    shutil.copytree(tiny_models["encoder"], other_model)
+    monkeypatch.setattr("qa.pipeline.MIN_COSINE", {str(tiny_models["encoder"]): 0.5})
+    _build(write_files(SMALL_CORPUS), out, tiny_models)
+    pipe = Pipeline(out, reader=str(tiny_models["reader"]), abstention=Abstention(float("-inf"), "question"))
+    assert pipe.min_cosine == 0.5
+    build_index(write_files(SMALL_CORPUS), out, embedding=EmbeddingOptions(str(other_model)),
+                passages=PassageOptions(max_words=12, overlap_words=4))
+    pipe.ask("Eiffel tower Paris")  # reopens the index, now another model's: no floor measured for it
+    assert pipe.index.generation == 2 and pipe.min_cosine is None
+
+
 def test_an_index_object_refuses_parts_of_a_replaced_build(tiny_models, write_files, tmp_path):
     out = tmp_path / "idx"
     _build(write_files(SMALL_CORPUS), out, tiny_models)
