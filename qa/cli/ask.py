@@ -89,7 +89,7 @@ def print_result(result: dict) -> None:
         if not result["passages"]:
             out.print("No passage in the index matches this question.")
         return
-    if not result["answers"] and result.get("off_topic"):  # nor does one older than the cosine floor
+    if not result["answers"] and result.get("off_topic"):  # a server older than the cosine floor sends no such key
         out.print("No answer: none of the passages is close to this question; the collection does not seem to cover it "
                   "(--always-answer shows the reader's best guesses).")
         return
