@@ -122,7 +122,7 @@ class Embedder:
         if self._tokenizer is None:
             from qa.bert import copy_tokenizer
 
-            # qa.bert's and sentence-transformers' tokenizers truncate (and pad) as they embed: a copy without
+            # qa.bert's and sentence-transformers' tokenizers truncate (and pad) as they embed: a copy does neither
             own = self._bert.tokenizer if self._bert is not None else getattr(self._model.tokenizer, "backend_tokenizer", None)
             if own is None:
                 raise QAError(f"the embedding model {self.name!r} has no fast tokenizer (tokenizer.json), which windows "
