@@ -6,10 +6,11 @@ size and precision.
   start and end logits (as in Hugging Face's ``utils_qa.py``); latency is per pair;
 - qa: :class:`qa.reader.Reader` reading 64 pairs per call, their features sorted by length and
   run B at a time (the batch size), decoded by the vectorised n-best decoder, in fp32, bf16
-  autocast and int8 dynamic quantisation, with torch, and with OpenVINO (``-ov``, fp32 and bf16)
-  where it is installed (``--streams 1,2``: also with batches run two at a time on OpenVINO's
-  streams, ``-s2``, in calls of at least ``STREAMED_BATCHES`` batches: see
-  ``benchmarks/reader_call_streams.py``); latency is per call of 64 pairs (``--call``).
+  autocast and int8 dynamic quantisation, with torch, and with OpenVINO where it is installed
+  (``-ov``: fp32, bf16, and static int8 where NNCF is installed, :mod:`qa.reader.int8`;
+  ``--streams 1,2``: also with batches run two at a time on OpenVINO's streams, ``-s2``, in calls
+  of at least ``STREAMED_BATCHES`` batches: see ``benchmarks/reader_call_streams.py``); latency is
+  per call of 64 pairs (``--call``).
 
 Every configuration runs once per round, in turn, for ``--rounds`` rounds; the table gives medians,
 and "x naive" compares each run with the naive loop of the same round. The fp32 ceiling is the
@@ -46,7 +47,7 @@ from bench_index import encoder_flops, gemm_peak  # noqa: E402  (benchmarks/ is 
 from qa.device import cpu_name, pick_device  # noqa: E402
 
 from qa.corpora.squad import load_squad  # noqa: E402
-from qa.device import cpu_has_bf16, openvino_installed  # noqa: E402
+from qa.device import cpu_has_bf16, nncf_installed, openvino_installed  # noqa: E402
 from qa.metrics import squad_scores  # noqa: E402
 from qa.reader import Reader, default_reader_path  # noqa: E402
 
@@ -157,6 +158,8 @@ def main() -> None:
         for streams in [int(x) for x in args.streams.split(",")]:
             suffix = "" if streams == 1 else f"-s{streams}"
             precisions["fp32-ov" + suffix] = Reader(args.reader, precision="fp32", device="cpu", backend="openvino", streams=streams)
+            if nncf_installed():
+                precisions["int8-ov" + suffix] = Reader(args.reader, precision="int8", device="cpu", backend="openvino", streams=streams)
             if bf16:
                 precisions["bf16-ov" + suffix] = Reader(args.reader, precision="bf16", device="cpu", backend="openvino", streams=streams)
     else:

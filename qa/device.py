@@ -170,7 +170,7 @@ def choose_precision(precision: str, device: str, model: str = "model") -> str:
     if precision == "fp16" and not device.startswith("cuda"):
         raise QAError("fp16 needs a CUDA device; on a CPU use bf16, int8 or fp32")
     if precision == "int8" and device != "cpu":
-        raise QAError("int8 (dynamic quantisation) runs on the CPU only: pass --device cpu")
+        raise QAError("int8 runs on the CPU only: pass --device cpu")
     if precision != "auto":
         logger.info("%s runs in %s on %s (asked for)", model, precision, device)
         return precision
@@ -206,22 +206,37 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def nncf_installed() -> bool:
+    """NNCF, which quantises a model for OpenVINO's int8 (:mod:`qa.reader.int8`)."""
+    import importlib.util
+
+    return importlib.util.find_spec("nncf") is not None
+
+
 def choose_backend(backend: str, device: str, precision: str, model: str = "model") -> str:
-    """What runs ``model``'s forward passes: ``torch``, or ``openvino`` (CPU only, in bf16 or
-    fp32). ``auto`` is OpenVINO for bf16 on a CPU where it is installed, else torch; an explicit
-    choice is checked. ``precision`` is the one :func:`choose_precision` chose."""
+    """What runs ``model``'s forward passes: ``torch``, or ``openvino`` (CPU only, in bf16, fp32
+    or int8). ``auto`` is OpenVINO for bf16 on a CPU where it is installed, and for int8 where
+    NNCF is too, else torch; an explicit choice is checked. ``precision`` is the one
+    :func:`choose_precision` chose."""
     if backend not in BACKENDS:
         raise QAError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
-    if backend == "auto":  # measured faster only in bf16 (benchmarks/bench_reader.py), so far
-        chosen = "openvino" if device == "cpu" and precision == "bf16" and cpu_has_bf16() and openvino_installed() else "torch"
-        logger.info("%s runs on %s (%s)", model, chosen, "OpenVINO is installed and this CPU runs bf16"
-                    if chosen == "openvino" else "no OpenVINO here, or not a bf16 CPU run")
+    if backend == "auto":  # measured faster only in bf16 and int8 (benchmarks/bench_reader.py), so far
+        if device == "cpu" and precision == "int8":
+            chosen = "openvino" if openvino_installed() and nncf_installed() else "torch"
+            why = ("OpenVINO and NNCF are installed: static int8" if chosen == "openvino"
+                   else "no OpenVINO and NNCF here: torch's dynamic int8")
+        else:
+            chosen = "openvino" if device == "cpu" and precision == "bf16" and cpu_has_bf16() and openvino_installed() else "torch"
+            why = "OpenVINO is installed and this CPU runs bf16" if chosen == "openvino" else "no OpenVINO here, or not a bf16 CPU run"
+        logger.info("%s runs on %s (%s)", model, chosen, why)
         return chosen
     if backend == "openvino":
         if device != "cpu":
             raise QAError(f"--backend openvino runs on the CPU; {model} is on {device}: pass --device cpu or --backend torch")
-        if precision not in ("bf16", "fp32"):
-            raise QAError(f"--backend openvino runs bf16 or fp32, not {precision}: pass --precision auto, bf16 or fp32, or --backend torch")
+        if precision not in ("bf16", "fp32", "int8"):
+            raise QAError(f"--backend openvino runs bf16, fp32 or int8, not {precision}: pass --precision auto, bf16, fp32 or int8, or --backend torch")
         if not openvino_installed():
             raise QAError("--backend openvino needs OpenVINO: pip install 'qa[openvino]' (or pass --backend torch)")
+        if precision == "int8" and not nncf_installed():
+            raise QAError("int8 on OpenVINO needs NNCF: pip install 'qa[openvino]' (or pass --backend torch)")
     return backend

@@ -128,13 +128,23 @@ def compile_module(module, inputs: int, precision: str, streams: int = 1, thread
     for the CPU in ``precision`` (``bf16`` or ``fp32``), for latency and, with ``streams`` > 1,
     for throughput as well (:class:`CompiledModule`); on ``threads`` threads in all where given
     (a Ray actor's share of a node), else on all cores."""
+    return compile_converted(convert_module(module, inputs), precision, streams, threads)
+
+
+def convert_module(module, inputs: int):
+    """``module`` converted to an OpenVINO model taking ``inputs`` int64 tensors of any batch and length."""
     import openvino as ov
     import torch
 
     example = tuple(torch.ones(EXAMPLE_SHAPE, dtype=torch.long) for _ in range(inputs))
     with torch.no_grad(), warnings.catch_warnings(), _without_telemetry():
         warnings.simplefilter("ignore")  # torch.jit.trace's deprecation and tracer notes: conversion's, not the user's
-        converted = ov.convert_model(module, example_input=example)
+        return ov.convert_model(module, example_input=example)
+
+
+def compile_converted(converted, precision: str, streams: int = 1, threads: int | None = None) -> CompiledModule:
+    """A converted model compiled as :func:`compile_module` compiles: in bf16 or fp32 (a model
+    quantised to int8 runs its int8 operations in int8 under either)."""
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
     if threads:
         streams = max(1, min(streams, threads))

@@ -46,14 +46,20 @@ def test_the_backend_is_checked_against_device_precision_and_installation(monkey
     from qa.device import choose_backend
 
     monkeypatch.setattr("qa.device.openvino_installed", lambda: True)
+    monkeypatch.setattr("qa.device.nncf_installed", lambda: True)
     monkeypatch.setattr("qa.device.cpu_has_bf16", lambda: True)
     assert choose_backend("auto", "cpu", "bf16") == "openvino"
-    assert choose_backend("auto", "cpu", "fp32") == "torch"  # measured faster in bf16 only, so far
-    assert choose_backend("auto", "cpu", "int8") == choose_backend("auto", "cuda", "fp16") == "torch"
-    assert choose_backend("openvino", "cpu", "fp32") == "openvino"
+    assert choose_backend("auto", "cpu", "fp32") == "torch"  # measured faster in bf16 and int8 only, so far
+    assert choose_backend("auto", "cpu", "int8") == "openvino"  # static int8
+    assert choose_backend("auto", "cuda", "fp16") == "torch"
+    assert choose_backend("openvino", "cpu", "fp32") == choose_backend("openvino", "cpu", "int8") == "openvino"
     with pytest.raises(QAError, match="runs on the CPU"):
         choose_backend("openvino", "cuda", "fp16")
-    with pytest.raises(QAError, match="runs bf16 or fp32, not int8"):
+    with pytest.raises(QAError, match="runs bf16, fp32 or int8, not fp16"):
+        choose_backend("openvino", "cpu", "fp16")
+    monkeypatch.setattr("qa.device.nncf_installed", lambda: False)
+    assert choose_backend("auto", "cpu", "int8") == "torch"  # torch's dynamic int8
+    with pytest.raises(QAError, match=r"needs NNCF: pip install 'qa\[openvino\]'"):
         choose_backend("openvino", "cpu", "int8")
     with pytest.raises(QAError, match="unknown backend"):
         choose_backend("onnx", "cpu", "bf16")

@@ -48,8 +48,8 @@ DeviceOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
 BackendOption = Annotated[
     str,
-    typer.Option(help="What runs the reader: auto (OpenVINO for bf16 on a CPU where OpenVINO (the extra qa\\[openvino]) is installed, else torch), "
-                      "torch or openvino."),
+    typer.Option(help="What runs the reader: auto (OpenVINO for bf16, and for int8, on a CPU where the extra qa\\[openvino] is installed, "
+                      "else torch), torch or openvino."),
 ]
 AlwaysAnswerOption = Annotated[
     bool, typer.Option("--always-answer", help="Show the best answers even where the reader judges that the passages do not answer.")
@@ -58,7 +58,8 @@ PrecisionOption = Annotated[
     str,
     typer.Option(
         help="Arithmetic of the reader and question encoder: auto (fp16 on CUDA, bf16 on CPUs where it is faster than fp32, "
-        f"else fp32), {', '.join(PRECISIONS[1:])} (int8: the reader only)."
+        f"else fp32), {', '.join(PRECISIONS[1:])} (int8: the reader only; static int8, calibrated once, with the extra qa\\[openvino], "
+        "else torch's dynamic int8)."
     ),
 ]
 

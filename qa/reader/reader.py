@@ -155,11 +155,12 @@ class Reader:
     ``max_length`` tokens are read in windows overlapping by ``stride`` tokens. Features are
     sorted by length and padded per batch. ``precision="auto"`` runs the forward pass under fp16
     autocast on CUDA, bf16 autocast on CPUs where it pays (:func:`qa.device.cpu_prefers_bf16`),
-    else in fp32; ``"int8"`` quantises the linear layers dynamically (CPU; see
-    ``benchmarks/bench_reader.py`` for speed and accuracy).
+    else in fp32; ``"int8"`` (CPU) runs weights and activations in int8 on OpenVINO, calibrated
+    once and cached (:mod:`qa.reader.int8`), or with torch, the linear layers quantised
+    dynamically (see ``benchmarks/bench_reader.py`` for speed and accuracy).
     ``backend`` is what runs the forward passes (:func:`qa.device.choose_backend`: OpenVINO for
-    bf16 on a CPU where it is installed, else torch); with OpenVINO, ``streams`` batches run at
-    once in calls of many (:data:`READER_STREAMS`).
+    bf16 or int8 on a CPU where it is installed, else torch); with OpenVINO, ``streams`` batches
+    run at once in calls of many (:data:`READER_STREAMS`).
     """
 
     def __init__(
@@ -206,14 +207,21 @@ class Reader:
         self._pairs.enable_truncation(max_length, stride=stride, strategy="only_second")
         self.model.to(self.device).eval()
         self.precision = choose_precision(precision, self.device, "the reader")
-        if self.precision == "int8":
-            self.model = _quantize_int8(self.model)
         self.backend = choose_backend(backend, self.device, self.precision, "the reader")
+        if self.precision == "int8" and self.backend == "torch":
+            self.model = _quantize_int8(self.model)
         self._compiled = None
         if self.backend == "openvino":
-            from qa.openvino_runtime import compile_module
+            from qa.openvino_runtime import compile_converted, convert_module
 
-            self._compiled = compile_module(self.model, 3, self.precision, READER_STREAMS if streams is None else streams)
+            if self.precision == "int8":
+                from qa.reader.int8 import int8_model
+
+                settings = {"max_length": max_length, "stride": stride, "max_question_tokens": self.max_question_tokens}
+                converted = int8_model(self.model, source, self._feature_arrays, settings)
+            else:
+                converted = convert_module(self.model, 3)
+            self._compiled = compile_converted(converted, self.precision, READER_STREAMS if streams is None else streams)
         logger.info("loaded the reader %s on %s in %s (%s) in %.1f s", self.name, self.device, self.precision, self.backend,
                     time.perf_counter() - started)
 
@@ -315,6 +323,14 @@ class Reader:
             yield from (self._forward(windows) for windows in batches)
             return
         yield from (tuple(logits) for logits in self._compiled.map(self._arrays(windows) for windows in batches))
+
+    def _feature_arrays(self, pairs: Sequence[tuple[str, str]], batch_size: int) -> list[tuple[np.ndarray, ...]]:
+        """The forward passes' inputs for ``pairs`` (question, passage): their windows sorted by
+        length, ``batch_size`` at a time, as :meth:`read_batch` runs them."""
+        questions = self.fit_questions([question for question, _ in pairs])
+        encodings = self._pairs.encode_batch(list(zip(questions, [passage for _, passage in pairs])))
+        windows = sorted((window for encoding in encodings for window in (encoding, *encoding.overflowing)), key=lambda w: len(w.ids))
+        return [self._arrays(windows[first : first + batch_size]) for first in range(0, len(windows), batch_size)]
 
     def _arrays(self, windows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Token ids, token types and attention mask of tokenised windows (``tokenizers.Encoding``), padded to the longest."""

@@ -1,0 +1,73 @@
+"""qa.reader.int8: the reader's static int8 on OpenVINO, calibrated once and cached."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'qa[openvino]')")
+pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'qa[openvino]')")
+
+from qa.reader import Reader  # noqa: E402
+from qa.reader import int8  # noqa: E402
+
+PASSAGES = ["the eiffel tower was built in 1889 by the company of gustave eiffel in paris",
+            "photosynthesis in plants turns light energy into oxygen with chlorophyll"]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty cache folder, and 32 of the packaged calibration pairs (a tiny model needs no more)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    pairs = int8.calibration_pairs()[:32]
+    monkeypatch.setattr(int8, "calibration_pairs", lambda: pairs)
+    return tmp_path / "qa" / int8.CACHE_FOLDER
+
+
+def test_the_packaged_calibration_pairs_are_questions_with_paragraphs():
+    pairs = int8.calibration_pairs()
+    assert len(pairs) == 256
+    assert all(isinstance(q, str) and isinstance(p, str) and q.strip() and len(p) > len(q) for q, p in pairs)
+
+
+def test_an_int8_reader_runs_quantised_on_openvino_close_to_fp32_and_is_cached(tiny_models, cache, capsys):
+    fp32 = Reader(tiny_models["reader"], precision="fp32", backend="openvino")
+    quantised = Reader(tiny_models["reader"], precision="int8")  # auto: OpenVINO where NNCF is installed
+    assert quantised.backend == "openvino" and quantised.precision == "int8"
+    assert capsys.readouterr().out == ""  # NNCF prints its progress bars on stdout: never into qa ask --json
+    entries = list(cache.iterdir())
+    assert len(entries) == 1 and (entries[0] / int8.MODEL_FILE).is_file() and (entries[0] / "info.json").is_file()
+    import openvino as ov
+
+    model = ov.Core().read_model(entries[0] / int8.MODEL_FILE)
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())  # activations quantised, not only converted
+    for arrays in fp32._feature_arrays([("who built the eiffel tower", p) for p in PASSAGES], 8):
+        for expected, got in zip(fp32._compiled(arrays), quantised._compiled(arrays)):
+            assert got.shape == expected.shape
+            assert np.corrcoef(expected.ravel(), got.ravel())[0, 1] > 0.95
+    assert quantised.read("who built the eiffel tower", PASSAGES)
+
+
+def test_a_cached_int8_reader_is_read_not_quantised_again(tiny_models, cache, monkeypatch):
+    first = Reader(tiny_models["reader"], precision="int8", backend="openvino")
+    with monkeypatch.context() as patched:
+        patched.setattr(int8, "quantize", lambda *args: pytest.fail("quantised again"))
+        again = Reader(tiny_models["reader"], precision="int8", backend="openvino")
+    arrays = first._feature_arrays([("who built it", PASSAGES[0])], 8)[0]
+    for a, b in zip(first._compiled(arrays), again._compiled(arrays)):
+        np.testing.assert_array_equal(a, b)
+    # other windows are another calibration: quantised again, into an entry of their own
+    Reader(tiny_models["reader"], precision="int8", backend="openvino", max_length=128, stride=32)
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_a_damaged_cache_entry_is_quantised_again(tiny_models, cache, caplog):
+    Reader(tiny_models["reader"], precision="int8", backend="openvino")
+    (entry,) = cache.iterdir()
+    (entry / int8.MODEL_FILE).write_text("<net broken")
+    reader = Reader(tiny_models["reader"], precision="int8", backend="openvino")
+    assert "cannot be read" in caplog.text
+    assert reader.read("who built the eiffel tower", PASSAGES)
+    assert [p.name for p in cache.iterdir()] == [entry.name] and "FakeQuantize" in (entry / int8.MODEL_FILE).read_text()
+    (entry / int8.MODEL_FILE).unlink()  # an entry that lost its model: made again too, not left to quantise every load
+    Reader(tiny_models["reader"], precision="int8", backend="openvino")
+    assert [p.name for p in cache.iterdir()] == [entry.name] and (entry / int8.MODEL_FILE).is_file()
+
