@@ -71,6 +71,7 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=0.3, help="EM points the threshold may lose on answerable questions")
     ap.add_argument("--scope", choices=SCOPES, default="question", help="the rule --write stores")
     ap.add_argument("--write", action="store_true", help="write the chosen rule to READER/abstention.json")
+    ap.add_argument("--precision", default="auto", help="the reader's arithmetic (as qa evaluate --precision)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/abstention.json"))
     args = ap.parse_args()
     if not (args.data / "squad").is_dir():
@@ -79,7 +80,7 @@ def main() -> int:
     benchmark = load_question_set("open-squad", data=args.data)
     train = load_squad(args.data / "squad" / "train-v1.1.json.gz")
     examples = sample_examples([e for e in train.examples if e.answerable][args.train_skip :], args.questions, args.seed)
-    pipe = Pipeline(Index(prepare_index(benchmark, show_progress=True)), reader=args.reader, abstention=None)
+    pipe = Pipeline(Index(prepare_index(benchmark, show_progress=True)), reader=args.reader, abstention=None, precision=args.precision)
     started = time.perf_counter()
     correct, margin_with, margin_without = [], {s: [] for s in SCOPES}, {s: [] for s in SCOPES}
     short = 0
@@ -100,7 +101,7 @@ def main() -> int:
     seconds = time.perf_counter() - started
     correct = np.array(correct)
     report = {
-        "reader": args.reader, "questions": len(examples), "train_skip": args.train_skip, "seed": args.seed,
+        "reader": args.reader, "precision": pipe.reader.precision, "backend": pipe.reader.backend, "questions": len(examples), "train_skip": args.train_skip, "seed": args.seed,
         "top_k": args.top_k, "depth": args.depth, "unanswerable_with_fewer_passages": short,
         "em_answering_all": 100 * correct.mean(), "seconds": round(seconds, 1), "cpu": cpu_info().name,
         "bf16": "avx512_bf16" in cpu_info().flags, "scopes": {},
