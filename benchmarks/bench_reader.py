@@ -7,7 +7,7 @@ size and precision.
 - qa: :class:`qa.reader.Reader` reading 64 pairs per call, their features sorted by length and
   run B at a time (the batch size), decoded by the vectorised n-best decoder, in fp32, bf16
   autocast and int8 dynamic quantisation, with torch, and with OpenVINO where it is installed
-  (``-ov``: fp32, bf16, and static int8 where NNCF is installed, :mod:`qa.reader.int8`;
+  (``-ov``: fp32, bf16, and static int8 where NNCF is installed, :mod:`qa.int8`;
   ``--streams 1,2``: also with batches run two at a time on OpenVINO's streams, ``-s2``, in calls
   of at least ``STREAMED_BATCHES`` batches: see ``benchmarks/reader_call_streams.py``); latency is
   per call of 64 pairs (``--call``).

@@ -1,6 +1,6 @@
-"""Write the pairs that calibrate the reader's static int8 (:mod:`qa.reader.int8`): ``--questions``
+"""Write the pairs that calibrate static int8 (:mod:`qa.int8`, the reader and the passage encoder): ``--questions``
 SQuAD v1.1 *training* questions drawn at random, each with its own paragraph, into
-``qa/reader/int8_calibration.json.gz`` (packaged with qa; no dev question, no answer).
+``qa/int8_calibration.json.gz`` (packaged with qa; no dev question, no answer).
 
 Only the activations' ranges are taken from them. How many, and from which passages, barely
 matters (2,000 SQuAD dev questions on their gold paragraphs, EM/F1 of the packaged reader,
@@ -22,7 +22,7 @@ from pathlib import Path
 from data import DATA  # noqa: E402  ($QA_DATA_DIR, else ../shared/data)
 from qa.corpora.squad import load_squad  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "qa" / "reader" / "int8_calibration.json.gz"
+OUT = Path(__file__).resolve().parents[1] / "qa" / "int8_calibration.json.gz"
 
 
 def main() -> None:

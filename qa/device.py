@@ -207,7 +207,7 @@ def openvino_installed() -> bool:
 
 
 def nncf_installed() -> bool:
-    """NNCF, which quantises a model for OpenVINO's int8 (:mod:`qa.reader.int8`)."""
+    """NNCF, which quantises a model for OpenVINO's int8 (:mod:`qa.int8`)."""
     import importlib.util
 
     return importlib.util.find_spec("nncf") is not None

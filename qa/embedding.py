@@ -39,8 +39,8 @@ TOKENIZE_PIECE = 64
 class Embedder:
     """Unit-length float32 embeddings from a sentence-transformers model (or a plain encoder,
     mean-pooled). Runs on CUDA when available; ``precision`` as for the reader (``auto``: fp16
-    autocast on CUDA, bf16 on CPUs where it pays, else fp32; ``int8`` is the reader's alone,
-    and leaves the encoder at ``auto``). With ``backend`` OpenVINO (:func:`qa.device.choose_backend`),
+    autocast on CUDA, bf16 on CPUs where it pays, else fp32; ``int8``, static int8 on OpenVINO
+    for a mean-pooled BERT where NNCF is installed (:mod:`qa.int8`), else ``auto``). With ``backend`` OpenVINO (:func:`qa.device.choose_backend`),
     a mean-pooled BERT (all-MiniLM-L6-v2 is one) embeds through :class:`QuestionEncoder`'s
     :mod:`qa.bert` model compiled by OpenVINO, passages sorted by length per chunk as
     sentence-transformers sorts them, ``streams`` batches at a time (:data:`OPENVINO_STREAMS`) on
@@ -67,8 +67,8 @@ class Embedder:
         started = time.perf_counter()
         self.name = model
         self.device = pick_device(device)
-        self.precision = choose_precision("auto" if precision == "int8" else precision, self.device, "the embedding model")
         cuda = self.device.startswith("cuda")
+        self.precision = choose_precision("auto" if precision == "int8" and cuda else precision, self.device, "the embedding model")
         self.batch_size = batch_size or (CUDA_BATCH_SIZE if cuda else CPU_BATCH_SIZE)
         source = resolve_model(model)
         self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
@@ -79,6 +79,10 @@ class Embedder:
                 raise QAError(f"--backend openvino embeds with mean-pooled BERT models (all-MiniLM-L6-v2 is one), not {model!r}: "
                               "pass --backend torch")
             self.backend = "torch"
+        if self.precision == "int8" and self.backend == "torch":  # torch's dynamic int8 is the reader's alone
+            self.precision = choose_precision("auto", self.device, "the embedding model")
+            bert_runs = self.precision == "fp32"
+            settings = _mean_pooled_bert(source) if bert_runs and Path(source).is_dir() else None
         #: qa.bert's encoder where it embeds the passages (OpenVINO on a CPU, torch on CUDA, torch
         #: in fp32 on a CPU), and then sentence-transformers is not even imported (seconds and
         #: memory); else its model (torch under bf16 autocast on a CPU, where it was 6% faster)
@@ -250,7 +254,9 @@ class QuestionEncoder:
 
         self.name = name
         self.device = pick_device(device)
-        self.precision = choose_precision("auto" if precision == "int8" else precision, self.device, "the embedding model")
+        # int8: static int8 on OpenVINO (qa.int8), for the passages an Embedder runs here; torch's is the reader's alone
+        self.precision = choose_precision("auto" if precision == "int8" and backend != "openvino" else precision, self.device,
+                                          "the embedding model")
         self.batch_size = batch_size
         self.streams = streams
         self.lower_case = lower_case
@@ -267,9 +273,16 @@ class QuestionEncoder:
         self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
         self._compiled = None
         if self.backend == "openvino":
-            from qa.openvino_runtime import compile_module
+            from qa.openvino_runtime import compile_converted, convert_module
 
-            self._compiled = compile_module(self._model, 3, self.precision, streams, threads)
+            if self.precision == "int8":
+                from qa.int8 import int8_model
+
+                settings = {"max_tokens": max_tokens, "lower_case": lower_case, "model": "passage encoder"}
+                converted = int8_model(self._model, folder, self._calibration_arrays, settings, "the passage encoder")
+            else:
+                converted = convert_module(self._model, 3)
+            self._compiled = compile_converted(converted, self.precision, streams, threads)
             self.streams = self._compiled.streams
         logger.info(
             "loaded the embedding model %s on %s in %s in %.1f s (for questions, with qa.bert)",
@@ -306,6 +319,12 @@ class QuestionEncoder:
                   for first in range(0, len(rows), TOKENIZE_PIECE)] for rows in batches]
         for pieces in tasks:
             yield _pad_together([piece.result() for piece in pieces], self.pad_id)
+
+    def _calibration_arrays(self, pairs: Sequence[tuple[str, str]], batch_size: int) -> list[list[np.ndarray]]:
+        """Inputs for static int8's calibration: the pairs' paragraphs and questions, sorted by
+        length, ``batch_size`` at a time."""
+        texts = sorted([text for pair in pairs for text in pair], key=len)
+        return [self._arrays(texts[first : first + batch_size]) for first in range(0, len(texts), batch_size)]
 
     def _arrays(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids, token types and attention mask of ``texts``, padded to the longest."""

@@ -1,4 +1,4 @@
-"""qa.reader.int8: the reader's static int8 on OpenVINO, calibrated once and cached."""
+"""qa.int8: static int8 on OpenVINO for the reader and the passage encoder, calibrated once and cached."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install '
 pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'qa[openvino]')")
 
 from qa.reader import Reader  # noqa: E402
-from qa.reader import int8  # noqa: E402
+from qa import int8  # noqa: E402
 
 PASSAGES = ["the eiffel tower was built in 1889 by the company of gustave eiffel in paris",
             "photosynthesis in plants turns light energy into oxygen with chlorophyll"]
@@ -71,3 +71,46 @@ def test_a_damaged_cache_entry_is_quantised_again(tiny_models, cache, caplog):
     Reader(tiny_models["reader"], precision="int8", backend="openvino")
     assert [p.name for p in cache.iterdir()] == [entry.name] and (entry / int8.MODEL_FILE).is_file()
 
+
+
+def test_an_int8_passage_encoder_embeds_close_to_fp32_and_questions_stay_in_float(tiny_models, cache):
+    from qa.embedding import Embedder, load_question_encoder
+
+    fp32 = Embedder(str(tiny_models["encoder"]), precision="fp32", backend="openvino", batch_size=4)
+    quantised = Embedder(str(tiny_models["encoder"]), precision="int8", batch_size=4)  # auto: OpenVINO where NNCF is installed
+    assert quantised.backend == "openvino" and quantised.precision == "int8" and quantised._bert.precision == "int8"
+    assert len(list(cache.iterdir())) == 1
+    cosines = np.sum(fp32.encode(PASSAGES * 3) * quantised.encode(PASSAGES * 3), axis=1)
+    assert cosines.min() > 0.95
+    assert load_question_encoder(str(tiny_models["encoder"]), precision="int8").precision != "int8"  # one short pass: float
+
+
+def test_without_nncf_int8_embeds_in_autos_precision(tiny_models, cache, monkeypatch):
+    from qa.embedding import Embedder
+
+    monkeypatch.setattr("qa.device.nncf_installed", lambda: False)
+    embedder = Embedder(str(tiny_models["encoder"]), precision="int8", batch_size=4)
+    assert embedder.backend == "torch" and embedder.precision in ("fp32", "bf16")
+    assert not cache.exists()
+
+
+def test_qa_index_precision_int8_builds_an_index_that_answers(tiny_models, cache, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, text in enumerate(PASSAGES):
+        (corpus / f"{i}.txt").write_text(text)
+    runner = CliRunner()
+    result = runner.invoke(app, ["index", str(corpus), "-i", str(tmp_path / "index"), "--embedding-model", str(tiny_models["encoder"]),
+                                 "--precision", "int8", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(list(cache.iterdir())) == 1  # the passage encoder, quantised
+    asked = runner.invoke(app, ["ask", "who built the eiffel tower", "-i", str(tmp_path / "index"), "--reader", str(tiny_models["reader"]),
+                                "--retriever", "dense", "--json"])
+    assert asked.exit_code == 0, asked.output
+    assert len(json.loads(asked.stdout)["passages"]) == 2

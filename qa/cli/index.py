@@ -49,8 +49,13 @@ def index(
         Optional[int], typer.Option(min=1, help=f"Embedding batch size. Default: {CPU_BATCH_SIZE} on CPU, {CUDA_BATCH_SIZE} on CUDA.")
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="What runs the embedding model: auto (OpenVINO for bf16 on a CPU where the extra "
+        str, typer.Option(help="What runs the embedding model: auto (OpenVINO for bf16, and for int8, on a CPU where the extra "
                                "qa\\[openvino] is installed, else torch), torch or openvino.")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="Arithmetic of the embedding model: auto (fp16 on CUDA, bf16 on CPUs where it is faster than "
+                               "fp32, else fp32), fp32, bf16, fp16, int8 (static int8 on OpenVINO, calibrated once, with the "
+                               "extra qa\\[openvino]; else auto). Questions are embedded in auto's precision.")
     ] = "auto",
     id_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the document id.")] = "id",
     title_field: Annotated[str, typer.Option(help="JSON/JSONL record field holding the title.")] = "title",
@@ -144,7 +149,7 @@ def index(
         add=add,
         reading=ReadOptions(tuple(include or ()), tuple(exclude or ()), max_file_mb, id_field, title_field, text_field),
         passages=PassageOptions(max_tokens, overlap_tokens, max_words, overlap_words),
-        embedding=EmbeddingOptions(embedding_model, device, batch_size, backend),
+        embedding=EmbeddingOptions(embedding_model, device, batch_size, backend, precision),
         layout_options=LayoutOptions(dense_index, shard_passages, open_shards),
         show_progress=not as_json and err.is_terminal,
         ray=None if ray is None else RayOptions(ray, ray_workers, shard_writers=ray_shard_writers),

@@ -102,7 +102,8 @@ def build_index(
         if ray is not None and corpus_path is None:
             raise QAError("a Ray build reads a corpus folder or file: give its path, not documents")
         if ray is None:
-            embedder = Embedder(model, device=embedding.device, batch_size=embedding.batch_size, backend=embedding.backend)
+            embedder = Embedder(model, device=embedding.device, batch_size=embedding.batch_size, backend=embedding.backend,
+                                precision=embedding.precision)
             where, dim = embedder.device, embedder.dim
         else:
             embedder, where = None, "ray"

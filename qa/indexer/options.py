@@ -70,6 +70,9 @@ class EmbeddingOptions:
     batch_size: int | None = None
     backend: str = "auto"
     """What runs the encoder (:func:`qa.device.choose_backend`): ``auto``, ``torch`` or ``openvino``."""
+    precision: str = "auto"
+    """The encoder's arithmetic (:class:`qa.embedding.Embedder`): ``auto``, ``fp32``, ``bf16``,
+    ``fp16`` (CUDA), or ``int8`` (static int8 on OpenVINO where ``qa[openvino]`` is installed)."""
 
     @property
     def model_id(self) -> str | None:

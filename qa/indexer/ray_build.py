@@ -179,7 +179,7 @@ def _pipeline(ray_data, listing: list[CorpusPart], reading: ReadOptions, passage
             _SplitAndEmbed,
             fn_constructor_kwargs={
                 "model": model, "passage_config": passage_config, "device": embedding.device if gpus else "cpu",
-                "batch_size": embedding.batch_size, "backend": embedding.backend, "threads": threads,
+                "batch_size": embedding.batch_size, "backend": embedding.backend, "precision": embedding.precision, "threads": threads,
             },
             batch_size=options.documents_per_batch,
             batch_format="pandas",
@@ -220,14 +220,14 @@ class _SplitAndEmbed:
     with its passages' character spans (``windows``) and float16 vectors, as bytes."""
 
     def __init__(self, model: str, passage_config: dict[str, Any], device: str | None, batch_size: int | None, backend: str,
-                 threads: int | None):
+                 precision: str, threads: int | None):
         import torch
 
         from qa.embedding import Embedder
 
         if threads:
             torch.set_num_threads(threads)
-        self.embedder = Embedder(model, device=device, batch_size=batch_size, backend=backend, threads=threads)
+        self.embedder = Embedder(model, device=device, batch_size=batch_size, backend=backend, precision=precision, threads=threads)
         self.split = splitter(passage_config, self.embedder)
 
     def __call__(self, batch):

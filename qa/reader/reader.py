@@ -156,7 +156,7 @@ class Reader:
     sorted by length and padded per batch. ``precision="auto"`` runs the forward pass under fp16
     autocast on CUDA, bf16 autocast on CPUs where it pays (:func:`qa.device.cpu_prefers_bf16`),
     else in fp32; ``"int8"`` (CPU) runs weights and activations in int8 on OpenVINO, calibrated
-    once and cached (:mod:`qa.reader.int8`), or with torch, the linear layers quantised
+    once and cached (:mod:`qa.int8`), or with torch, the linear layers quantised
     dynamically (see ``benchmarks/bench_reader.py`` for speed and accuracy).
     ``backend`` is what runs the forward passes (:func:`qa.device.choose_backend`: OpenVINO for
     bf16 or int8 on a CPU where it is installed, else torch); with OpenVINO, ``streams`` batches
@@ -215,7 +215,7 @@ class Reader:
             from qa.openvino_runtime import compile_converted, convert_module
 
             if self.precision == "int8":
-                from qa.reader.int8 import int8_model
+                from qa.int8 import int8_model
 
                 settings = {"max_length": max_length, "stride": stride, "max_question_tokens": self.max_question_tokens}
                 converted = int8_model(self.model, source, self._feature_arrays, settings)

@@ -1,17 +1,19 @@
-"""Static int8 for the reader on OpenVINO: ``Reader(precision="int8")`` where OpenVINO and NNCF are
-installed (``qa[openvino]``; :func:`qa.device.choose_backend`).
+"""Static int8 on OpenVINO for qa's BERT models: the reader (``Reader(precision="int8")``) and the
+passage encoder (``qa index --precision int8``), where OpenVINO and NNCF are installed
+(``qa[openvino]``; :func:`qa.device.choose_backend`).
 
 Weights and activations run in int8: NNCF's post-training quantisation (``nncf.quantize`` in its
 transformer mode, which keeps softmax, layer norms and GELU in float and moves the activations'
 outliers into the weights first) with the activations' ranges calibrated on SQuAD training
 questions with their paragraphs, packaged with qa (:data:`CALIBRATION`, written by
 ``benchmarks/int8_calibration.py``). Quantising takes about 20 s on 2 cores, once: the quantised
-model is kept in qa's cache folder, one per reader weights, window settings, calibration pairs and
-OpenVINO and NNCF versions, and later loads read it from there.
+model is kept in qa's cache folder, one per model weights, settings, calibration pairs and OpenVINO
+and NNCF versions, and later loads read it from there.
 
-On 2 cores of an Intel Xeon with AVX-512 VNNI and no AMX it read SQuAD dev 2.2 x as fast as fp32
-at fp32's accuracy, where torch's dynamic int8 (``backend="torch"``) reads 1.7 x as fast and loses
-about 1 EM (docs/READER.md, "Static int8 on OpenVINO").
+On 2 cores of an Intel Xeon with AVX-512 VNNI and no AMX the reader read SQuAD dev 2.2 x as fast as
+fp32 at fp32's accuracy, where torch's dynamic int8 (``backend="torch"``) reads 1.7 x as fast and
+loses about 1 EM (docs/READER.md, "Static int8 on OpenVINO"); the passage encoder embedded 2.2 x as
+fast with the same dense recall (docs/SCALING.md).
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from qa.progress import progress_bar
 logger = logging.getLogger(__name__)
 
 CALIBRATION = Path(__file__).with_name("int8_calibration.json.gz")
-CACHE_FOLDER = "int8-readers"
+CACHE_FOLDER = "int8-models"
 MODEL_FILE = "model.xml"
-#: Features per calibration batch (the reader's CPU batch size).
+#: Inputs per calibration batch (the reader's CPU batch size).
 CALIBRATION_BATCH = 8
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -50,11 +52,11 @@ def calibration_pairs(path: Path = CALIBRATION) -> list[tuple[str, str]]:
         return [(question, paragraph) for question, paragraph in json.load(packed)["pairs"]]
 
 
-def int8_model(module, source: str | os.PathLike, batches: Batches, settings: dict):
-    """The OpenVINO model of the reader's ``module`` (loaded from the folder ``source``) with
-    int8 weights and activations: read from qa's cache, or quantised and cached there.
-    ``batches(pairs, size)`` turns calibration pairs into the module's input arrays as the reader
-    reads them (windows cut by ``settings``, which also key the cache)."""
+def int8_model(module, source: str | os.PathLike, batches: Batches, settings: dict, what: str = "the reader"):
+    """The OpenVINO model of ``module`` (``what``, loaded from the folder ``source``; three int64
+    inputs) with int8 weights and activations: read from qa's cache, or quantised and cached there.
+    ``batches(pairs, size)`` turns the calibration pairs into the module's input arrays as it is
+    run (windows or passages cut by ``settings``, which also key the cache)."""
     import openvino as ov
 
     key = cache_key(source, settings)
@@ -63,15 +65,15 @@ def int8_model(module, source: str | os.PathLike, batches: Batches, settings: di
         try:
             return ov.Core().read_model(folder / MODEL_FILE)
         except RuntimeError as err:  # a damaged cache entry: made again below
-            logger.warning("the cached int8 reader in %s cannot be read (%s): quantising again", folder, err)
+            logger.warning("the cached int8 model in %s cannot be read (%s): quantising again", folder, err)
     damaged = folder.exists()  # an entry that cannot be read (or lost its model): replaced
     started = time.perf_counter()
-    logger.info("quantising the reader to int8 (once per reader; cached in %s)", folder)
+    logger.info("quantising %s to int8 (once per model; cached in %s)", what, folder)
     with progress_bar() as progress:
-        progress.add_task("Quantising the reader to int8, once (later loads read it from qa's cache)", total=None)
+        progress.add_task(f"Quantising {what} to int8, once (later loads read it from qa's cache)", total=None)
         quantized = quantize(module, batches(calibration_pairs(), CALIBRATION_BATCH))
     seconds = time.perf_counter() - started
-    info = {"reader": str(source), "settings": settings, "seconds": round(seconds, 1), **_versions()}
+    info = {"model": str(source), "what": what, "settings": settings, "seconds": round(seconds, 1), **_versions()}
     try:
         with staging_dir(folder) as staging:
             ov.save_model(quantized, staging / MODEL_FILE, compress_to_fp16=False)
@@ -84,14 +86,14 @@ def int8_model(module, source: str | os.PathLike, batches: Batches, settings: di
                 except OSError:  # another process cached it first: theirs is kept
                     pass
     except OSError as err:  # a read-only cache: quantised again next time
-        logger.warning("could not cache the int8 reader in %s: %s", folder, err)
-    logger.info("quantised the reader to int8 in %.1f s", seconds)
+        logger.warning("could not cache the int8 model in %s: %s", folder, err)
+    logger.info("quantised %s to int8 in %.1f s", what, seconds)
     return quantized
 
 
 def quantize(module, batches: list[tuple[np.ndarray, ...]]):
-    """``module`` (the reader's BERT, three int64 inputs) converted to OpenVINO and quantised to
-    int8 by NNCF, activation ranges from all of ``batches``."""
+    """``module`` (a BERT taking three int64 inputs) converted to OpenVINO and quantised to int8
+    by NNCF, activation ranges from all of ``batches``."""
     try:
         import nncf
     except ImportError as err:
@@ -106,12 +108,12 @@ def quantize(module, batches: list[tuple[np.ndarray, ...]]):
 
 
 def cache_key(source: str | os.PathLike, settings: dict) -> str:
-    """What the quantised model depends on, hashed: the reader's weights and configuration,
+    """What the quantised model depends on, hashed: the model's weights and configuration,
     ``settings``, the calibration pairs, and the OpenVINO and NNCF versions."""
     digest = hashlib.sha256(json.dumps({"settings": settings, **_versions()}, sort_keys=True).encode())
     folder = Path(source)
     if not folder.is_dir():
-        raise QAError(f"int8 on OpenVINO quantises a reader folder; {str(source)!r} is not one: pass --backend torch")
+        raise QAError(f"int8 on OpenVINO quantises a model folder; {str(source)!r} is not one: pass --backend torch")
     files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
     if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
         raise QAError(f"no weights in {str(folder)!r} to quantise")
