@@ -39,12 +39,13 @@ TOKENIZE_PIECE = 64
 class Embedder:
     """Unit-length float32 embeddings from a sentence-transformers model (or a plain encoder,
     mean-pooled). Runs on CUDA when available; ``precision`` as for the reader (``auto``: fp16
-    autocast on CUDA, bf16 on CPUs where it pays, else fp32; ``int8``, static int8 on OpenVINO
-    for a mean-pooled BERT where NNCF is installed (:mod:`qa.int8`), else ``auto``). With ``backend`` OpenVINO (:func:`qa.device.choose_backend`),
-    a mean-pooled BERT (all-MiniLM-L6-v2 is one) embeds through :class:`QuestionEncoder`'s
-    :mod:`qa.bert` model compiled by OpenVINO, passages sorted by length per chunk as
-    sentence-transformers sorts them, ``streams`` batches at a time (:data:`OPENVINO_STREAMS`) on
-    ``threads`` threads (default: all cores); other models stay on torch (``auto``) or are refused.
+    autocast on CUDA, bf16 on CPUs where it pays, else fp32; ``int8``: static int8 on OpenVINO
+    for a mean-pooled BERT where NNCF is installed, :mod:`qa.int8`, else ``auto``). With
+    ``backend`` OpenVINO (:func:`qa.device.choose_backend`), a mean-pooled BERT (all-MiniLM-L6-v2
+    is one) embeds through :class:`QuestionEncoder`'s :mod:`qa.bert` model compiled by OpenVINO,
+    passages sorted by length per chunk as sentence-transformers sorts them, ``streams`` batches
+    at a time (:data:`OPENVINO_STREAMS`) on ``threads`` threads (default: all cores); other models
+    stay on torch (``auto``) or are refused.
     On CUDA a mean-pooled BERT embeds through the same :class:`QuestionEncoder` on torch, its
     batches tokenised ahead of the GPU on ``threads`` host threads (default: all the host's cores):
     on an H200 that embedded 6.2 x faster than sentence-transformers' path, which tokenises on the
