@@ -72,18 +72,17 @@ class Embedder:
         self.precision = choose_precision("auto" if precision == "int8" and cuda else precision, self.device, "the embedding model")
         self.batch_size = batch_size or (CUDA_BATCH_SIZE if cuda else CPU_BATCH_SIZE)
         source = resolve_model(model)
+        mean_pooled = _mean_pooled_bert(source) if Path(source).is_dir() else None  # what QuestionEncoder reproduces
         self.backend = choose_backend(backend, self.device, self.precision, "the embedding model")
-        bert_runs = self.backend == "openvino" or cuda or self.precision == "fp32"  # qa.bert's torch fp32 is as fast
-        settings = _mean_pooled_bert(source) if bert_runs and Path(source).is_dir() else None
-        if self.backend == "openvino" and settings is None:
+        if self.backend == "openvino" and mean_pooled is None:
             if backend == "openvino":
                 raise QAError(f"--backend openvino embeds with mean-pooled BERT models (all-MiniLM-L6-v2 is one), not {model!r}: "
                               "pass --backend torch")
             self.backend = "torch"
         if self.precision == "int8" and self.backend == "torch":  # torch's dynamic int8 is the reader's alone
             self.precision = choose_precision("auto", self.device, "the embedding model")
-            bert_runs = self.precision == "fp32"
-            settings = _mean_pooled_bert(source) if bert_runs and Path(source).is_dir() else None
+        bert_runs = self.backend == "openvino" or cuda or self.precision == "fp32"  # qa.bert's torch fp32 is as fast
+        settings = mean_pooled if bert_runs else None
         #: qa.bert's encoder where it embeds the passages (OpenVINO on a CPU, torch on CUDA, torch
         #: in fp32 on a CPU), and then sentence-transformers is not even imported (seconds and
         #: memory); else its model (torch under bf16 autocast on a CPU, where it was 6% faster)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -268,10 +269,7 @@ class Reader:
         null_ends = np.full(len(passages), -np.inf, dtype=np.float32)
         if not passages:
             return ReaderOutput([], null_scores, null_starts, null_ends)
-        encodings = self._pairs.encode_batch(list(zip(self.fit_questions(questions), passages)))
-        # A pair longer than max_length is read in windows: its first, then the overflowing ones.
-        features = [(pair, window) for pair, encoding in enumerate(encodings) for window in (encoding, *encoding.overflowing)]
-        features.sort(key=lambda feature: len(feature[1].ids))
+        features = self._windows(questions, passages)
         best: dict[tuple[int, int, int], float] = {}
         batches = [features[first : first + self.batch_size] for first in range(0, len(features), self.batch_size)]
         for batch, (start_logits, end_logits) in zip(batches, self._logits([[window for _, window in b] for b in batches])):
@@ -324,12 +322,18 @@ class Reader:
             return
         yield from (tuple(logits) for logits in self._compiled.map(self._arrays(windows) for windows in batches))
 
+    def _windows(self, questions: Sequence[str], passages: Sequence[str]) -> list[tuple[int, Any]]:
+        """Each pair's windows (``tokenizers.Encoding``) with the pair's index, shortest first. A
+        pair longer than max_length is read in windows: its first, then the overflowing ones."""
+        encodings = self._pairs.encode_batch(list(zip(self.fit_questions(questions), passages)))
+        features = [(pair, window) for pair, encoding in enumerate(encodings) for window in (encoding, *encoding.overflowing)]
+        features.sort(key=lambda feature: len(feature[1].ids))
+        return features
+
     def _feature_arrays(self, pairs: Sequence[tuple[str, str]], batch_size: int) -> list[tuple[np.ndarray, ...]]:
-        """The forward passes' inputs for ``pairs`` (question, passage): their windows sorted by
-        length, ``batch_size`` at a time, as :meth:`read_batch` runs them."""
-        questions = self.fit_questions([question for question, _ in pairs])
-        encodings = self._pairs.encode_batch(list(zip(questions, [passage for _, passage in pairs])))
-        windows = sorted((window for encoding in encodings for window in (encoding, *encoding.overflowing)), key=lambda w: len(w.ids))
+        """The forward passes' inputs for ``pairs`` (question, passage), ``batch_size`` windows at
+        a time, as :meth:`read_batch` runs them."""
+        windows = [window for _, window in self._windows([q for q, _ in pairs], [p for _, p in pairs])]
         return [self._arrays(windows[first : first + batch_size]) for first in range(0, len(windows), batch_size)]
 
     def _arrays(self, windows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
