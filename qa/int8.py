@@ -102,9 +102,13 @@ def quantize(module, batches: list[tuple[np.ndarray, ...]]):
 
     converted = convert_module(module, 3)
     nncf.set_log_level(logging.WARNING)  # its notes, and its progress bars, which it prints on stdout (into --json output)
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        return nncf.quantize(converted, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
-                             preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches))
+    try:
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return nncf.quantize(converted, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
+                                 preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches))
+    except Exception as err:  # NNCF's own errors, for a graph it cannot quantise: a message, not a traceback
+        raise QAError(f"NNCF could not quantise this model to int8 ({type(err).__name__}: {err}): "
+                      "pass --backend torch for torch's dynamic int8, or another --precision") from err
 
 
 def cache_key(source: str | os.PathLike, settings: dict) -> str:

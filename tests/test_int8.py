@@ -114,3 +114,17 @@ def test_qa_index_precision_int8_builds_an_index_that_answers(tiny_models, cache
                                 "--retriever", "dense", "--json"])
     assert asked.exit_code == 0, asked.output
     assert len(json.loads(asked.stdout)["passages"]) == 2
+
+
+def test_a_model_nncf_cannot_quantise_is_an_error_to_act_on(tiny_models, cache, monkeypatch):
+    import nncf
+
+    from qa.errors import QAError
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("unsupported graph")
+
+    monkeypatch.setattr(nncf, "quantize", fails)
+    with pytest.raises(QAError, match="NNCF could not quantise this model to int8.*--backend torch"):
+        Reader(tiny_models["reader"], precision="int8", backend="openvino")
+    assert not cache.exists() or not any(cache.iterdir())  # nothing half-cached
