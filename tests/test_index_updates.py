@@ -67,6 +67,25 @@ def test_add_refuses_another_model_and_needs_an_index(tiny_models, write_files, 
         build_index(corpus, tmp_path / "idx", add=True, embedding=EmbeddingOptions("sentence-transformers/all-mpnet-base-v2"))
 
 
+def test_the_manifest_records_the_precisions_the_passages_were_embedded_in(tiny_models, write_files, tmp_path):
+    corpus, out = write_files(SMALL_CORPUS), tmp_path / "idx"
+    built = build_index(corpus, out, embedding=EmbeddingOptions(str(tiny_models["encoder"]), precision="fp32"))
+    assert built.manifest["dense"]["precision"] == "fp32"
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "rivers.txt").write_text("The Nile is the longest river in Africa.")
+    added = build_index(more, out, add=True, embedding=EmbeddingOptions(precision="bf16"))
+    assert added.new_passages == 1 and added.manifest["dense"]["precision"] == "bf16, fp32"
+    again = build_index(more, out, add=True, embedding=EmbeddingOptions(precision="fp32"))  # nothing new: nothing embedded
+    assert again.new_passages == 0 and again.manifest["dense"]["precision"] == "bf16, fp32"
+
+    manifest = json.loads((out / layout.MANIFEST).read_text())  # an index built before qa recorded it
+    del manifest["dense"]["precision"]
+    (out / layout.MANIFEST).write_text(json.dumps(manifest))
+    (more / "seas.txt").write_text("The Baltic Sea is brackish.")
+    assert "precision" not in build_index(more, out, add=True).manifest["dense"]  # unknown for the earlier passages
+
+
 def test_a_second_writer_is_stopped_by_the_lock(tiny_models, write_files, tmp_path):
     corpus = write_files(SMALL_CORPUS)
     with directory_lock(tmp_path / "idx"), pytest.raises(QAError, match="another process is writing"):

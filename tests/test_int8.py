@@ -109,6 +109,7 @@ def test_qa_index_precision_int8_builds_an_index_that_answers(tiny_models, cache
     result = runner.invoke(app, ["index", str(corpus), "-i", str(tmp_path / "index"), "--embedding-model", str(tiny_models["encoder"]),
                                  "--precision", "int8", "--json"])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dense"]["precision"] == "int8"
     assert len(list(cache.iterdir())) == 1  # the passage encoder, quantised
     asked = runner.invoke(app, ["ask", "who built the eiffel tower", "-i", str(tmp_path / "index"), "--reader", str(tiny_models["reader"]),
                                 "--retriever", "dense", "--json"])

@@ -50,6 +50,7 @@ def test_a_ray_build_stores_the_same_passages_and_report(two_builds):
     assert single.report.files_selected == len(list(root.iterdir())) - 1  # all but the excluded page00.md
     assert single.report.files_read == single.report.files_selected - 1  # broken.json is not
     assert parallel.manifest["counts"] == single.manifest["counts"]
+    assert parallel.manifest["dense"]["precision"] == single.manifest["dense"]["precision"] in ("fp32", "bf16")
     assert parallel.report.as_dict() == single.report.as_dict()
     assert sorted(parallel.report.warnings) == sorted(single.report.warnings)
     a, b = Index(single.path), Index(parallel.path)
@@ -102,6 +103,9 @@ def test_a_sharded_ray_build_writes_the_shards_the_single_process_build_does(two
     assert [h.passage.idx for h in DenseRetriever(whole).search(question, 10)] == [h.passage.idx for h in DenseRetriever(b).search(question, 10)]
     assert np.array_equal(local.bm25_scores(analyze(question)), b.bm25_scores(analyze(question)))
     assert check_index(parallel.path).ok
+    precisions = {json.loads((index.path / e["path"] / "manifest.json").read_text())["dense"]["precision"]
+                  for index in (sharded, parallel) for e in index.manifest["shards"]}  # the writer actors' shards record it too
+    assert precisions == {parallel.manifest["dense"]["precision"]}
 
 
 def test_shards_filled_at_once_by_writer_actors_are_the_single_process_builds(two_builds, tiny_models, tmp_path):
@@ -190,9 +194,9 @@ def test_a_killed_shard_writer_stops_the_build_and_leaves_the_previous_index(loc
 
     finish = ray_build._RemoteShard.finish
 
-    def finish_once_killed(self):
+    def finish_once_killed(self, precision=None):
         done.wait(timeout=150)
-        return finish(self)
+        return finish(self, precision)
 
     monkeypatch.setattr(ray_build._RemoteShard, "finish", finish_once_killed)
     killer = threading.Thread(target=kill_a_writer)

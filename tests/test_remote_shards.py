@@ -48,6 +48,7 @@ def test_a_joined_index_of_served_shards_answers_as_the_shards_on_this_machine(s
     with _served(sharded["shards"]) as urls:
         result = join_shards(urls, tmp_path / "joined")
         assert [s["url"] for s in result.manifest["shards"]] == urls and result.manifest["counts"] == whole.manifest["counts"]
+        assert result.manifest["dense"]["precision"] == whole.manifest["dense"]["precision"]  # each shard's manifest records it
         assert sorted(p.name for p in result.path.iterdir()) == sorted([layout.MANIFEST, layout.MARKER])
         joined = Index(result.path)
         assert joined.remote and len(joined) == n

@@ -27,7 +27,8 @@ from qa.index.vectors import VectorFile
 from qa.indexer.options import EmbeddingOptions, LayoutOptions, PassageOptions, RayOptions, ReadOptions
 from qa.index.store import retrieval_text
 from qa.indexer.sharding import LocalShard, ShardedParts, ShardSettings, is_sharded_build, shard_limit
-from qa.indexer.stages import SPLIT_THREADS, Parts, already_stored, manifest_content, split_ahead, splitter, write_search_parts
+from qa.indexer.stages import (SPLIT_THREADS, Parts, already_stored, embedded_precision, manifest_content, split_ahead, splitter,
+                               write_search_parts)
 from qa.indexer.stages import EmbeddingQueue  # noqa: F401  (qa.indexer.build.EmbeddingQueue: what tests and benchmarks replace)
 from qa.progress import progress_bar
 
@@ -98,6 +99,7 @@ def build_index(
             )
         model, passage_config = _model_and_passages(writer, embedding.model_id, requested)
         report = ReadReport()
+        embedded: set[str] = set()  # the precisions this build's passages were embedded in
         corpus_path = str(Path(corpus).resolve()) if isinstance(corpus, (str, os.PathLike)) else None
         if ray is not None and corpus_path is None:
             raise QAError("a Ray build reads a corpus folder or file: give its path, not documents")
@@ -118,18 +120,19 @@ def build_index(
             say = lambda what: progress.update(task, description=what)  # noqa: E731
             report.on_file = lambda done, total: progress.update(task, completed=done, total=total)
             parts, stored = _open_parts(writer, sharded, layout_options, ShardSettings(layout_options, passage_config, model, {"path": corpus_path}),
-                                        dim, embedder, ray, say)
+                                        dim, embedder, ray, say, embedded)
             stage = time.perf_counter()
             on_document = lambda n: say(f"Indexing ({where}): {n} passages")  # noqa: E731
             if ray is None:
                 docs = reading.read(corpus, report) if corpus_path is not None else _counted(corpus, report)
                 split = split_ahead(docs, splitter(passage_config, embedder), min(host_cores(), SPLIT_THREADS))
                 documents = ((doc, windows, None) for doc, windows in split)
+                embedded.add(embedder.precision)
             else:
                 from qa.indexer.ray_build import documents_with_ray
 
                 documents = documents_with_ray(corpus, report, reading=reading, passage_config=passage_config,
-                                               model=model, embedding=embedding, ray=ray)
+                                               model=model, embedding=embedding, ray=ray, embedded=embedded)
             documents_read = _ingest(documents, parts, report, stored=stored, on_document=on_document)
             logger.info("read, split and embedded %d documents into %d passages in %.1f s",
                         report.documents, parts.new_passages, time.perf_counter() - stage)
@@ -139,7 +142,9 @@ def build_index(
                 raise QAError("the documents contain no words to index")
             if not parts.has_words:
                 raise QAError("the documents hold no searchable words (only stop words or symbols): nothing to index")
-            content = _content(parts, previous, {"path": corpus_path, **report.as_dict()}, passage_config, model, layout_options, say)
+            precision = embedded_precision(previous, embedded if parts.new_passages else set())
+            content = _content(parts, previous, {"path": corpus_path, **report.as_dict()}, passage_config, model, precision,
+                               layout_options, say)
         content["metadata"] = {**(previous or {}).get("metadata", {}), **(metadata or {})}
         manifest = writer.commit(content)
     seconds = time.perf_counter() - started
@@ -148,7 +153,8 @@ def build_index(
 
 
 def _open_parts(writer: IndexWriter, sharded: bool, layout_options: LayoutOptions, settings: ShardSettings, dim: int | None,
-                embedder: Embedder | None, ray: RayOptions | None, say: Callable[[str], None]) -> tuple[Parts | ShardedParts, Any]:
+                embedder: Embedder | None, ray: RayOptions | None, say: Callable[[str], None],
+                embedded: set[str]) -> tuple[Parts | ShardedParts, Any]:
     """Where the build streams to: the parts of one index (with those of the index added to
     carried over), or shards (written here, or by Ray writer actors); and the store of what the
     index added to holds (None for a new index)."""
@@ -160,7 +166,8 @@ def _open_parts(writer: IndexWriter, sharded: bool, layout_options: LayoutOption
             open_shard = shard_writers(settings, ray.shard_writers)
         else:
             open_shard = lambda folder, dim: LocalShard(folder, dim, embedder, settings, say)  # noqa: E731
-        parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, open_shard, layout_options.open_shards)
+        parts = ShardedParts(writer, shard_limit(previous, layout_options.shard_passages), dim, open_shard, layout_options.open_shards,
+                             embedded)
         return parts, parts.kept_store
     if previous is not None:
         writer.copy_previous(layout.STORE)
@@ -171,18 +178,18 @@ def _open_parts(writer: IndexWriter, sharded: bool, layout_options: LayoutOption
     return parts, parts.store if previous is not None else None
 
 
-def _content(parts: Parts | ShardedParts, previous, read, passage_config, model: str, layout_options: LayoutOptions,
-             say: Callable[[str], None]) -> dict[str, Any]:
+def _content(parts: Parts | ShardedParts, previous, read, passage_config, model: str, precision: str | None,
+             layout_options: LayoutOptions, say: Callable[[str], None]) -> dict[str, Any]:
     """The manifest's content: of one index once its BM25 and dense parts are written, or of the
     shards (each wrote its own parts)."""
     if isinstance(parts, ShardedParts):
         counts = {"documents": parts.documents, "passages": parts.passages}
         kinds = sorted({e.get("faiss_index", "IndexFlatIP") for e in parts.shards})
-        content = manifest_content(previous, read, counts, passage_config, model, parts.dim, {"faiss_index": ", ".join(kinds)})
+        content = manifest_content(previous, read, counts, passage_config, model, parts.dim, {"faiss_index": ", ".join(kinds)}, precision)
         return {**content, "shards": parts.shards, "shard_passages": parts.limit}
     faiss_description = write_search_parts(parts, layout_options, say)
     counts = {"documents": parts.store.documents, "passages": parts.passages}
-    return manifest_content(previous, read, counts, passage_config, model, parts.dim, faiss_description)
+    return manifest_content(previous, read, counts, passage_config, model, parts.dim, faiss_description, precision)
 
 
 def _model_and_passages(writer: IndexWriter, model: str | None, requested: dict[str, Any]) -> tuple[str, dict[str, Any]]:

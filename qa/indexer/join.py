@@ -50,9 +50,22 @@ def join_shards(urls: Sequence[str], index_dir: str | Path | None = None, token:
         "counts": counts,
         "passages": first["passages"],
         "bm25": first["bm25"],
-        "dense": {**first["dense"], "faiss_index": ", ".join(kinds)},
+        "dense": {**_without(first["dense"], "precision"), "faiss_index": ", ".join(kinds), **_precision(infos)},
         "shards": shards,
     }
     with IndexWriter(index_dir if index_dir is not None else default_index_dir()) as writer:
         manifest = writer.commit(content)
     return BuildResult(writer.target, manifest, ReadReport(), time.perf_counter() - started)
+
+
+def _without(section: dict, key: str) -> dict:
+    return {k: v for k, v in section.items() if k != key}
+
+
+def _precision(infos: Sequence[dict]) -> dict[str, str]:
+    """``dense.precision`` of the joined index: every precision its shards' passages were embedded
+    in, when all of them record it."""
+    recorded = [info["manifest"]["dense"].get("precision") for info in infos]
+    if any(p is None for p in recorded):
+        return {}
+    return {"precision": ", ".join(sorted({p for each in recorded for p in each.split(", ")}))}

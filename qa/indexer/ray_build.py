@@ -64,9 +64,11 @@ def documents_with_ray(
     model: str,
     embedding: EmbeddingOptions,
     ray: RayOptions,
+    embedded: set[str] | None = None,
 ) -> Iterator[tuple[Document, list[tuple[int, int]], np.ndarray | None]]:
     """Read, split and embed ``corpus`` on Ray: each document to index, in corpus order, with its
-    windows and their vectors (None when it has no window), for the build's ``_ingest``."""
+    windows and their vectors (None when it has no window), for the build's ``_ingest``. The
+    precisions the actors embedded in are added to ``embedded``."""
     resolve_model(model)  # a model folder that does not exist fails here, before Ray starts
     ray_data = _start(ray.address)
     listing = corpus_parts(corpus, report, include=reading.include, exclude=reading.exclude)
@@ -86,6 +88,8 @@ def documents_with_ray(
         if keep(doc):
             windows = np.frombuffer(row["windows"], dtype=np.int64).reshape(-1, 2).tolist()
             vectors = np.frombuffer(row["vectors"], dtype=np.float16).reshape(len(windows), -1)
+            if windows and embedded is not None:
+                embedded.add(row["precision"])
             yield doc, windows, vectors if windows else None
 
 
@@ -217,7 +221,8 @@ def _merge(report: ReadReport, part: dict[str, Any]) -> None:
 
 class _SplitAndEmbed:
     """A Ray actor: the embedding model, loaded once; each batch of document rows comes back
-    with its passages' character spans (``windows``) and float16 vectors, as bytes."""
+    with its passages' character spans (``windows``) and float16 vectors, as bytes, and the
+    precision they were embedded in."""
 
     def __init__(self, model: str, passage_config: dict[str, Any], device: str | None, batch_size: int | None, backend: str,
                  precision: str, threads: int | None):
@@ -246,6 +251,7 @@ class _SplitAndEmbed:
             first += len(windows)
         batch = batch.copy()
         batch["windows"], batch["vectors"] = windows_column, vectors_column
+        batch["precision"] = self.embedder.precision
         return batch
 
 
@@ -308,9 +314,9 @@ class _ShardWriter:
         for doc, windows, vectors in documents:
             self.parts.add_document(doc, windows, self.report, vectors)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, precision: str | None = None) -> dict[str, Any]:
         try:
-            entry = finish_shard(self.parts, self.settings)
+            entry = finish_shard(self.parts, self.settings, precision=precision)
             if self.scratch is not None:
                 if entry is None:  # no passages: finish_shard removed the scratch folder; the empty shard folder goes too
                     self.folder.rmdir()
@@ -345,12 +351,12 @@ class _RemoteShard:
         if len(self.sent) > SENDS_IN_FLIGHT:
             _written(self.sent.pop(0))
 
-    def finish(self):
+    def finish(self, precision: str | None = None):
         import ray
 
         if self.group:
             self._send()
-        finished = self.actor.finish.remote()
+        finished = self.actor.finish.remote(precision)
 
         def result() -> dict[str, Any] | None:
             _written(self.sent)

@@ -26,7 +26,7 @@ from qa.index import IndexWriter, PassageStore, layout
 from qa.index.shards import ShardedStore
 from qa.index.write import write_manifest
 from qa.indexer.options import LayoutOptions
-from qa.indexer.stages import Parts, manifest_content, write_search_parts
+from qa.indexer.stages import Parts, embedded_precision, manifest_content, write_search_parts
 
 
 SHARDS_IN_FLIGHT = 2  # new shards being written at once (a Ray build's writer actors); then the build waits
@@ -56,10 +56,11 @@ class ShardSettings:
     corpus: dict[str, Any]
 
 
-def finish_shard(parts: Parts, settings: ShardSettings, say: Callable[[str], None] = lambda what: None) -> dict[str, Any] | None:
-    """Close a shard's parts, write its BM25 and dense indexes and its manifest; its entry for the
-    index's manifest (with ``dim`` and ``has_words`` for the build), or None (and its folder
-    removed) when it holds no passage."""
+def finish_shard(parts: Parts, settings: ShardSettings, say: Callable[[str], None] = lambda what: None,
+                 precision: str | None = None) -> dict[str, Any] | None:
+    """Close a shard's parts, write its BM25 and dense indexes and its manifest (``precision``: what
+    its passages were embedded in); its entry for the index's manifest (with ``dim`` and
+    ``has_words`` for the build), or None (and its folder removed) when it holds no passage."""
     parts.close()
     if parts.passages == 0:  # its documents had no passages
         shutil.rmtree(parts.folder)
@@ -67,7 +68,7 @@ def finish_shard(parts: Parts, settings: ShardSettings, say: Callable[[str], Non
     description = write_search_parts(parts, settings.layout, say)
     counts = {"documents": parts.store.documents, "passages": parts.passages}
     manifest = write_manifest(parts.folder, manifest_content(None, settings.corpus, counts, settings.passage_config,
-                                                             settings.model, parts.dim, description))
+                                                             settings.model, parts.dim, description, precision))
     return {**counts, "build_id": manifest["build_id"], "dim": parts.dim, "has_words": parts.has_words,
             "faiss_index": description["faiss_index"]}
 
@@ -85,8 +86,8 @@ class LocalShard:
     def add_document(self, doc: Document, windows: Iterable[tuple[int, int]], report: ReadReport, vectors: np.ndarray | None = None) -> bool:
         return self.parts.add_document(doc, windows, report, vectors)
 
-    def finish(self) -> Callable[[], dict[str, Any] | None]:
-        entry = finish_shard(self.parts, self.settings, self.say)
+    def finish(self, precision: str | None = None) -> Callable[[], dict[str, Any] | None]:
+        entry = finish_shard(self.parts, self.settings, self.say, precision)
         return lambda: entry
 
 
@@ -97,11 +98,13 @@ class ShardedParts:
     of those), and a full one's place is taken by the next shard. ``open_shard(folder, dim)``
     makes a shard (a :class:`LocalShard`, or a Ray writer); its ``finish()`` returns a function
     that gives the shard's entry once it is written. Offers the interface of :class:`Parts` that
-    the build's ingest uses."""
+    the build's ingest uses. ``embedded``: the precisions the build has embedded in so far, which a
+    shard's manifest records."""
 
     def __init__(self, writer: IndexWriter, limit: int | None, dim: int | None, open_shard: Callable[[Path, int | None], Any],
-                 open_shards: int = 1):
+                 open_shards: int = 1, embedded: set[str] | None = None):
         self.writer, self.limit, self.dim, self.open_shard = writer, limit, dim, open_shard
+        self.embedded = embedded if embedded is not None else set()
         self.shards: list[dict[str, Any]] = self._keep_previous()
         kept = [PassageStore(writer.staging / entry["path"] / layout.STORE) for entry in self.shards]
         self.kept_store = ShardedStore(kept, [entry["passages"] for entry in self.shards]) if kept else None
@@ -158,7 +161,7 @@ class ShardedParts:
         path, shard = self.open[slot]
         self.open[slot] = None
         self.sent_passages += shard.passages
-        self.finishing.append((path, shard.finish()))
+        self.finishing.append((path, shard.finish(embedded_precision(None, self.embedded))))
         while len(self.finishing) - self.written > max(SHARDS_IN_FLIGHT, len(self.open)):  # bounded: wait for the oldest
             self._written(self.written)
 

@@ -227,8 +227,10 @@ def write_search_parts(parts: Parts, options: LayoutOptions, say: Callable[[str]
     return description
 
 
-def manifest_content(previous, read, counts: dict[str, int], passage_config, model: str, dim: int, faiss_description) -> dict[str, Any]:
-    """What the manifest says of this build (``write_manifest`` adds format, dates, generation and files)."""
+def manifest_content(previous, read, counts: dict[str, int], passage_config, model: str, dim: int, faiss_description,
+                     precision: str | None = None) -> dict[str, Any]:
+    """What the manifest says of this build (``write_manifest`` adds format, dates, generation and
+    files); ``precision``: what the passages were embedded in (:func:`embedded_precision`)."""
     return {
         "corpus": previous["corpus"] if previous else read,
         "additions": [*previous.get("additions", []), {"added": utc_now(), **read}] if previous else [],
@@ -250,5 +252,18 @@ def manifest_content(previous, read, counts: dict[str, int], passage_config, mod
             "metric": "inner_product",
             **faiss_description,
             "fields": "title+text",
+            **({"precision": precision} if precision else {}),
         },
     }
+
+
+def embedded_precision(previous: dict[str, Any] | None, this_build: set[str]) -> str | None:
+    """The manifest's ``dense.precision``: the precisions the index's passages were embedded in
+    (``"fp32"``; ``"fp32, int8"`` once an ``--add`` embedded in another), or None when an index
+    added to does not record its own (built before qa recorded it)."""
+    if previous is None:
+        return ", ".join(sorted(this_build)) or None
+    earlier = previous["dense"].get("precision")
+    if earlier is None:
+        return None
+    return ", ".join(sorted({*earlier.split(", "), *this_build}))
