@@ -34,6 +34,10 @@ EXAMPLE_SHAPE = (2, 16)  # what conversion traces with; the compiled model takes
 #: one after another on all cores. Two streams read 3 batches faster than one stream in every round,
 #: 2 batches (one question's 10 passages: 8 + 2 features) no faster (``benchmarks/reader_call_streams.py``).
 STREAMED_BATCHES = 3
+#: OpenVINO compiles and keeps kernels for each input shape it meets (up to its
+#: ``CPU_RUNTIME_CACHE_CAPACITY``): inputs padded to a multiple of this many tokens meet a few
+#: dozen lengths, not hundreds, so the kept kernels do not grow to gigabytes.
+PAD_MULTIPLE = 16
 
 
 class CompiledModule:

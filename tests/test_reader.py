@@ -178,8 +178,9 @@ def test_unknown_or_impossible_precisions_are_clear_errors(tiny_models):
         Reader(tiny_models["reader"], precision="fp16", device="cpu")
 
 
-def test_openvino_reads_the_same_spans_and_scores_as_torch(tiny_models):
+def test_openvino_reads_the_same_spans_and_scores_as_torch(tiny_models, monkeypatch):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'qa[openvino]')")
+    monkeypatch.setattr("qa.openvino_runtime.PAD_MULTIPLE", 8)  # windows padded to a multiple of 8 tokens
     torch_reader = Reader(tiny_models["reader"], max_length=64, stride=16, precision="fp32", backend="torch")
     questions = ["who built the tower?", "what do plants need?", "where?"]
     expected = torch_reader.read_batch(questions, PASSAGES, n_best=50)
@@ -187,7 +188,11 @@ def test_openvino_reads_the_same_spans_and_scores_as_torch(tiny_models):
         openvino_reader = Reader(tiny_models["reader"], max_length=64, stride=16, precision="fp32", backend="openvino",
                                  batch_size=1, streams=streams)
         assert (torch_reader.backend, openvino_reader.backend, openvino_reader._compiled.streams) == ("torch", "openvino", streams)
+        widths, compiled = [], openvino_reader._compiled
+        real_map = compiled.map
+        compiled.map = lambda batches: real_map([widths.append(b[0].shape[1]) or b for b in batches])
         got = openvino_reader.read_batch(questions, PASSAGES, n_best=50)  # three lengths, the last in several windows
+        assert widths and all(w % 8 == 0 or w == 64 for w in widths)  # padded for OpenVINO's kept kernels
         assert (openvino_reader._compiled._queue is not None) == (streams > 1)  # the windows, one a batch, ran on the streams
         assert {(s.passage, s.start, s.end) for s in got.spans} == {(s.passage, s.start, s.end) for s in expected.spans}
         scores = {(s.passage, s.start, s.end): s.score for s in expected.spans}

@@ -320,7 +320,9 @@ class Reader:
         if self._compiled is None:
             yield from (self._forward(windows) for windows in batches)
             return
-        yield from (tuple(logits) for logits in self._compiled.map(self._arrays(windows) for windows in batches))
+        from qa.openvino_runtime import PAD_MULTIPLE
+
+        yield from (tuple(logits) for logits in self._compiled.map(self._arrays(windows, PAD_MULTIPLE) for windows in batches))
 
     def _windows(self, questions: Sequence[str], passages: Sequence[str]) -> list[tuple[int, Any]]:
         """Each pair's windows (``tokenizers.Encoding``) with the pair's index, shortest first. A
@@ -336,9 +338,11 @@ class Reader:
         windows = [window for _, window in self._windows([q for q, _ in pairs], [p for _, p in pairs])]
         return [self._arrays(windows[first : first + batch_size]) for first in range(0, len(windows), batch_size)]
 
-    def _arrays(self, windows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Token ids, token types and attention mask of tokenised windows (``tokenizers.Encoding``), padded to the longest."""
+    def _arrays(self, windows: list, multiple: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token ids, token types and attention mask of tokenised windows (``tokenizers.Encoding``),
+        padded to the longest, rounded up to a ``multiple`` of tokens (at most to ``max_length``)."""
         length = max(len(w.ids) for w in windows)
+        length = max(length, min(-(-length // multiple) * multiple, self.max_length))
 
         def padded(rows, fill):
             return np.array([row + [fill] * (length - len(row)) for row in rows], dtype=np.int64)
