@@ -12,7 +12,11 @@ runs on (the CPU, or the GPU when there is one), and whole `qa index` builds wit
 2. Builds: ``build_index`` of each corpus asked for, in a fresh process, timed, with its peak RSS:
    ``open-squad`` (every SQuAD v1.1 paragraph, train + dev) and ``covid-qa`` (all COVID-QA articles).
 
-    python benchmarks/bench_index.py --passages 2000 --rounds 3 --build open-squad,covid-qa [--keep DIR]
+``--precision int8`` embeds in static int8 (OpenVINO + NNCF, ``qa index --precision int8``), in
+both parts; its FLOPs are counted as the float model's and compared with the float precision qa
+picks on the device (``auto``: bf16 where it pays, else fp32): the peak int8 has to beat.
+
+    python benchmarks/bench_index.py --passages 2000 --rounds 3 --build open-squad,covid-qa [--keep DIR] [--precision int8]
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qa.device import cpu_info, cpu_name
+from qa.device import cpu_info, cpu_name, default_precision
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -93,7 +97,7 @@ def nominal_peak(precision: str, device: str = "cpu") -> tuple[float | None, str
     return cores * per_cycle * mhz / 1e3, f"{cores} cores x {per_cycle} FLOP/cycle ({isa}) x {mhz / 1e3:.2f} GHz"
 
 
-def embedding_benchmark(passages: int, rounds: int) -> dict:
+def embedding_benchmark(passages: int, rounds: int, precision: str = "auto") -> dict:
     import numpy as np
     import torch
     from transformers import AutoConfig
@@ -110,27 +114,29 @@ def embedding_benchmark(passages: int, rounds: int) -> dict:
             texts.append(f"{doc.title}\n{doc.text[span.start:span.end]}")
     rng = np.random.default_rng(0)
     texts = [texts[i] for i in rng.choice(len(texts), size=min(passages, len(texts)), replace=False)]
-    embedder = Embedder()  # on CUDA when there is a GPU, in the precision qa picks there (fp16)
+    embedder = Embedder(precision=precision)  # on CUDA when there is a GPU, in the precision qa picks there (fp16)
     config = AutoConfig.from_pretrained(resolve_model(embedder.name))
     lengths = [min(len(e.ids), embedder.max_tokens) for e in embedder.tokenizer.encode_batch(texts)]
     flops = sum(encoder_flops(config, n) for n in lengths)
-    device, precision = embedder.device, embedder.precision  # the peak is measured where and as the encoder runs
+    # the peak is measured where and as the encoder runs; int8 against the float precision qa would pick
+    device, precision = embedder.device, embedder.precision
+    peak_precision = default_precision(device) if precision == "int8" else precision
 
     embedder.encode(texts[:128])  # warm-up
 
     # The host's speed drifts (other tenants): each run is compared with matrix products timed
     # just before and just after it, and the median over rounds is reported.
     runs = {batch_size: [] for batch_size in (CUDA_BATCH_SIZES if device.startswith("cuda") else BATCH_SIZES)}
-    peaks = [gemm_peak(precision, 2.0, device)]
+    peaks = [gemm_peak(peak_precision, 2.0, device)]
     for _ in range(rounds):
         for batch_size in runs:
             embedder.batch_size = batch_size
             t0 = time.perf_counter()
             embedder.encode(texts)
             seconds = time.perf_counter() - t0
-            peaks.append(gemm_peak(precision, 2.0, device))
+            peaks.append(gemm_peak(peak_precision, 2.0, device))
             runs[batch_size].append((seconds, flops / seconds / 1e9 / ((peaks[-2] + peaks[-1]) / 2)))
-    nominal, nominal_how = nominal_peak(precision, device)
+    nominal, nominal_how = nominal_peak(peak_precision, device)
     peak = float(np.median(peaks))
     results = []
     for batch_size, measured in runs.items():
@@ -149,6 +155,8 @@ def embedding_benchmark(passages: int, rounds: int) -> dict:
         "mean_tokens": round(float(np.mean(lengths)), 1),
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name(),
         "precision": precision,
+        "backend": embedder.backend,
+        "peak_precision": peak_precision,
         "threads": torch.get_num_threads(),
         "rounds": rounds,
         "gflop_per_passage": round(flops / len(texts) / 1e9, 2),
@@ -161,7 +169,7 @@ def embedding_benchmark(passages: int, rounds: int) -> dict:
     }
 
 
-def build_one(name: str, out: str) -> dict:
+def build_one(name: str, out: str, precision: str = "auto") -> dict:
     """Build the corpus as `qa evaluate` does (same settings and metadata), so a kept index
     serves `qa evaluate NAME --index OUT`."""
     from qa.eval.question_sets import load_question_set
@@ -170,10 +178,11 @@ def build_one(name: str, out: str) -> dict:
 
     benchmark = load_question_set(name, data=str(DATA))
     t0 = time.perf_counter()
-    prepare_index(benchmark, out)
+    prepare_index(benchmark, out, precision=precision)
     manifest = read_manifest(out)
     return {
         "corpus": name,
+        "precision": manifest["dense"].get("precision"),
         "documents": manifest["counts"]["documents"],
         "passages": manifest["counts"]["passages"],
         "seconds": round(time.perf_counter() - t0, 1),
@@ -188,15 +197,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="embedding runs per configuration (the median is reported)")
     parser.add_argument("--build", default="open-squad,covid-qa", help="corpora to build ('' for none)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "index.json"))
+    parser.add_argument("--precision", default="auto", help="what the passages are embedded in: auto (qa's default) or int8")
     parser.add_argument("--keep", metavar="DIR", help="keep each built index in DIR/NAME (for `qa evaluate NAME --index DIR/NAME`)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: build one corpus, JSON on stdout
     parser.add_argument("--one-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(build_one(args.one, args.one_out or str(Path(tmp) / "index"))))
+            print(json.dumps(build_one(args.one, args.one_out or str(Path(tmp) / "index"), args.precision)))
         return
-    embedding, builds = (embedding_benchmark(args.passages, args.rounds) if args.passages else None), []
+    embedding, builds = (embedding_benchmark(args.passages, args.rounds, args.precision) if args.passages else None), []
 
     def save() -> None:  # after each part: a build cut short (a time limit) loses only itself
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +216,7 @@ def main() -> None:
     if embedding:
         e = embedding
         print(f"embedding on {e['device']}: {e['passages']} passages of {e['mean_tokens']} tokens ({e['gflop_per_passage']} GFLOP each) in "
-              f"{e['precision']}; matrix-product peak {e['gemm_peak_gflop_s']} GFLOP/s (median of {e['gemm_peak_runs']}), "
+              f"{e['precision']} ({e['backend']}); {e['peak_precision']} matrix-product peak {e['gemm_peak_gflop_s']} GFLOP/s (median of {e['gemm_peak_runs']}), "
               f"nominal {e['nominal_peak_gflop_s']} ({e['nominal_peak']})")
         print("| batch | passages/s | GFLOP/s | of matrix-product peak | of nominal peak |")
         print("|---|---|---|---|---|")
@@ -215,7 +225,7 @@ def main() -> None:
             print(f"| {c['batch_size']} | {c['passages_per_s']} | {c['achieved_gflop_s']} | "
                   f"{100 * c['fraction_of_gemm_peak']:.0f}% | {nominal} |", flush=True)
     for name in [n for n in args.build.split(",") if n]:
-        cmd = [sys.executable, __file__, "--one", name]
+        cmd = [sys.executable, __file__, "--one", name, "--precision", args.precision]
         if args.keep:
             target = Path(args.keep) / name
             if target.exists():
@@ -223,7 +233,7 @@ def main() -> None:
             cmd += ["--one-out", str(target)]
         builds.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
         b = builds[-1]
-        print(f"build {name}: {b['documents']} documents, {b['passages']} passages in {b['seconds']} s "
+        print(f"build {name} ({b['precision']}): {b['documents']} documents, {b['passages']} passages in {b['seconds']} s "
               f"({b['passages'] / b['seconds']:.1f} passages/s), peak RSS {b['peak_rss_mb']} MB, index {b['index_mb']} MB", flush=True)
         save()
     print(f"wrote {args.out}")

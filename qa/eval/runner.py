@@ -87,9 +87,11 @@ def prepare_index(
     index_dir: str | Path | None = None,
     embedding_model: str = DEFAULT_EMBEDDING_MODEL,
     show_progress: bool = False,
+    precision: str = "auto",
 ) -> Path:
     """The index of the question set's corpus: reused when it was built for this corpus and
-    model with the default passage settings, built when missing. A cached index that is stale
+    model with the default passage settings, built when missing (its passages embedded in
+    ``precision``). A cached index that is stale
     is rebuilt; a stale ``index_dir`` given by the user is an error, never silently used."""
     key = corpus_key(question_set, embedding_model)
     path = Path(index_dir) if index_dir else datasets.cache_dir() / "indexes" / f"{question_set.name}-{key}"
@@ -106,7 +108,7 @@ def prepare_index(
     build_index(
         question_set.corpus,
         path,
-        embedding=EmbeddingOptions(model=embedding_model),
+        embedding=EmbeddingOptions(model=embedding_model, precision=precision),
         show_progress=show_progress,
         metadata={"eval_key": key, "benchmark": question_set.name, "sources": question_set.sources},
     )
