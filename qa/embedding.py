@@ -81,6 +81,10 @@ class Embedder:
             self.backend = "torch"
         if self.precision == "int8" and self.backend == "torch":  # torch's dynamic int8 is the reader's alone
             self.precision = choose_precision("auto", self.device, "the embedding model")
+        if precision == "int8" and self.precision != "int8":
+            why = ("int8 runs on a CPU" if cuda else f"{model!r} is not a mean-pooled BERT model" if mean_pooled is None
+                   else "it needs OpenVINO and NNCF: pip install 'qa[openvino]'")
+            logger.warning("the passages are embedded in %s, not int8: %s", self.precision, why)
         bert_runs = self.backend == "openvino" or cuda or self.precision == "fp32"  # qa.bert's torch fp32 is as fast
         settings = mean_pooled if bert_runs else None
         #: qa.bert's encoder where it embeds the passages (OpenVINO on a CPU, torch on CUDA, torch
@@ -202,8 +206,8 @@ def load_question_encoder(model: str = DEFAULT_EMBEDDING_MODEL, device: str | No
     else an :class:`Embedder`. Both give the vectors :class:`Embedder` gives the passages."""
     source = resolve_model(model)
     settings = _mean_pooled_bert(source) if Path(source).is_dir() else None
-    if settings is None:
-        return Embedder(model, device=device, precision=precision)
+    if settings is None:  # questions are never embedded in int8 (see QuestionEncoder)
+        return Embedder(model, device=device, precision="auto" if precision == "int8" else precision)
     return QuestionEncoder(model, source, *settings, device=device, precision=precision)
 
 

@@ -1,6 +1,7 @@
 """The CLI end to end with tiny models: output shapes, and errors as one line with no traceback."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -41,6 +42,7 @@ def test_index_text_summary_and_warnings(tiny_models, write_files, tmp_path):
     result = invoke("index", corpus, "-i", tmp_path / "i", "--embedding-model", tiny_models["encoder"])
     assert result.exit_code == 0, result.output
     assert "Indexed 4 documents as 4 passages" in result.stdout and "Files read: 3; skipped: 1 invalid JSON (line 1)" in result.stdout
+    assert re.search(r"\(passages embedded in\s+(fp32|bf16)\)", result.stdout)  # the manifest's dense.precision
     assert "warning: skipped bad.json: invalid JSON (line 1)" in result.stderr
 
 

@@ -85,13 +85,14 @@ def test_an_int8_passage_encoder_embeds_close_to_fp32_and_questions_stay_in_floa
     assert load_question_encoder(str(tiny_models["encoder"]), precision="int8").precision != "int8"  # one short pass: float
 
 
-def test_without_nncf_int8_embeds_in_autos_precision(tiny_models, cache, monkeypatch):
+def test_without_nncf_int8_embeds_in_autos_precision_and_says_so(tiny_models, cache, monkeypatch, caplog):
     from qa.embedding import Embedder
 
     monkeypatch.setattr("qa.device.nncf_installed", lambda: False)
     embedder = Embedder(str(tiny_models["encoder"]), precision="int8", batch_size=4)
     assert embedder.backend == "torch" and embedder.precision in ("fp32", "bf16")
     assert not cache.exists()
+    assert f"the passages are embedded in {embedder.precision}, not int8: it needs OpenVINO and NNCF" in caplog.text
 
 
 def test_qa_index_precision_int8_builds_an_index_that_answers(tiny_models, cache, tmp_path):

@@ -165,16 +165,17 @@ def index(
     report = result.report
     shards = result.manifest.get("shards")
     in_shards = f" in {len(shards)} shards" if shards else ""
+    embedded = f" (passages embedded in {result.manifest['dense']['precision']})" if result.manifest["dense"].get("precision") else ""
     if add:
         out.print(
             f"Added [bold]{report.documents}[/] documents as [bold]{result.new_passages}[/] passages to "
             f"[bold]{escape(str(result.path))}[/] (now {counts['documents']} documents, {counts['passages']} passages{in_shards}) "
-            f"in {result.seconds:.1f} s"
+            f"in {result.seconds:.1f} s{embedded}"
         )
     else:
         out.print(
             f"Indexed [bold]{counts['documents']}[/] documents as [bold]{counts['passages']}[/] passages "
-            f"into [bold]{escape(str(result.path))}[/]{in_shards} in {result.seconds:.1f} s"
+            f"into [bold]{escape(str(result.path))}[/]{in_shards} in {result.seconds:.1f} s{embedded}"
         )
     if report.skipped:
         reasons = ", ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
