@@ -50,16 +50,12 @@ def join_shards(urls: Sequence[str], index_dir: str | Path | None = None, token:
         "counts": counts,
         "passages": first["passages"],
         "bm25": first["bm25"],
-        "dense": {**_without(first["dense"], "precision"), "faiss_index": ", ".join(kinds), **_precision(infos)},
+        "dense": {**{k: v for k, v in first["dense"].items() if k != "precision"}, "faiss_index": ", ".join(kinds), **_precision(infos)},
         "shards": shards,
     }
     with IndexWriter(index_dir if index_dir is not None else default_index_dir()) as writer:
         manifest = writer.commit(content)
     return BuildResult(writer.target, manifest, ReadReport(), time.perf_counter() - started)
-
-
-def _without(section: dict, key: str) -> dict:
-    return {k: v for k, v in section.items() if k != key}
 
 
 def _precision(infos: Sequence[dict]) -> dict[str, str]:
