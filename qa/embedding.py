@@ -342,9 +342,9 @@ class QuestionEncoder:
         import torch
 
         if self._compiled is not None:
-            from qa.openvino_runtime import PAD_MULTIPLE
+            from qa.openvino_runtime import padded_length
 
-            inputs = [_pad_together([arrays], self.pad_id, PAD_MULTIPLE, self.max_tokens) for arrays in inputs]
+            inputs = [_pad_together([arrays], self.pad_id, padded_length(arrays[0].shape[1], self.max_tokens)) for arrays in inputs]
             yield from ((arrays, torch.from_numpy(outputs[0])) for arrays, outputs in zip(inputs, self._compiled.map(inputs)))
             return
         for arrays in inputs:
@@ -353,11 +353,9 @@ class QuestionEncoder:
                 yield arrays, self._model(*(torch.from_numpy(a).to(self.device) for a in arrays[:2]), mask)
 
 
-def _pad_together(pieces: list[list[np.ndarray]], pad_id: int, multiple: int = 1, limit: int = 0) -> list[np.ndarray]:
+def _pad_together(pieces: list[list[np.ndarray]], pad_id: int, width: int = 0) -> list[np.ndarray]:
     """Ids, token types and masks of several tokenised pieces as one batch, padded to the longest
-    (ids with ``pad_id``, types and mask with 0, as the tokenizer pads), rounded up to a
-    ``multiple`` of tokens but not past ``limit``."""
-    width = max(piece[0].shape[1] for piece in pieces)
-    width = max(width, min(-(-width // multiple) * multiple, limit))
+    or to ``width`` tokens if longer (ids with ``pad_id``, types and mask with 0, as the tokenizer pads)."""
+    width = max(width, *(piece[0].shape[1] for piece in pieces))
     return [np.concatenate([np.pad(piece[k], ((0, 0), (0, width - piece[k].shape[1])), constant_values=pad_id if k == 0 else 0)
                             for piece in pieces]) for k in range(3)]

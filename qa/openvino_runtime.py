@@ -40,6 +40,12 @@ STREAMED_BATCHES = 3
 PAD_MULTIPLE = 16
 
 
+def padded_length(length: int, limit: int) -> int:
+    """The length to pad inputs of ``length`` tokens to for OpenVINO: rounded up to a multiple of
+    :data:`PAD_MULTIPLE`, but not past ``limit`` (the longest input the model is given)."""
+    return max(length, min(-(-length // PAD_MULTIPLE) * PAD_MULTIPLE, limit))
+
+
 class CompiledModule:
     """A module compiled by OpenVINO: called on one batch of int64 arrays (ids, token types, mask),
     it returns the module's outputs as float32 numpy arrays; :meth:`map` runs many batches.

@@ -320,9 +320,7 @@ class Reader:
         if self._compiled is None:
             yield from (self._forward(windows) for windows in batches)
             return
-        from qa.openvino_runtime import PAD_MULTIPLE
-
-        yield from (tuple(logits) for logits in self._compiled.map(self._arrays(windows, PAD_MULTIPLE) for windows in batches))
+        yield from (tuple(logits) for logits in self._compiled.map(self._arrays(windows, for_openvino=True) for windows in batches))
 
     def _windows(self, questions: Sequence[str], passages: Sequence[str]) -> list[tuple[int, Any]]:
         """Each pair's windows (``tokenizers.Encoding``) with the pair's index, shortest first. A
@@ -338,11 +336,14 @@ class Reader:
         windows = [window for _, window in self._windows([q for q, _ in pairs], [p for _, p in pairs])]
         return [self._arrays(windows[first : first + batch_size]) for first in range(0, len(windows), batch_size)]
 
-    def _arrays(self, windows: list, multiple: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _arrays(self, windows: list, for_openvino: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Token ids, token types and attention mask of tokenised windows (``tokenizers.Encoding``),
-        padded to the longest, rounded up to a ``multiple`` of tokens (at most to ``max_length``)."""
+        padded to the longest (``for_openvino``: rounded up, :func:`qa.openvino_runtime.padded_length`)."""
         length = max(len(w.ids) for w in windows)
-        length = max(length, min(-(-length // multiple) * multiple, self.max_length))
+        if for_openvino:
+            from qa.openvino_runtime import padded_length
+
+            length = padded_length(length, self.max_length)
 
         def padded(rows, fill):
             return np.array([row + [fill] * (length - len(row)) for row in rows], dtype=np.int64)
