@@ -167,3 +167,68 @@ def test_the_card_says_which_questions_were_left_out_and_why_in_words():
     assert _left_out({"its answer is not inside one passage": 2, "its paragraph is not in the index": 5}) == (
         " (7 left out: 5 its paragraph is not in the index; 2 its answer is not inside one passage)"
     )
+
+
+def long_paragraphs(path, title="Tower"):
+    """A SQuAD file whose paragraphs hold four sentences of nine words or more (inverse-cloze material)."""
+    builders = "Alder Birch Cedar Dunmore Elwood Fenwick Garrow Hollis Ingram Jarvis Kendal Lowther".split()
+    articles = []
+    for i in range(12):
+        sentences = [f"The old tower number {i} was raised by {builders[i]} and sons in spring.",
+                     f"Its {i} stone stairs lead up to a bell that rings at dawn.",
+                     f"Travellers who climb tower {i} see the river bend towards the hills.",
+                     f"A small garden of herbs grows beside the gate of tower {i}."]
+        context = " ".join(sentences)
+        articles.append({"title": f"{title}_{i}", "paragraphs": [{"context": context, "qas": [
+            {"id": f"{title}{i}", "question": f"Who raised the old tower number {i}?", "answers": [{"text": builders[i], "answer_start": context.index(builders[i])}]},
+        ]}]})
+    path.write_text(json.dumps({"version": "1.1", "data": articles}))
+    return path
+
+
+def test_inverse_cloze_rows_are_sentences_of_the_training_files_own_passages(setup, tiny_models, tmp_path):
+    from qa.corpora.squad import load_squad
+    from qa.retriever.cloze import cloze_pairs
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    train = long_paragraphs(corpus / "train.json")
+    long_paragraphs(corpus / "dev.json", title="Dev")  # in the index, never trained on
+    index = tmp_path / "index"
+    build_index(corpus, index, embedding=EmbeddingOptions(str(tiny_models["encoder"])), passages=PassageOptions(max_words=200, overlap_words=0))
+    c = config((train, index), tiny_models, tmp_path / "out", limit=[0], inverse_cloze=[100], held_out=0, negative_depth=30)
+    triples = mine_triples(c)
+    assert len(triples) == 12 and all(triples.cloze) and set(triples.documents) == {f"train.json: {d.id}" for d in load_squad(train).documents}
+    texts = {p.title: p.text for p in Index(index).store.get(list(range(len(Index(index)))))}
+    for sentence, positive, negative in zip(*(triples.columns[k] for k in ("anchor", "positive", "negative_1"))):
+        title = positive.split("\n")[0]
+        assert title.startswith("Tower ") and sentence in texts[title]  # a sentence of its own passage
+        assert negative.startswith("Tower ") and sentence not in negative
+    removed = sum(s not in p for s, p in zip(triples.columns["anchor"], triples.columns["positive"]))
+    assert removed >= 8  # left in one time in ten
+    assert c.command().endswith("--limit 0 --inverse-cloze 100")
+    # questions and inverse cloze together; the count caps the pairs of each file
+    both = mine_triples(config((train, index), tiny_models, tmp_path / "out", inverse_cloze=[5], held_out=0, negative_depth=30))
+    assert sum(both.cloze) == 5 and len(both) - 5 >= 10
+    passages = Index(index).store.get(list(range(len(Index(index)))))
+    assert [p.query for p in cloze_pairs(passages, 3, seed=1)] == [p.query for p in cloze_pairs(passages, 3, seed=1)]
+    assert [p.query for p in cloze_pairs(passages, 3, seed=1)] != [p.query for p in cloze_pairs(passages, 3, seed=2)]
+    # passages of one short sentence give none: rows as a run without inverse cloze
+    short = mine_triples(config(setup, tiny_models, tmp_path / "out", inverse_cloze=[50]))
+    assert short.cloze == [] and len(short) == len(mine_triples(config(setup, tiny_models, tmp_path / "out")))
+    # training: the card counts the inverse-cloze rows apart from the questions
+    metrics = train_retriever(config((train, index), tiny_models, tmp_path / "trained", inverse_cloze=[12], held_out=3, negatives=0))
+    assert metrics["recall_after"]["questions"] == 3 and metrics["steps"] >= 2
+    assert metrics["train_inverse_cloze"] == 9  # those of the three held-out documents are not trained on
+    assert metrics["train_questions"] + metrics["held_out_questions"] + sum(metrics["skipped"].values()) == 12
+    assert "9 inverse-cloze rows" in (tmp_path / "trained" / "README.md").read_text()
+
+
+def test_inverse_cloze_rows_are_never_held_out_nor_trained_on_for_a_held_out_document():
+    documents = [f"train.json: d{i // 5}" for i in range(50)] + [f"train.json: d{i}" for i in range(10)]
+    triples = Triples({"anchor": [f"q{i}" for i in range(60)]}, documents=documents, cloze=[False] * 50 + [True] * 10)
+    held, trained = split_held_out(triples, 12, seed=3)
+    assert all(i < 50 for i in held) and len(held) == 15 and set(range(50)) <= set(held + trained)
+    held_documents = {documents[i] for i in held}
+    assert not held_documents & {documents[i] for i in trained}
+    assert len(trained) == 60 - 15 - 3  # the inverse-cloze rows of the three held-out documents are left out

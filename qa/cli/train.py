@@ -177,7 +177,12 @@ def train_retriever(
     seed: Annotated[int, typer.Option()] = RETRIEVER_DEFAULTS.seed,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = RETRIEVER_DEFAULTS.checkpoint_every,
     limit: Annotated[
-        Optional[list[int]], typer.Option(min=1, help="Train on the first N questions only: one N for all --train files, or one per file, in order.")
+        Optional[list[int]], typer.Option(min=0, help="Train on the first N questions only (0: none, e.g. for inverse cloze alone): one N for all --train files, or one per file, in order.")
+    ] = None,
+    inverse_cloze: Annotated[
+        Optional[list[int]],
+        typer.Option(min=0, help="Also train on N inverse-cloze pairs (a sentence as the query, the rest of its passage as the positive) "
+                     "from the passages of each file's own documents: one N for all --train files, or one per file, in order."),
     ] = None,
     held_out: Annotated[int, typer.Option(min=0, help="Questions kept out to measure recall before and after.")] = RETRIEVER_DEFAULTS.held_out,
     stop_after_minutes: StopAfterOption = None,
@@ -196,7 +201,8 @@ def train_retriever(
     config = RetrieverTrainConfig(
         train=list(train or []), index=list(index_dir or []), output=str(output), base=base, batch_size=batch_size,
         mini_batch_size=mini_batch_size, negatives=negatives, negative_depth=negative_depth, lr=lr, epochs=epochs,
-        warmup=warmup, seed=seed, checkpoint_every=checkpoint_every, limit=limit or None, held_out=held_out, device=device,
+        warmup=warmup, seed=seed, checkpoint_every=checkpoint_every, limit=limit or None, inverse_cloze=inverse_cloze or None,
+        held_out=held_out, device=device,
     )
     metrics = run(config, resume=resume, overwrite=overwrite, show_progress=not as_json and err.is_terminal,
                   stop_after_minutes=stop_after_minutes, log=lambda line: err.print(escape(line), highlight=False))

@@ -38,8 +38,9 @@ from qa.corpora.squad import load_squad
 from qa.device import cpu_prefers_bf16, pick_device
 from qa.errors import QAError
 from qa.hub import load_error, resolve_model
-from qa.index import Index
+from qa.index import Index, Passage
 from qa.progress import progress_bar
+from qa.retriever.cloze import cloze_pairs
 from qa.retriever.open_data import gold_passage
 from qa.retriever.retrievers import make_retriever
 from qa.retriever.train_config import RetrieverTrainConfig
@@ -56,27 +57,46 @@ SEARCH_BATCH = 256  # questions per BM25 search call while mining
 
 @dataclass
 class Triples:
-    """Training rows: ``anchor`` (question), ``positive`` and ``negative_1..n`` (passage texts),
-    and the document each row's question is about (``documents``: file and paragraph id)."""
+    """Training rows: ``anchor`` (question, or an inverse-cloze sentence), ``positive`` and
+    ``negative_1..n`` (passage texts), the document each row is about (``documents``: file and
+    paragraph id) and which rows are inverse-cloze pairs (``cloze``; empty: none)."""
 
     columns: dict[str, list[str]] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
     sha256: dict[str, str] = field(default_factory=dict)
     documents: list[str] = field(default_factory=list)
+    cloze: list[bool] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.columns.get("anchor", []))
+
+    def is_cloze(self, i: int) -> bool:
+        return bool(self.cloze) and self.cloze[i]
 
     def rows(self, indices) -> dict[str, list[str]]:
         return {name: [values[i] for i in indices] for name, values in self.columns.items()}
 
 
+@dataclass(frozen=True)
+class _Query:
+    """A row waiting for its hard negatives: none may contain one of ``unwanted`` (lower case)."""
+
+    text: str
+    positive: Passage
+    positive_text: str
+    unwanted: list[str]
+    document: str
+    cloze: bool
+
+
 def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> Triples:
-    """The (question, positive, hard negatives) rows of ``config.train`` over their indexes."""
+    """The (question, positive, hard negatives) rows of ``config.train`` over their indexes, and
+    the inverse-cloze rows of their passages that ``config.inverse_cloze`` asks for."""
     if len(config.index) not in (1, len(config.train)):
         raise QAError(f"give one --index for all --train files, or one per file: {len(config.train)} files, {len(config.index)} indexes")
-    if config.limit and len(config.limit) not in (1, len(config.train)):
-        raise QAError(f"give one --limit for all --train files, or one per file: {len(config.train)} files, {len(config.limit)} limits")
+    for name, values in (("--limit", config.limit), ("--inverse-cloze", config.inverse_cloze)):
+        if values and len(values) not in (1, len(config.train)):
+            raise QAError(f"give one {name} for all --train files, or one per file: {len(config.train)} files, {len(values)} values")
     triples = Triples(columns={"anchor": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(config.negatives)}})
     for file_number, path in enumerate(config.train):
         index = Index(config.index_of(file_number))
@@ -85,14 +105,14 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
         triples.sha256[path] = data.sha256
         documents = {d.id: d for d in data.documents}
         examples = [e for e in data.examples if e.answerable][: config.limit_of(file_number)]
-        found: list[tuple[Any, Any]] = []  # (example, positive passage)
         passages_of = functools.cache(index.store.passages_with_content)  # a paragraph has several questions
+        document_of = {p.idx: d.id for d in data.documents for p in passages_of(d.sha256)}
         # Negatives come from this file's own paragraphs: an index may also hold evaluation
         # documents (open-squad holds SQuAD dev, covid-qa its dev articles), which training must not see.
-        own = {p.idx for d in data.documents for p in passages_of(d.sha256)}
+        own = set(document_of)
+        queries: list[_Query] = []
         for e in examples:
-            doc = documents[e.doc_id]
-            passages = passages_of(doc.sha256)
+            passages = passages_of(documents[e.doc_id].sha256)
             if not passages:
                 triples.skipped["its paragraph is not in the index"] += 1
                 continue
@@ -100,48 +120,59 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
             if positive is None:
                 triples.skipped["its answer is not inside one passage"] += 1
                 continue
-            found.append((e, positive))
-        with progress_bar("questions", disable=not show_progress) as progress:
-            task = progress.add_task(f"Mining hard negatives ({Path(path).name})", total=len(found))
-            for first in range(0, len(found), SEARCH_BATCH):
-                group = found[first : first + SEARCH_BATCH]
-                hit_lists = bm25.search_batch([e.question for e, _ in group], config.negative_depth, evidence=False)
-                for (e, positive), hits in zip(group, hit_lists):
-                    answers = [a.lower() for a in e.answers]
+            queries.append(_Query(e.question, positive, positive.retrieval_text, [a.lower() for a in e.answers],
+                                  f"{Path(path).name}: {e.doc_id}", cloze=False))
+        if config.inverse_cloze_of(file_number):
+            own_passages = [p for d in data.documents for p in passages_of(d.sha256)]
+            for pair in cloze_pairs(own_passages, config.inverse_cloze_of(file_number), seed=config.seed + file_number):
+                queries.append(_Query(pair.query, pair.passage, pair.positive, [pair.query.lower()],
+                                      f"{Path(path).name}: {document_of[pair.passage.idx]}", cloze=True))
+        with progress_bar("rows", disable=not show_progress) as progress:
+            task = progress.add_task(f"Mining hard negatives ({Path(path).name})", total=len(queries))
+            for first in range(0, len(queries), SEARCH_BATCH):
+                group = queries[first : first + SEARCH_BATCH]
+                hit_lists = bm25.search_batch([q.text for q in group], config.negative_depth, evidence=False) if config.negatives else [[]] * len(group)
+                for query, hits in zip(group, hit_lists):
                     negatives = [
                         h.passage for h in hits
-                        if h.passage.idx != positive.idx and h.passage.idx in own
-                        and not any(a in h.passage.text.lower() for a in answers)
+                        if h.passage.idx != query.positive.idx and h.passage.idx in own
+                        and not any(u in h.passage.text.lower() for u in query.unwanted)
                     ][: config.negatives]
                     if len(negatives) < config.negatives:
-                        triples.skipped["too few hard negatives in BM25's top passages"] += 1
+                        triples.skipped["inverse-cloze sentences with too few hard negatives" if query.cloze
+                                        else "too few hard negatives in BM25's top passages"] += 1
                         continue
-                    triples.documents.append(f"{Path(path).name}: {e.doc_id}")
-                    triples.columns["anchor"].append(e.question)
-                    triples.columns["positive"].append(positive.retrieval_text)
+                    triples.documents.append(query.document)
+                    triples.cloze.append(query.cloze)
+                    triples.columns["anchor"].append(query.text)
+                    triples.columns["positive"].append(query.positive_text)
                     for i, negative in enumerate(negatives):
                         triples.columns[f"negative_{i + 1}"].append(negative.retrieval_text)
                 progress.update(task, advance=len(group))
+    if not any(triples.cloze):
+        triples.cloze = []  # rows as a run without inverse cloze saves them
     return triples
 
 
 def split_held_out(triples: Triples, questions: int, seed: int) -> tuple[list[int], list[int]]:
     """Rows held out and rows trained on: whole documents, in an order drawn with ``seed``, until
     they hold at least ``questions`` questions, so that no held-out document's questions are
-    trained on, nor its passages as positives. Rows mined before documents were recorded (an
-    older run resumed) are held out one question at a time, as that run did."""
+    trained on, nor its passages as positives (nor its inverse-cloze rows, which are never held out:
+    recall is measured on questions). Rows mined before documents were recorded (an older run
+    resumed) are held out one question at a time, as that run did."""
     order = list(range(len(triples)))
     random.Random(seed).shuffle(order)
     if not triples.documents or not questions:
         return order[:questions], order[questions:]
-    size = Counter(triples.documents)
+    size = Counter(triples.documents[i] for i in order if not triples.is_cloze(i))
     held, count = set(), 0
-    for document in dict.fromkeys(triples.documents[i] for i in order):
+    for document in dict.fromkeys(triples.documents[i] for i in order if not triples.is_cloze(i)):
         if count >= questions:
             break
         held.add(document)
         count += size[document]
-    return [i for i in order if triples.documents[i] in held], [i for i in order if triples.documents[i] not in held]
+    return ([i for i in order if triples.documents[i] in held and not triples.is_cloze(i)],
+            [i for i in order if triples.documents[i] not in held])
 
 
 def recall(model, rows: dict[str, list[str]], batch_size: int = 64) -> dict[str, float]:
@@ -201,7 +232,8 @@ def train_retriever(
     mined = checkpoints / TRIPLES
     if resume and mined.is_file():  # mined once per run: a resume does not search again
         saved_triples = json.loads(mined.read_text())
-        triples = Triples(saved_triples["columns"], Counter(saved_triples["skipped"]), saved_triples["sha256"], saved_triples.get("documents", []))
+        triples = Triples(saved_triples["columns"], Counter(saved_triples["skipped"]), saved_triples["sha256"],
+                          saved_triples.get("documents", []), saved_triples.get("cloze", []))
     else:
         triples = mine_triples(config, show_progress)
     held_out_rows, train_indices = split_held_out(triples, config.held_out, config.seed)
@@ -215,7 +247,7 @@ def train_retriever(
     except OSError as err:
         raise load_error("base model", config.base, err) from err
     model.model_card_data.generate_widget_examples = False  # qa writes its own card; this only printed a bar
-    before = recall(model, held_out) if config.held_out else None
+    before = recall(model, held_out) if held_out_rows else None
     if log and before:
         log(f"held-out recall before training: {before}")
 
@@ -223,7 +255,7 @@ def train_retriever(
     (checkpoints / CONFIG).write_text(json.dumps(asdict(config)))
     if not (resume and mined.is_file()):  # a fresh run replaces what an interrupted one may have left
         mined.write_text(json.dumps({"columns": triples.columns, "skipped": triples.skipped, "sha256": triples.sha256,
-                                     "documents": triples.documents}))
+                                     "documents": triples.documents, "cloze": triples.cloze}))
     budget = stop_after_minutes * 60 if stop_after_minutes is not None else None
     seconds_file = checkpoints / SECONDS
     seconds_before = json.loads(seconds_file.read_text())["seconds"] if resume and seconds_file.is_file() else 0.0
@@ -275,11 +307,12 @@ def train_retriever(
     train_seconds = seconds_before + time.perf_counter() - training_started
     if stopped["early"]:
         return None
-    after = recall(model, held_out) if config.held_out else None
+    after = recall(model, held_out) if held_out_rows else None
     metrics = {
         "steps": trainer.state.global_step,
         "epochs": config.epochs,
-        "train_questions": len(train_rows["anchor"]),
+        "train_questions": sum(not triples.is_cloze(i) for i in train_indices),
+        "train_inverse_cloze": sum(triples.is_cloze(i) for i in train_indices),
         "held_out_questions": len(held_out["anchor"]),
         "held_out_documents": held_out_documents,  # None: held out question by question (rows mined by an older qa)
         "skipped": dict(triples.skipped),
@@ -318,6 +351,8 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
         f"from its top {config.negative_depth} passages that come from the same training file and hold no gold answer",
         f"- {metrics['train_questions']} training questions{_left_out(metrics['skipped'])}, {metrics['held_out_questions']} held out"
         + (f" (all the questions of {metrics['held_out_documents']} documents, none of them trained on)" if metrics.get("held_out_documents") else ""),
+        *([f"- {metrics['train_inverse_cloze']} inverse-cloze rows from the passages of the training files' own documents: "
+           "a sentence as the query, the rest of its passage as the positive (`qa.retriever.cloze`)"] if metrics.get("train_inverse_cloze") else []),
         f"- Loss: {loss}, batches of {config.batch_size} without duplicates",
         f"- Trained {metrics['steps']} steps ({config.epochs} epochs) in {metrics['train_seconds'] / 60:.1f} minutes on "
         f"{metrics['device']}; final loss {metrics['final_loss']:.4f}",

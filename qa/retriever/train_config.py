@@ -35,6 +35,9 @@ class RetrieverTrainConfig:
     checkpoint_every: int = 500
     limit: list[int] | None = None
     """Train on the first N questions of each file only: one N for all the files, or one per file."""
+    inverse_cloze: list[int] | None = None
+    """Inverse-cloze pairs (:mod:`qa.retriever.cloze`) from the passages of each file's own documents,
+    trained on beside its questions: one N for all the files, or one per file; None: none."""
     held_out: int = 500
     """Questions kept out of training to measure recall before and after."""
     device: str | None = None
@@ -51,6 +54,10 @@ class RetrieverTrainConfig:
         """How many questions of training file ``i`` to take (None: all)."""
         return _of_file(self.limit, i) if self.limit else None
 
+    def inverse_cloze_of(self, i: int) -> int:
+        """How many inverse-cloze pairs to draw from training file ``i``'s passages."""
+        return _of_file(self.inverse_cloze, i) if self.inverse_cloze else 0
+
     def command(self) -> str:
         """The `qa train retriever` command line that runs this configuration."""
         args = ["qa", "train", "retriever"]
@@ -59,9 +66,11 @@ class RetrieverTrainConfig:
         for path in self.index:
             args += ["--index", path]
         args += ["--output", self.output]
-        args += changed_options(self, RetrieverTrainConfig([], [], ""), skip=("train", "index", "output", "limit"))
+        args += changed_options(self, RetrieverTrainConfig([], [], ""), skip=("train", "index", "output", "limit", "inverse_cloze"))
         for n in self.limit or []:
             args += ["--limit", str(n)]
+        for n in self.inverse_cloze or []:
+            args += ["--inverse-cloze", str(n)]
         return shlex.join(args)
 
 
