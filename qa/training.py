@@ -1,6 +1,6 @@
 """What `qa train reader` and `qa train retriever` share: where a run may write (never over what
-qa did not write), the mark its model card carries, how it names the hardware it ran on, and how
-a long run gives freed memory back."""
+qa did not write), the mark its model card carries and how it gives a base model's card, how it
+names the hardware it ran on, and how a long run gives freed memory back."""
 
 from __future__ import annotations
 
@@ -85,6 +85,22 @@ def changed_options(config, defaults, skip: tuple[str, ...]) -> list[str]:
 def card_footer(hyper: dict, command: str) -> list[str]:
     """The model card's lines that give a run's hyper-parameters and the command that ran it."""
     return [f"- Hyper-parameters: `{json.dumps(hyper)}`", "", "Command:", "", "```bash", command, "```", ""]
+
+
+def card_section(heading: str, card: str) -> list[str]:
+    """A model card's lines under ``heading`` (its title replaced, its headings one level down, to
+    Markdown's deepest, level 6, where a long chain of runs would go deeper), for the card of a model
+    made from it. Lines in code blocks are left as they are."""
+    demoted, in_code = [], False
+    for line in card.strip().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        heading_marks = len(line) - len(line.lstrip("#"))
+        if heading_marks and not in_code and line[heading_marks:heading_marks + 1] in (" ", ""):
+            line = "#" * min(heading_marks + 1, 6) + line[heading_marks:]
+        demoted.append(line)
+    body = "\n".join(demoted[1:]).strip("\n").splitlines()
+    return [f"## {heading}", "", *body, ""]
 
 
 def release_freed_memory() -> bool:

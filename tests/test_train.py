@@ -191,7 +191,7 @@ def test_a_reader_trained_from_a_qa_trained_base_carries_the_base_card(tmp_path,
 
 
 def test_a_base_card_is_demoted_to_markdowns_deepest_heading_and_its_code_kept():
-    from qa.reader.saved import card_section
+    from qa.training import card_section
 
     card = "# Title\n\ntext\n## Section\n##### Deep\n###### Deepest\n```bash\n# a comment\nqa train\n```\n#hashtag"
     lines = card_section("How the base model `b` was trained", card)

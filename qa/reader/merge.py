@@ -25,7 +25,7 @@ from qa.fsutil import absolute, replace_directory, staging_dir
 from qa.hub import load_error, quiet_transformers, resolve_model
 from qa.reader.distill import same_tokenizer
 from qa.reader.reader import reader_folder
-from qa.reader.saved import MERGE_MARK, SAVE_DTYPES, card_section, gold_scores, gold_scores_lines, qa_card, save_reader, without_repeat
+from qa.reader.saved import MERGE_MARK, SAVE_DTYPES, gold_scores, gold_scores_lines, qa_card, save_reader, without_repeat
 
 
 def merge_readers(
@@ -148,7 +148,7 @@ def _model_card(metrics: dict[str, Any], save_dtype: str, command: str) -> str:
     lines += gold_scores_lines(metrics)
     cards = {name: qa_card(name) for name in (first, second)}
     sections = [
-        card_section(f"How the {role} reader `{name}` was trained", cards[name]) if cards[name] else [
+        training.card_section(f"How the {role} reader `{name}` was trained", cards[name]) if cards[name] else [
             f"## The {role} reader `{name}`", "", "Not made by `qa train`: see its own documentation.", ""]
         for name, role in ((first, "first"), (second, "second"))
     ]

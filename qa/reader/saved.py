@@ -83,24 +83,8 @@ def gold_scores_lines(metrics: dict[str, Any]) -> list[str]:
     ]
 
 
-def card_section(heading: str, card: str) -> list[str]:
-    """A model card's lines under ``heading`` (its title replaced, its headings one level down, to
-    Markdown's deepest, level 6, where a long chain of runs would go deeper), for the card of a model
-    made from it. Lines in code blocks are left as they are."""
-    demoted, in_code = [], False
-    for line in card.strip().splitlines():
-        if line.startswith("```"):
-            in_code = not in_code
-        heading_marks = len(line) - len(line.lstrip("#"))
-        if heading_marks and not in_code and line[heading_marks:heading_marks + 1] in (" ", ""):
-            line = "#" * min(heading_marks + 1, 6) + line[heading_marks:]
-        demoted.append(line)
-    body = "\n".join(demoted[1:]).strip("\n").splitlines()
-    return [f"## {heading}", "", *body, ""]
-
-
 def without_repeat(section: list[str], earlier: list[str], name: str) -> list[str]:
-    """``section`` (lines of :func:`card_section`) with the card of ``earlier``, a section given
+    """``section`` (lines of :func:`qa.training.card_section`) with the card of ``earlier``, a section given
     above it, replaced by a line that points there where ``section`` holds that card too (at
     another heading level): averaging a reader with one trained from it would otherwise give the
     same chain twice, and each such merge would double the card."""

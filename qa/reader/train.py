@@ -35,7 +35,7 @@ from qa.reader.features import (
     save_features, tokenizer_digest,
 )
 from qa.reader.reader import reader_folder
-from qa.reader.saved import CARD_MARK, card_section, gold_scores, gold_scores_lines, qa_card, save_reader
+from qa.reader.saved import CARD_MARK, gold_scores, gold_scores_lines, qa_card, save_reader
 from qa.reader.train_config import TrainConfig
 
 STATE = "trainer_state.json"
@@ -442,5 +442,5 @@ def _model_card(config: TrainConfig, metrics: dict[str, Any], sources: list[str]
     ]
     lines += gold_scores_lines(metrics)
     if base_card:
-        lines += card_section(f"How the base model `{config.base}` was trained", base_card)
+        lines += training.card_section(f"How the base model `{config.base}` was trained", base_card)
     return "\n".join(lines)
