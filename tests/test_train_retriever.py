@@ -222,6 +222,10 @@ def test_inverse_cloze_rows_are_sentences_of_the_training_files_own_passages(set
     assert metrics["train_inverse_cloze"] == 9  # those of the three held-out documents are not trained on
     assert metrics["train_questions"] + metrics["held_out_questions"] + sum(metrics["skipped"].values()) == 12
     assert "9 inverse-cloze rows" in (tmp_path / "trained" / "README.md").read_text()
+    # a run from that model: its card carries the base model's, so the whole chain of runs stays on record
+    train_retriever(config((train, index), tiny_models, tmp_path / "next", base=str(tmp_path / "trained"), held_out=0, negatives=0))
+    card = (tmp_path / "next" / "README.md").read_text()
+    assert f"## How the base model `{tmp_path / 'trained'}` was trained" in card and "9 inverse-cloze rows" in card
 
 
 def test_inverse_cloze_rows_are_never_held_out_nor_trained_on_for_a_held_out_document():

@@ -324,7 +324,7 @@ def train_retriever(
     }
     model.save(str(output))
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (output / "README.md").write_text(model_card(config, metrics, triples.sha256))
+    (output / "README.md").write_text(model_card(config, metrics, triples.sha256, base_card(config.base)))
     shutil.rmtree(checkpoints, ignore_errors=True)
     return metrics
 
@@ -337,7 +337,17 @@ def _left_out(skipped: dict[str, int]) -> str:
     return f" ({sum(skipped.values())} left out: {reasons})"
 
 
-def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: dict[str, str]) -> str:
+def base_card(base: str) -> str | None:
+    """The model card of an encoder that ``qa train retriever`` made (a run continued from another
+    one's model, as after ``--inverse-cloze`` alone), else None."""
+    try:
+        text = (Path(resolve_model(base)) / "README.md").read_text(encoding="utf-8", errors="replace")
+    except (QAError, OSError):
+        return None
+    return text if CARD_MARK in text else None
+
+
+def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: dict[str, str], base_card: str | None = None) -> str:
     hyper = {k: v for k, v in asdict(config).items() if k not in ("train", "index", "output", "base", "device")}
     loss = f"CachedMultipleNegativesRankingLoss (mini-batches of {config.mini_batch_size})" if config.mini_batch_size else "MultipleNegativesRankingLoss"
     lines = [
@@ -370,4 +380,6 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
             f"| after | {a['recall@1']} | {a['recall@5']} | {a['recall@10']} | {a['mrr@10']} |",
             "",
         ]
+    if base_card:
+        lines += training.card_section(f"How the base model `{config.base}` was trained", base_card)
     return "\n".join(lines)
