@@ -213,6 +213,8 @@ def test_inverse_cloze_rows_are_sentences_of_the_training_files_own_passages(set
     passages = Index(index).store.get(list(range(len(Index(index)))))
     assert [p.query for p in cloze_pairs(passages, 3, seed=1)] == [p.query for p in cloze_pairs(passages, 3, seed=1)]
     assert [p.query for p in cloze_pairs(passages, 3, seed=1)] != [p.query for p in cloze_pairs(passages, 3, seed=2)]
+    with pytest.raises(QAError, match="nothing to train on"):
+        train_retriever(config((train, index), tiny_models, tmp_path / "none", limit=[0]))
     # passages of one short sentence give none: rows as a run without inverse cloze
     short = mine_triples(config(setup, tiny_models, tmp_path / "out", inverse_cloze=[50]))
     assert short.cloze == [] and len(short) == len(mine_triples(config(setup, tiny_models, tmp_path / "out")))
