@@ -350,7 +350,7 @@ def base_card(base: str) -> str | None:
     return text if CARD_MARK in text else None
 
 
-def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: dict[str, str], base_card: str | None = None) -> str:
+def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: dict[str, str], base_model_card: str | None = None) -> str:
     hyper = {k: v for k, v in asdict(config).items() if k not in ("train", "index", "output", "base", "device")}
     loss = f"CachedMultipleNegativesRankingLoss (mini-batches of {config.mini_batch_size})" if config.mini_batch_size else "MultipleNegativesRankingLoss"
     lines = [
@@ -383,6 +383,6 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
             f"| after | {a['recall@1']} | {a['recall@5']} | {a['recall@10']} | {a['mrr@10']} |",
             "",
         ]
-    if base_card:
-        lines += training.card_section(f"How the base model `{config.base}` was trained", base_card)
+    if base_model_card:
+        lines += training.card_section(f"How the base model `{config.base}` was trained", base_model_card)
     return "\n".join(lines)
