@@ -18,17 +18,24 @@ def card_mark(command: str) -> str:
     return f"Trained with `qa train {command}`."
 
 
+def written_card(folder: str | Path, *commands: str) -> str | None:
+    """The model card (``README.md``) in ``folder`` when ``qa train COMMAND`` wrote it, for one of
+    ``commands`` (its :func:`card_mark`), else None."""
+    try:
+        text = (Path(folder) / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return text if any(card_mark(command) in text for command in commands) else None
+
+
 def is_training_output(folder: Path, command: str, checkpoint: str | None = None) -> bool:
     """True for a folder ``qa train COMMAND`` wrote: a model whose card carries its
     :func:`card_mark`, or a checkpoint (``checkpoint``: a glob of its state file under
     ``folder``), or only the hidden leftovers of an interrupted checkpoint."""
     if checkpoint and any(folder.glob(checkpoint)):
         return True
-    try:
-        if card_mark(command) in (folder / "README.md").read_text(encoding="utf-8", errors="replace"):
-            return True
-    except OSError:
-        pass
+    if written_card(folder, command) is not None:
+        return True
     return all(p.name.startswith((".checkpoint", "checkpoint")) for p in folder.iterdir())
 
 

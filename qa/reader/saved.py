@@ -64,11 +64,10 @@ MERGE_MARK = training.card_mark("merge")
 def qa_card(base: str) -> str | None:
     """The model card of a reader that ``qa train reader`` or ``qa train merge`` made, else None."""
     try:
-        card = Path(resolve_model(reader_folder(base))) / "README.md"
-        text = card.read_text(encoding="utf-8", errors="replace")
-    except (QAError, OSError):
+        folder = resolve_model(reader_folder(base))
+    except QAError:
         return None
-    return text if CARD_MARK in text or MERGE_MARK in text else None
+    return training.written_card(folder, "reader", "merge")
 
 
 def gold_scores_lines(metrics: dict[str, Any]) -> list[str]:

@@ -344,10 +344,10 @@ def base_card(base: str) -> str | None:
     """The model card of an encoder that ``qa train retriever`` made (a run continued from another
     one's model, as after ``--inverse-cloze`` alone), else None."""
     try:
-        text = (Path(resolve_model(base)) / "README.md").read_text(encoding="utf-8", errors="replace")
-    except (QAError, OSError):
+        folder = resolve_model(base)
+    except QAError:
         return None
-    return text if CARD_MARK in text else None
+    return training.written_card(folder, COMMAND)
 
 
 def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: dict[str, str], base_model_card: str | None = None) -> str:
