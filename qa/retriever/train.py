@@ -38,7 +38,7 @@ from qa.corpora.squad import load_squad
 from qa.device import cpu_prefers_bf16, pick_device
 from qa.errors import QAError
 from qa.hub import load_error, resolve_model
-from qa.index import Index, Passage
+from qa.index import Index
 from qa.progress import progress_bar
 from qa.retriever.cloze import cloze_pairs
 from qa.retriever.open_data import gold_passage
@@ -82,7 +82,8 @@ class _Query:
     """A row waiting for its hard negatives: none may contain one of ``unwanted`` (lower case)."""
 
     text: str
-    positive: Passage
+    positive: int
+    """The positive passage's id in the index."""
     positive_text: str
     unwanted: list[str]
     document: str
@@ -106,10 +107,10 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
         documents = {d.id: d for d in data.documents}
         examples = [e for e in data.examples if e.answerable][: config.limit_of(file_number)]
         passages_of = functools.cache(index.store.passages_with_content)  # a paragraph has several questions
-        document_of = {p.idx: d.id for d in data.documents for p in passages_of(d.sha256)}
-        # Negatives come from this file's own paragraphs: an index may also hold evaluation
-        # documents (open-squad holds SQuAD dev, covid-qa its dev articles), which training must not see.
-        own = set(document_of)
+        # This file's own passages, each with its document. Negatives and inverse-cloze rows come from
+        # them alone: an index may also hold evaluation documents (open-squad holds SQuAD dev, covid-qa
+        # its dev articles), which training must not see.
+        own = {p.idx: (p, d.id) for d in data.documents for p in passages_of(d.sha256)}
         queries: list[_Query] = []
         for e in examples:
             passages = passages_of(documents[e.doc_id].sha256)
@@ -120,13 +121,13 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
             if positive is None:
                 triples.skipped["its answer is not inside one passage"] += 1
                 continue
-            queries.append(_Query(e.question, positive, positive.retrieval_text, [a.lower() for a in e.answers],
+            queries.append(_Query(e.question, positive.idx, positive.retrieval_text, [a.lower() for a in e.answers],
                                   f"{Path(path).name}: {e.doc_id}", cloze=False))
         if config.inverse_cloze_of(file_number):
-            own_passages = [p for d in data.documents for p in passages_of(d.sha256)]
-            for pair in cloze_pairs(own_passages, config.inverse_cloze_of(file_number), seed=config.seed + file_number):
-                queries.append(_Query(pair.query, pair.passage, pair.positive, [pair.query.lower()],
-                                      f"{Path(path).name}: {document_of[pair.passage.idx]}", cloze=True))
+            pairs = cloze_pairs([p for p, _ in own.values()], config.inverse_cloze_of(file_number), seed=config.seed + file_number)
+            for pair in pairs:
+                queries.append(_Query(pair.query, pair.passage.idx, pair.positive, [pair.query.lower()],
+                                      f"{Path(path).name}: {own[pair.passage.idx][1]}", cloze=True))
         with progress_bar("rows", disable=not show_progress) as progress:
             task = progress.add_task(f"Mining hard negatives ({Path(path).name})", total=len(queries))
             for first in range(0, len(queries), SEARCH_BATCH):
@@ -135,7 +136,7 @@ def mine_triples(config: RetrieverTrainConfig, show_progress: bool = False) -> T
                 for query, hits in zip(group, hit_lists):
                     negatives = [
                         h.passage for h in hits
-                        if h.passage.idx != query.positive.idx and h.passage.idx in own
+                        if h.passage.idx != query.positive and h.passage.idx in own
                         and not any(u in h.passage.text.lower() for u in query.unwanted)
                     ][: config.negatives]
                     if len(negatives) < config.negatives:
@@ -164,15 +165,15 @@ def split_held_out(triples: Triples, questions: int, seed: int) -> tuple[list[in
     random.Random(seed).shuffle(order)
     if not triples.documents or not questions:
         return order[:questions], order[questions:]
-    size = Counter(triples.documents[i] for i in order if not triples.is_cloze(i))
+    question_rows = [i for i in order if not triples.is_cloze(i)]
+    size = Counter(triples.documents[i] for i in question_rows)
     held, count = set(), 0
-    for document in dict.fromkeys(triples.documents[i] for i in order if not triples.is_cloze(i)):
+    for document in dict.fromkeys(triples.documents[i] for i in question_rows):
         if count >= questions:
             break
         held.add(document)
         count += size[document]
-    return ([i for i in order if triples.documents[i] in held and not triples.is_cloze(i)],
-            [i for i in order if triples.documents[i] not in held])
+    return [i for i in question_rows if triples.documents[i] in held], [i for i in order if triples.documents[i] not in held]
 
 
 def recall(model, rows: dict[str, list[str]], batch_size: int = 64) -> dict[str, float]:
