@@ -83,6 +83,7 @@ class Embedder:
             self.precision = choose_precision("auto", self.device, "the embedding model")
         if precision == "int8" and self.precision != "int8":
             why = ("int8 runs on a CPU" if cuda else f"{model!r} is not a mean-pooled BERT model" if mean_pooled is None
+                   else "torch has no int8 passage encoder: leave out --backend torch" if backend == "torch"
                    else "it needs OpenVINO and NNCF: pip install 'qa[openvino]'")
             logger.warning("the passages are embedded in %s, not int8: %s", self.precision, why)
         bert_runs = self.backend == "openvino" or cuda or self.precision == "fp32"  # qa.bert's torch fp32 is as fast

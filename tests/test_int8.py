@@ -93,6 +93,11 @@ def test_without_nncf_int8_embeds_in_autos_precision_and_says_so(tiny_models, ca
     assert embedder.backend == "torch" and embedder.precision in ("fp32", "bf16")
     assert not cache.exists()
     assert f"the passages are embedded in {embedder.precision}, not int8: it needs OpenVINO and NNCF" in caplog.text
+    monkeypatch.setattr("qa.device.nncf_installed", lambda: True)  # installed, but torch asked for: the warning says that instead
+    caplog.clear()
+    embedder = Embedder(str(tiny_models["encoder"]), precision="int8", backend="torch", batch_size=4)
+    assert embedder.precision in ("fp32", "bf16")
+    assert f"the passages are embedded in {embedder.precision}, not int8: torch has no int8 passage encoder" in caplog.text
 
 
 def test_qa_index_precision_int8_builds_an_index_that_answers(tiny_models, cache, tmp_path):
