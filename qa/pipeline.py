@@ -321,9 +321,10 @@ def rank_answers(
     A span scores its reader score plus ``bm25_weight`` times its passage's BM25 score plus
     ``dense_weight`` times its passage's cosine (both carried by the hit). A span whose text
     (lower-cased, spaces collapsed) repeats a better answer's, or that overlaps a better answer
-    in the same passage, is dropped. With ``abstention``, there are no answers when the reader's
-    best span does not beat the no-answer score by its threshold (:meth:`ReaderOutput.abstains`);
-    with ``min_cosine``, none when no hit's cosine reaches it (:func:`off_collection`).
+    in the same document (the same passage, or an overlapping window of it), is dropped. With
+    ``abstention``, there are no answers when the reader's best span does not beat the no-answer
+    score by its threshold (:meth:`ReaderOutput.abstains`); with ``min_cosine``, none when no hit's
+    cosine reaches it (:func:`off_collection`).
     Spans of passages beyond ``len(hits)`` are ignored, so one reading of the top passages serves
     every smaller top-k.
 
@@ -393,5 +394,8 @@ def _answer_key(text: str) -> str:
 
 
 def _overlap(span: AnswerSpan, hit: Hit, answer: Answer) -> bool:
-    """True when ``span`` (read from ``hit``) shares characters with ``answer`` in the same passage."""
-    return hit.passage.idx == answer.passage.idx and span.start < answer.end and answer.start < span.end
+    """True when ``span`` (read from ``hit``) shares characters of the same document with ``answer``:
+    in the same passage, or in another window of the document that overlaps it."""
+    start = hit.passage.start + span.start
+    end = hit.passage.start + span.end
+    return hit.passage.doc_id == answer.passage.doc_id and start < answer.document_end and answer.document_start < end

@@ -117,3 +117,28 @@ def test_summing_lets_an_answer_found_in_several_passages_overtake_a_single_bett
     assert summed[1].score == pytest.approx(5.0)  # alone: as without aggregation
     with pytest.raises(QAError, match="unknown answer aggregation"):
         rank_answers(hits, reading, 1, aggregate="mean")
+
+
+def test_a_span_overlapping_a_better_answer_in_another_window_of_the_same_document_is_dropped():
+    document = "Among these, IL-6 is the cytokine most associated with respiratory failure. TNF-alpha is another."
+    first, second = document[:75], document[13:]  # two windows sharing "IL-6 is the cytokine ..."
+    windows = [Passage(0, first, 0, 75, "doc", "Doc", "doc.txt"), Passage(1, second, 13, len(document), "doc", "Doc", "doc.txt")]
+    other = Passage(2, second, 13, len(document), "other", "Other", "other.txt")  # the same text in another document
+    hits = [Hit(p, score=1.0, rank=i + 1, bm25=0.0, cosine=0.0) for i, p in enumerate([*windows, other])]
+
+    def at(passage: int, text: str, score: float) -> AnswerSpan:
+        start = hits[passage].passage.text.index(text)
+        return AnswerSpan(passage, start, start + len(text), text, score)
+
+    reading = ReaderOutput(
+        [at(0, "IL-6", 9.0), at(1, "IL-6 is the cytokine", 8.0), at(2, "IL-6 is the cytokine", 7.5), at(1, "TNF-alpha", 7.0)],
+        np.full(3, -100.0, np.float32), np.full(3, -50.0, np.float32), np.full(3, -50.0, np.float32),
+    )
+    ranked = rank_answers(hits, reading, 3)
+    # the second window's span covers the first window's answer in the document: dropped; the same
+    # text in another document overlaps nothing and repeats no answer shown: kept, as is a span of the
+    # second window elsewhere in the document
+    assert texts(ranked) == ["IL-6", "IL-6 is the cytokine", "TNF-alpha"]
+    assert [a.passage.doc_id for a in ranked] == ["doc", "other", "doc"]
+    tnf = document.index("TNF")
+    assert [(a.document_start, a.document_end) for a in ranked] == [(13, 17), (13, 33), (tnf, tnf + 9)]
