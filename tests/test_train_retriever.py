@@ -228,6 +228,11 @@ def test_inverse_cloze_rows_are_sentences_of_the_training_files_own_passages(set
     train_retriever(config((train, index), tiny_models, tmp_path / "next", base=str(tmp_path / "trained"), held_out=0, negatives=0))
     card = (tmp_path / "next" / "README.md").read_text()
     assert f"## How the base model `{tmp_path / 'trained'}` was trained" in card and "9 inverse-cloze rows" in card
+    assert "no hard negatives" in card and "3 BM25 hard negative(s) per row" not in card
+    # inverse cloze alone: the card says so instead of counting zero questions
+    alone = train_retriever(config((train, index), tiny_models, tmp_path / "alone", limit=[0], inverse_cloze=[12], held_out=0, negatives=0))
+    card = (tmp_path / "alone" / "README.md").read_text()
+    assert alone["train_questions"] == 0 and "- No questions: inverse-cloze rows alone" in card and "0 training questions" not in card
 
 
 def test_inverse_cloze_rows_are_never_held_out_nor_trained_on_for_a_held_out_document():

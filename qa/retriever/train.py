@@ -361,10 +361,12 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
         "",
         f"- Base model: `{config.base}`",
         *[f"- Training data: `{path}` (sha256 `{digest}`)" for path, digest in sha256.items()],
-        f"- Passages and hard negatives: the index(es) {', '.join(f'`{i}`' for i in config.index)}; {config.negatives} BM25 hard negative(s) per question "
-        f"from its top {config.negative_depth} passages that come from the same training file and hold no gold answer",
+        f"- Passages: the index(es) {', '.join(f'`{i}`' for i in config.index)}; " + (
+            f"{config.negatives} BM25 hard negative(s) per row from its top {config.negative_depth} passages that come from "
+            "the same training file and hold no gold answer" if config.negatives else "no hard negatives (each row's are the other rows of its batch)"),
         f"- {metrics['train_questions']} training questions{_left_out(metrics['skipped'])}, {metrics['held_out_questions']} held out"
-        + (f" (all the questions of {metrics['held_out_documents']} documents, none of them trained on)" if metrics.get("held_out_documents") else ""),
+        + (f" (all the questions of {metrics['held_out_documents']} documents, none of them trained on)" if metrics.get("held_out_documents") else "")
+        if metrics["train_questions"] or metrics["held_out_questions"] else "- No questions: inverse-cloze rows alone",
         *([f"- {metrics['train_inverse_cloze']} inverse-cloze rows from the passages of the training files' own documents: "
            "a sentence as the query, the rest of its passage as the positive (`qa.retriever.cloze`)"] if metrics.get("train_inverse_cloze") else []),
         f"- Loss: {loss}, batches of {config.batch_size} without duplicates",
