@@ -274,3 +274,13 @@ def test_a_read_only_parent_is_a_one_line_error(tiny_models, write_files, tmp_pa
         assert "cannot write" in line or "Permission denied" in line
     finally:
         parent.chmod(0o755)
+
+
+@pytest.mark.parametrize("output", ["--json", "text"])
+def test_output_whose_reader_has_gone_ends_quietly(tiny_index, tiny_models, output):
+    """`qa ask ... | head -c 100`: the pipe is closed before qa writes; no error line, status 1."""
+    args = ["ask", "Who built the tower?", "--index", tiny_index, "--reader", tiny_models["reader"], "-n", "3"]
+    proc = qa_process(*args, *([output] if output == "--json" else []))
+    proc.stdout.close()
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 1 and stderr.strip() == "", stderr

@@ -247,6 +247,15 @@ def test_an_unexpected_error_is_one_line_with_exit_status_2(tiny_index, monkeypa
     assert isinstance(qa("ask", "who?", "--index", tiny_index, QA_DEBUG="1").exception, RuntimeError)
 
 
+def test_a_broken_pipe_that_is_not_the_output_is_an_unexpected_error(tiny_index, monkeypatch):
+    """Only a closed stdout ends quietly (test_fault_injection.py); a broken pipe elsewhere is a bug."""
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("qa.pipeline.Pipeline.ask", broken)
+    assert "unexpected BrokenPipeError" in one_line_error(qa("ask", "who?", "--index", tiny_index), code=2)
+
+
 # 10. no silent surprises ----------------------------------------------------------------------
 
 def test_symlinked_folders_are_followed_once_and_counted(write_files, tmp_path):

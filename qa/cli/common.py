@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import select
 import sys
 from enum import Enum
 from pathlib import Path
@@ -75,7 +76,8 @@ TOKEN_ENV = "QA_TOKEN"
 def friendly_errors(command):
     """Turn a QAError into one line on stderr and exit status 1, with no traceback. Anything
     else (a bug, or a library's panic) is one line too, exit status 2, with the way to see the
-    traceback (``QA_DEBUG=1``)."""
+    traceback (``QA_DEBUG=1``). Output whose reader has gone (``qa ask ... --json | head -c 100``)
+    ends the command quietly with exit status 1, as rich's console does for the text output."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -89,17 +91,39 @@ def friendly_errors(command):
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except BrokenPipeError as error:
+            if not _output_closed():
+                _unexpected(error)
+            # what is left in stdout's buffer would fail again when Python flushes it at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except BaseException as error:  # noqa: BLE001 - Rust panics are BaseExceptions
-            if os.environ.get(DEBUG_ENV) == "1":
-                raise
-            detail = one_line(str(error)) or "no message"
-            err.print(
-                f"[bold red]error:[/] unexpected {type(error).__name__}: {escape(detail)} "
-                f"(a bug in qa: please report it; {DEBUG_ENV}=1 shows the traceback)"
-            )
-            raise typer.Exit(2) from None
+            _unexpected(error)
 
     return wrapper
+
+
+def _unexpected(error: BaseException) -> None:
+    """One line for a bug, exit status 2; with ``QA_DEBUG=1`` the error itself (called while
+    ``error`` is being handled, so a bare ``raise`` raises it again)."""
+    if os.environ.get(DEBUG_ENV) == "1":
+        raise  # noqa: PLE0704
+    detail = one_line(str(error)) or "no message"
+    err.print(
+        f"[bold red]error:[/] unexpected {type(error).__name__}: {escape(detail)} "
+        f"(a bug in qa: please report it; {DEBUG_ENV}=1 shows the traceback)"
+    )
+    raise typer.Exit(2) from None
+
+
+def _output_closed() -> bool:
+    """True when stdout is a pipe that nothing reads any more (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real stdout
+        return False
 
 
 def one_line(text: str) -> str:
