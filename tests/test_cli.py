@@ -1,5 +1,6 @@
 """The CLI end to end with tiny models: output shapes, and errors as one line with no traceback."""
 
+import io
 import json
 import re
 
@@ -183,3 +184,26 @@ def test_ask_says_when_the_reader_abstains_and_always_answer_overrides_it(cli_in
     (reader / "abstention.json").write_text("{\"scope\": \"question\"}")
     result = invoke("ask", "Who built the Eiffel Tower?", "-i", out, "--reader", reader)
     assert result.exit_code == 1 and "is not a valid abstention rule" in result.stderr and "Traceback" not in result.output
+
+
+def test_ask_marks_the_answer_in_its_passage_with_or_without_styles(monkeypatch):
+    """In a terminal the answer is highlighted; where styles do not show (a pipe, a file), it is
+    marked **like this**, so that the passage still says where the answer is."""
+    from rich.console import Console
+
+    from qa.cli import ask
+
+    context = "The first effective polio vaccine was developed by Jonas Salk at the University of Pittsburgh."
+    start = context.index("Jonas Salk")
+    answer = {"answer": "Jonas Salk", "score": 1.0, "document": "polio.md", "title": "Polio", "context": context,
+              "start": start, "end": start + len("Jonas Salk")}
+    result = {"reader": "r", "answers": [answer], "passages": [], "warnings": []}
+    plain = Console(file=io.StringIO(), highlight=False, soft_wrap=True)
+    monkeypatch.setattr(ask, "out", plain)
+    ask.print_result(result)
+    assert "developed by **Jonas Salk** at the University" in plain.file.getvalue()
+    styled = Console(file=io.StringIO(), highlight=False, soft_wrap=True, force_terminal=True, color_system="standard")
+    monkeypatch.setattr(ask, "out", styled)
+    ask.print_result(result)
+    shown = styled.file.getvalue()
+    assert "**" not in shown and "Jonas Salk\x1b[0m at the University" in shown and "\x1b[1;30;43mJonas Salk" in shown

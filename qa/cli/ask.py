@@ -126,7 +126,8 @@ def _excerpt(text: str, width: int = 300) -> str:
 
 
 def _marked(text: str, start: int, end: int, context: int = 160) -> Text:
-    """The passage around the answer ``text[start:end]``, on one line, the answer highlighted."""
+    """The passage around the answer ``text[start:end]``, on one line, the answer highlighted; where
+    the output shows no styles (a pipe, a file), marked as Markdown's bold, ``**answer**``."""
     before, after = _flat(text[:start]), _flat(text[end:])
     if len(before) > context:
         before = "… " + before[-context:].split(" ", 1)[-1]
@@ -136,7 +137,8 @@ def _marked(text: str, start: int, end: int, context: int = 160) -> Text:
     gap_after = " " if end < len(text) and text[end].isspace() else ""
     marked = Text("   ")
     marked.append(before + gap_before)
-    marked.append(_flat(text[start:end]), style="bold black on yellow")
+    answer = _flat(text[start:end])
+    marked.append(answer if out.color_system else f"**{answer}**", style="bold black on yellow")
     marked.append(gap_after + after)
     return marked
 
