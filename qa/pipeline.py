@@ -329,8 +329,9 @@ def rank_answers(
     every smaller top-k.
 
     With ``aggregate="sum"``, spans with the same text are evidence for each other: an answer
-    scores the log of the sum of ``exp(score)`` over its spans (in any passage), and is shown
-    where its best span is. One span alone scores as without aggregation.
+    scores the log of the sum of ``exp(score)`` over its spans (in any passage; a place in a
+    document read twice, in two overlapping windows, counts once), and is shown where its best span
+    is. One span alone scores as without aggregation.
     """
     if aggregate not in AGGREGATIONS:
         raise QAError(f"unknown answer aggregation {aggregate!r}: choose from {', '.join(AGGREGATIONS)}")
@@ -343,7 +344,13 @@ def rank_answers(
     ranked = sorted(spans, key=lambda s: -(s.score + evidence[s.passage]))
     totals: dict[str, float] = {}
     if aggregate == "sum":
-        for span in ranked:
+        places: set[tuple[str, int, int]] = set()
+        for span in ranked:  # best first, so a place read in two overlapping windows counts once, at its best
+            passage = hits[span.passage].passage
+            place = (passage.doc_id, passage.start + span.start, passage.start + span.end)
+            if place in places:
+                continue
+            places.add(place)
             key = _answer_key(span.text)
             totals[key] = float(np.logaddexp(totals.get(key, -np.inf), span.score + evidence[span.passage]))
         ranked.sort(key=lambda s: -totals[_answer_key(s.text)])  # stable: a text's best span stays first

@@ -142,3 +142,25 @@ def test_a_span_overlapping_a_better_answer_in_another_window_of_the_same_docume
     assert [a.passage.doc_id for a in ranked] == ["doc", "other", "doc"]
     tnf = document.index("TNF")
     assert [(a.document_start, a.document_end) for a in ranked] == [(13, 17), (13, 33), (tnf, tnf + 9)]
+
+
+def test_summing_counts_a_place_read_in_two_overlapping_windows_once():
+    document = "The tower was built by Gustave Eiffel. Paris hosted the fair. Gustave Eiffel also built bridges."
+    first, second = document[:62], document[39:]  # both windows hold "Paris hosted the fair."
+    passages = [Passage(0, first, 0, 62, "doc", "Doc", "doc.txt"), Passage(1, second, 39, len(document), "doc", "Doc", "doc.txt")]
+    hits = [Hit(p, score=1.0, rank=i + 1, bm25=0.0, cosine=0.0) for i, p in enumerate(passages)]
+
+    def at(passage: int, text: str, score: float, occurrence: int = 0) -> AnswerSpan:
+        start = -1
+        for _ in range(occurrence + 1):
+            start = passages[passage].text.index(text, start + 1)
+        return AnswerSpan(passage, start, start + len(text), text, score)
+
+    reading = ReaderOutput(
+        sorted([at(0, "Paris", 5.0), at(1, "Paris", 4.9), at(0, "Gustave Eiffel", 4.8), at(1, "Gustave Eiffel", 4.7)], key=lambda s: -s.score),
+        np.full(2, -100.0, np.float32), np.full(2, -50.0, np.float32), np.full(2, -50.0, np.float32),
+    )
+    summed = rank_answers(hits, reading, 2, aggregate="sum")
+    # "Paris" is one place read twice: its best score alone; "Gustave Eiffel" is two places: summed
+    assert texts(summed) == ["Gustave Eiffel", "Paris"]
+    assert summed[0].score == pytest.approx(np.logaddexp(4.8, 4.7)) and summed[1].score == pytest.approx(5.0)
