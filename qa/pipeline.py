@@ -346,8 +346,7 @@ def rank_answers(
     if aggregate == "sum":
         places: set[tuple[str, int, int]] = set()
         for span in ranked:  # best first, so a place read in two overlapping windows counts once, at its best
-            passage = hits[span.passage].passage
-            place = (passage.doc_id, passage.start + span.start, passage.start + span.end)
+            place = _place(span, hits[span.passage])
             if place in places:
                 continue
             places.add(place)
@@ -400,9 +399,13 @@ def _answer_key(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _place(span: AnswerSpan, hit: Hit) -> tuple[str, int, int]:
+    """Where ``span`` (read from ``hit``) is: its document and its offsets in the document's text."""
+    return hit.passage.doc_id, hit.passage.start + span.start, hit.passage.start + span.end
+
+
 def _overlap(span: AnswerSpan, hit: Hit, answer: Answer) -> bool:
     """True when ``span`` (read from ``hit``) shares characters of the same document with ``answer``:
     in the same passage, or in another window of the document that overlaps it."""
-    start = hit.passage.start + span.start
-    end = hit.passage.start + span.end
-    return hit.passage.doc_id == answer.passage.doc_id and start < answer.document_end and answer.document_start < end
+    document, start, end = _place(span, hit)
+    return document == answer.passage.doc_id and start < answer.document_end and answer.document_start < end

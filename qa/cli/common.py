@@ -95,7 +95,9 @@ def friendly_errors(command):
             if not _output_closed():
                 _unexpected(error)
             # what is left in stdout's buffer would fail again when Python flushes it at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
             raise typer.Exit(1) from None
         except BaseException as error:  # noqa: BLE001 - Rust panics are BaseExceptions
             _unexpected(error)

@@ -341,6 +341,15 @@ def _left_out(skipped: dict[str, int]) -> str:
     return f" ({sum(skipped.values())} left out: {reasons})"
 
 
+def _questions_line(metrics: dict[str, Any]) -> str:
+    """The model card's line on the training and held-out questions."""
+    if not metrics["train_questions"] and not metrics["held_out_questions"]:
+        return "- No questions: inverse-cloze rows alone"
+    documents = metrics.get("held_out_documents")
+    return (f"- {metrics['train_questions']} training questions{_left_out(metrics['skipped'])}, {metrics['held_out_questions']} held out"
+            + (f" (all the questions of {documents} documents, none of them trained on)" if documents else ""))
+
+
 def base_card(base: str) -> str | None:
     """The model card of an encoder that ``qa train retriever`` made (a run continued from another
     one's model, as after ``--inverse-cloze`` alone), else None."""
@@ -364,9 +373,7 @@ def model_card(config: RetrieverTrainConfig, metrics: dict[str, Any], sha256: di
         f"- Passages: the index(es) {', '.join(f'`{i}`' for i in config.index)}; " + (
             f"{config.negatives} BM25 hard negative(s) per row from its top {config.negative_depth} passages that come from "
             "the same training file and hold no gold answer" if config.negatives else "no hard negatives (each row's are the other rows of its batch)"),
-        f"- {metrics['train_questions']} training questions{_left_out(metrics['skipped'])}, {metrics['held_out_questions']} held out"
-        + (f" (all the questions of {metrics['held_out_documents']} documents, none of them trained on)" if metrics.get("held_out_documents") else "")
-        if metrics["train_questions"] or metrics["held_out_questions"] else "- No questions: inverse-cloze rows alone",
+        _questions_line(metrics),
         *([f"- {metrics['train_inverse_cloze']} inverse-cloze rows from the passages of the training files' own documents: "
            "a sentence as the query, the rest of its passage as the positive (`qa.retriever.cloze`)"] if metrics.get("train_inverse_cloze") else []),
         f"- Loss: {loss}, batches of {config.batch_size} without duplicates",
