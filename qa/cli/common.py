@@ -119,11 +119,12 @@ def _unexpected(error: BaseException) -> None:
 
 
 def _output_closed() -> bool:
-    """True when stdout is a pipe that nothing reads any more (poll reports an error on it)."""
+    """True when stdout is a pipe that nothing reads any more (poll reports an error or a hang-up
+    on it: Linux says POLLERR, the BSDs POLLHUP)."""
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
     except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real stdout
         return False
 
