@@ -10,7 +10,7 @@ import select
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -105,7 +105,7 @@ def friendly_errors(command):
     return wrapper
 
 
-def _unexpected(error: BaseException) -> None:
+def _unexpected(error: BaseException) -> NoReturn:
     """One line for a bug, exit status 2; with ``QA_DEBUG=1`` the error itself (called while
     ``error`` is being handled, so a bare ``raise`` raises it again)."""
     if os.environ.get(DEBUG_ENV) == "1":

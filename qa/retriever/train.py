@@ -237,10 +237,10 @@ def train_retriever(
                           saved_triples.get("documents", []), saved_triples.get("cloze", []))
     else:
         triples = mine_triples(config, show_progress)
-    held_out_rows, train_indices = split_held_out(triples, config.held_out, config.seed)
     if not len(triples):
         raise QAError(f"nothing to train on: no question or inverse-cloze row was found ({dict(triples.skipped) or 'none left out'}); "
                       "see --limit and --inverse-cloze")
+    held_out_rows, train_indices = split_held_out(triples, config.held_out, config.seed)
     if not train_indices:
         raise QAError(f"only {len(triples)} training questions were found ({dict(triples.skipped)}), all of them held out: "
                       "too few to train on (lower --held-out)")
