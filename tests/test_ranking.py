@@ -1,6 +1,8 @@
 """`rank_answers` on hand-made hits and spans: evidence fusion order, repeated and overlapping
 spans, the number of answers, abstention and the hits it may use."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,12 @@ def span(passage: int, text: str, score: float, occurrence: int = 0) -> AnswerSp
     start = -1
     for _ in range(occurrence + 1):
         start = TEXTS[passage].index(text, start + 1)
+    return AnswerSpan(passage, start, start + len(text), text, score)
+
+
+def window_span(passages: list[Passage], passage: int, text: str, score: float) -> AnswerSpan:
+    """The first ``text`` in ``passages[passage]``, as the reader would give it."""
+    start = passages[passage].text.index(text)
     return AnswerSpan(passage, start, start + len(text), text, score)
 
 
@@ -124,12 +132,9 @@ def test_a_span_overlapping_a_better_answer_in_another_window_of_the_same_docume
     first, second = document[:75], document[13:]  # two windows sharing "IL-6 is the cytokine ..."
     windows = [Passage(0, first, 0, 75, "doc", "Doc", "doc.txt"), Passage(1, second, 13, len(document), "doc", "Doc", "doc.txt")]
     other = Passage(2, second, 13, len(document), "other", "Other", "other.txt")  # the same text in another document
-    hits = [Hit(p, score=1.0, rank=i + 1, bm25=0.0, cosine=0.0) for i, p in enumerate([*windows, other])]
-
-    def at(passage: int, text: str, score: float) -> AnswerSpan:
-        start = hits[passage].passage.text.index(text)
-        return AnswerSpan(passage, start, start + len(text), text, score)
-
+    passages = [*windows, other]
+    hits = [Hit(p, score=1.0, rank=i + 1, bm25=0.0, cosine=0.0) for i, p in enumerate(passages)]
+    at = functools.partial(window_span, passages)
     reading = ReaderOutput(
         [at(0, "IL-6", 9.0), at(1, "IL-6 is the cytokine", 8.0), at(2, "IL-6 is the cytokine", 7.5), at(1, "TNF-alpha", 7.0)],
         np.full(3, -100.0, np.float32), np.full(3, -50.0, np.float32), np.full(3, -50.0, np.float32),
@@ -149,13 +154,7 @@ def test_summing_counts_a_place_read_in_two_overlapping_windows_once():
     first, second = document[:62], document[39:]  # both windows hold "Paris hosted the fair."
     passages = [Passage(0, first, 0, 62, "doc", "Doc", "doc.txt"), Passage(1, second, 39, len(document), "doc", "Doc", "doc.txt")]
     hits = [Hit(p, score=1.0, rank=i + 1, bm25=0.0, cosine=0.0) for i, p in enumerate(passages)]
-
-    def at(passage: int, text: str, score: float, occurrence: int = 0) -> AnswerSpan:
-        start = -1
-        for _ in range(occurrence + 1):
-            start = passages[passage].text.index(text, start + 1)
-        return AnswerSpan(passage, start, start + len(text), text, score)
-
+    at = functools.partial(window_span, passages)
     reading = ReaderOutput(
         sorted([at(0, "Paris", 5.0), at(1, "Paris", 4.9), at(0, "Gustave Eiffel", 4.8), at(1, "Gustave Eiffel", 4.7)], key=lambda s: -s.score),
         np.full(2, -100.0, np.float32), np.full(2, -50.0, np.float32), np.full(2, -50.0, np.float32),
