@@ -17,6 +17,7 @@ import numpy as np
 from qa.citation import citation, link
 from qa.errors import QAError
 from qa.index import Index, Passage
+from qa.index.where import Condition, parse_where
 from qa.reader import Abstention, AnswerSpan, Reader, ReaderOutput, resolve_reader
 from qa.retriever import DEFAULT_RETRIEVER, Hit, make_retriever
 
@@ -115,10 +116,13 @@ class Prediction:
     reader's rule, or because none of them is close to the question (``off_topic``)."""
     off_topic: bool = False
     """True when no passage read came within the pipeline's ``min_cosine`` of the question."""
+    where: list[str] = field(default_factory=list)
+    """The conditions the documents searched met (``FIELD OP VALUE``; none: the whole index)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
+            "where": self.where,
             "warnings": self.warnings,
             "reader": self.reader,
             "retriever": self.retriever,
@@ -198,11 +202,13 @@ class Pipeline:
             _ = self.index.question_encoder  # load the question encoder now, not in the first question
 
     def ask(
-        self, question: str, top_k: int = DEFAULT_TOP_K, answers: int = DEFAULT_ANSWERS
+        self, question: str, top_k: int = DEFAULT_TOP_K, answers: int = DEFAULT_ANSWERS, *, where: Sequence[str] = ()
     ) -> Prediction:
         """Answer ``question`` from the ``top_k`` best passages; at most ``answers`` distinct
-        answers, best first."""
-        return self.ask_batch([question], top_k, answers)[0]
+        answers, best first. With ``where`` (conditions ``FIELD OP VALUE`` such as
+        ``"publish_time>=2021"``, :mod:`qa.index.where`), only the documents that meet them all are
+        searched."""
+        return self.ask_batch([question], top_k, answers, where=where)[0]
 
     def ask_batch(
         self,
@@ -211,11 +217,13 @@ class Pipeline:
         answers: int = DEFAULT_ANSWERS,
         *,
         depth: int | None = None,
+        where: Sequence[str] = (),
     ) -> list[Prediction]:
         """Answer each question as :meth:`ask` does, :attr:`question_batch` at a time: their
         vectors are computed in one encoder call and all their passages read in one reader call.
         Each prediction's ``hits`` are the ``depth`` (default ``top_k``) best passages, of which
         the first ``top_k`` are read. Its ``seconds`` are its share of its batch's time."""
+        conditions = parse_where(where)
         questions = [q.strip() for q in questions]
         if any(not q for q in questions):
             raise QAError("the question is empty: ask something, e.g. qa ask \"Who wrote Hamlet?\"")
@@ -226,13 +234,18 @@ class Pipeline:
             self.reopen_if_replaced()
         predictions: list[Prediction] = []
         for first in range(0, len(questions), self.question_batch):
-            predictions += self._ask_group(questions[first : first + self.question_batch], top_k, answers, depth)
+            predictions += self._ask_group(questions[first : first + self.question_batch], top_k, answers, depth, conditions)
         return predictions
 
-    def _ask_group(self, questions: list[str], top_k: int, answers: int, depth: int) -> list[Prediction]:
+    def _ask_group(
+        self, questions: list[str], top_k: int, answers: int, depth: int, conditions: tuple[Condition, ...]
+    ) -> list[Prediction]:
         t0 = time.perf_counter()
         retriever = self.retriever  # one index for the whole group, even if another thread reopens it meanwhile
-        hit_lists = retriever.search_batch(questions, depth, evidence=self.reader is not None)
+        within = _passages_where(retriever.index.store, conditions) if conditions else None
+        if within is not None and not len(within):
+            raise QAError(f"no document in the index meets {' and '.join(map(str, conditions))}: nothing to search")
+        hit_lists = retriever.search_batch(questions, depth, evidence=self.reader is not None, within=within)
         t1 = time.perf_counter()
         warnings: list[list[str]] = [[] for _ in questions]
         readings: list[ReaderOutput | None] = [None] * len(questions)
@@ -267,7 +280,7 @@ class Pipeline:
         seconds = {"retrieve": (t1 - t0) / n, "read": (t2 - t1) / n, "total": (t2 - t0) / n}
         reader_name = self.reader.name if self.reader else None
         return [
-            Prediction(q, a, hits, reader_name, retriever.name, dict(seconds), w, r, x, o)
+            Prediction(q, a, hits, reader_name, retriever.name, dict(seconds), w, r, x, o, [str(c) for c in conditions])
             for q, a, hits, w, r, x, o in zip(questions, found, hit_lists, warnings, readings, abstained, off_topic)
         ]
 
@@ -368,6 +381,13 @@ def rank_answers(
         if len(found) == answers:
             break
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def _passages_where(store, conditions: tuple[Condition, ...]) -> np.ndarray:
+    """The passages whose documents meet ``conditions``, kept for the next questions asked
+    with the same ones (a store is read-only while open)."""
+    return store.passages_where(conditions)
 
 
 def off_collection(hits: Sequence[Hit], min_cosine: float | None) -> bool:

@@ -17,6 +17,7 @@ from qa.errors import QAError
 from qa.index import Index, check_index, layout
 from qa.index.analysis import analyze
 from qa.index.remote import ShardClient
+from qa.index.where import parse_where
 from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, build_index
 from qa.indexer.join import join_shards
 from qa.pipeline import Pipeline
@@ -58,6 +59,9 @@ def test_a_joined_index_of_served_shards_answers_as_the_shards_on_this_machine(s
         assert joined.store.document("doc05.txt") == whole.store.document("doc05.txt")
         assert joined.store.document("none") is None
         assert joined.store.metadata(["doc00.txt", "doc23.txt", "none"]).keys() == {"doc00.txt", "doc23.txt"}
+        for where in (["id=doc1*"], ["id!=doc1*", "title~doc2"], ["id=none"]):  # each server selects its own passages
+            conditions = parse_where(where)
+            assert joined.store.passages_where(conditions).tolist() == whole.store.passages_where(conditions).tolist()
         np.testing.assert_array_equal(joined.vectors[np.arange(n)], local.vectors[np.arange(n)])
 
         vectors = whole.question_encoder.encode(QUESTIONS)

@@ -41,6 +41,16 @@ def test_ask_answers_as_qa_ask_json_does(server, tiny_index, tiny_models):
     assert {"retrieve", "read", "total", "queue"} <= set(result["seconds"])
 
 
+def test_ask_where_searches_only_the_documents_that_meet_it(server, monkeypatch):
+    status, _, result = call(server, "POST", "/ask", {"question": QUESTION, "top_k": 5, "where": ["title=dogs", "id~dog"]})
+    assert status == 200 and result["where"] == ["title=dogs", "id~dog"]
+    assert result["passages"] and {p["document"] for p in result["passages"]} == {"dog-1"}
+    monkeypatch.delenv("QA_SERVER", raising=False)
+    asked = CliRunner().invoke(cli_app, ["ask", QUESTION, "--server", server, "--json", "--where", "id=eiffel*"])
+    assert asked.exit_code == 0, asked.output
+    assert {p["document"] for p in json.loads(asked.stdout)["passages"]} == {"eiffel.md"}
+
+
 def test_health_ready_info_and_metrics(server):
     assert call(server, "GET", "/health")[:3:2] == (200, {"status": "ok"})
     status, _, ready = call(server, "GET", "/ready")
@@ -73,6 +83,9 @@ def test_health_ready_info_and_metrics(server):
         ({"question": QUESTION, "colour": "blue"}, 400, "colour"),
         ({"top_k": 3}, 400, "question"),
         ({"question": QUESTION, "top_k": "ten"}, 400, "top_k"),
+        ({"question": QUESTION, "where": ["journal"]}, 400, "FIELD OP VALUE"),
+        ({"question": QUESTION, "where": "id=cat-1"}, 400, "where"),
+        ({"question": QUESTION, "where": ["id=nothing*"]}, 400, "no document in the index meets id=nothing*"),
     ],
 )
 def test_bad_questions_are_400_with_a_message(server, body, status, says):

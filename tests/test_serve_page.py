@@ -104,6 +104,12 @@ def test_ask_in_the_page_and_open_the_answer_in_its_document(browser, page_index
         browser.find_element(By.ID, "doc-close").click()
         assert browser.find_element(By.ID, "document").get_attribute("open") is None
 
+        browser.find_element(By.ID, "where").send_keys("id=attack* ; title~markup")  # the lighthouse page alone
+        answers = ask(browser, "Who built the Eiffel Tower?")  # answered above from the Eiffel Tower's page
+        assert all(a.find_element(By.CSS_SELECTOR, ".doc-link").text == "Markup" for a in answers)
+        assert answers or "No answer" in browser.find_element(By.ID, "message").text
+        browser.find_element(By.ID, "where").clear()
+
 
 def test_markup_in_documents_is_shown_as_text_and_never_runs(browser, page_index):
     from selenium.webdriver.common.by import By

@@ -15,6 +15,7 @@ from qa.cli.common import (
     RetrieverChoice, app, err, friendly_errors, one_line, out,
 )
 from qa.errors import QAError
+from qa.index.where import parse_where
 from qa.pipeline import DEFAULT_ANSWERS, DEFAULT_TOP_K
 from qa.retriever import DEFAULT_RETRIEVER
 
@@ -32,6 +33,15 @@ def ask(
                      "Default: $QA_READER, else the packaged default."),
     ] = None,
     answers: Annotated[int, typer.Option("--answers", "-n", min=1, help="Answers to show.")] = DEFAULT_ANSWERS,
+    where: Annotated[
+        Optional[list[str]],
+        typer.Option("--where", "-w", metavar="FIELD OP VALUE",
+                     help="Search only the documents that meet this condition (repeatable: all must hold). FIELD: id, title, "
+                          "source or a metadata key (CORD-19: publish_time, journal, authors...); OP: = and != (ignoring "
+                          "case; * and ? are wildcards), ~ (contains), < <= > >= (numbers, else text at the length of VALUE, "
+                          "so publish_time<=2020 holds for all of 2020). E.g. --where \"publish_time>=2021\".",
+                     show_default=False),
+    ] = None,
     always_answer: AlwaysAnswerOption = False,
     server: Annotated[
         Optional[str],
@@ -46,6 +56,7 @@ def ask(
     """Answer a question from the indexed collection."""
     if not question.strip():
         raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
+    where = [str(c) for c in parse_where(where or [])]  # an unreadable condition fails here, before any model loads
     server = server if server is not None else os.environ.get(SERVER_ENV)
     if server:
         if always_answer:
@@ -60,14 +71,14 @@ def ask(
             )
         from qa.client import ask_server
 
-        result = ask_server(server, question, top_k=top_k, answers=answers, retriever=retriever.value,
+        result = ask_server(server, question, top_k=top_k, answers=answers, retriever=retriever.value, where=where,
                             token=os.environ.get(TOKEN_ENV))
     else:
         from qa.pipeline import Pipeline
 
         pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision, backend=backend,
                             abstention=None if always_answer else "reader")
-        result = pipeline.ask(question, top_k=top_k, answers=answers).as_dict()
+        result = pipeline.ask(question, top_k=top_k, answers=answers, where=where).as_dict()
     for warning in result["warnings"]:
         err.print(f"[yellow]warning:[/] {escape(one_line(warning))}")
     if as_json:

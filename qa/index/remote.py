@@ -21,6 +21,7 @@ from qa.errors import QAError
 from qa.http import TIMEOUT_S, request_json
 from qa.index.shards import BM25Stats
 from qa.index.store import Passage
+from qa.index.where import Condition
 
 SHARD_TOKEN_ENV = "QA_SHARD_TOKEN"
 
@@ -104,6 +105,10 @@ class RemoteStore:
 
     def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict]:
         return self.client.call("/shard/metadata", {"ids": list(doc_ids)})["metadata"]
+
+    def passages_where(self, conditions: Sequence[Condition]) -> np.ndarray:
+        ids = self.client.call("/shard/passages/where", {"where": [str(c) for c in conditions]})["ids"]
+        return np.asarray(ids, dtype=np.int64)
 
     def holds(self, doc: Document) -> str | None:
         raise QAError(f"the shard at {self.client.url} is served by another machine: add documents there (qa index --add)")

@@ -29,6 +29,7 @@ import numpy as np
 from qa.corpora import Document
 from qa.index.scores import ArrayScores, ShardedScores
 from qa.index.store import Passage, PassageStore
+from qa.index.where import Condition
 
 FanOut = Callable[[Callable[[Any], Any], Iterable[Any]], list] | None
 """How the sharded parts map a function over their shards: :func:`serial` on one machine,
@@ -125,6 +126,11 @@ class ShardedStore:
         for part in self.fan_out(lambda store: store.metadata(ids), self.stores):
             found = {**part, **found}  # the first shard holding a document wins
         return found
+
+    def passages_where(self, conditions: Sequence[Condition]) -> np.ndarray:
+        shards = list(zip(self.stores, self.offsets.tolist()))
+        parts = self.fan_out(lambda shard: shard[0].passages_where(conditions) + shard[1], shards)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def close(self) -> None:
         for store in self.stores:

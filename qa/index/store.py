@@ -14,8 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from qa.corpora import Document
 from qa.errors import QAError
+from qa.index.where import Condition, document_meets
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -240,6 +243,23 @@ class PassageStore:
                 f"SELECT id, metadata FROM documents WHERE id IN ({', '.join('?' * len(ids))})", ids
             ).fetchall()
         return {doc_id: json.loads(metadata) for doc_id, metadata in rows}
+
+    def passages_where(self, conditions: Sequence[Condition]) -> np.ndarray:
+        """The numbers (int64, ascending) of the passages whose documents meet every one of
+        ``conditions`` (:mod:`qa.index.where`): one pass over the documents' fields and metadata,
+        then one over the passages."""
+        with self._damage_is_an_error():
+            meeting = [
+                idx
+                for idx, doc_id, title, source, metadata in self._db.execute("SELECT idx, id, title, source, metadata FROM documents")
+                if document_meets(conditions, {"id": doc_id, "title": title, "source": source}, json.loads(metadata))
+            ]
+            if not meeting:
+                return np.zeros(0, dtype=np.int64)
+            rows = self._db.execute(
+                "SELECT idx FROM passages WHERE doc_idx IN (SELECT value FROM json_each(?)) ORDER BY idx", (json.dumps(meeting),)
+            ).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ import numpy as np
 from qa.errors import QAError
 from qa.index import Index, Passage
 from qa.index.analysis import analyze
-from qa.index.scores import Scores, at_many, top_many
+from qa.index.scores import Scores, at_many, top_k, top_many
 
 RRF_K = 10
 """Rank offset of reciprocal rank fusion (Cormack et al., 2009, used 60). Chosen with
@@ -25,6 +25,9 @@ HYBRID_WEIGHTS = (1.0, 0.75)
 """Weights of the BM25 and dense rankings in the hybrid fusion (same benchmark)."""
 HYBRID_DEPTH = 100
 """Passages of each ranking that the hybrid fusion combines."""
+EXACT_WITHIN = 20_000
+"""A search within at most this many passages scores each of them (BM25 and cosine); within
+more, it reads ever deeper into the whole index's rankings until it holds enough of them."""
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,11 @@ class Hit:
 class Query:
     """What a search knows of one question: its BM25 scores (None when no term of it is indexed)
     and its best passages by them (``lexical``, of a search ``lexical_depth`` deep), its vector and
-    its best passages by vector (``dense``, ``dense_depth`` deep), each computed at most once."""
+    its best passages by vector (``dense``, ``dense_depth`` deep), each computed at most once;
+    with ``within`` (passage numbers, ascending), only those passages are searched."""
 
     text: str
+    within: np.ndarray | None = None
     bm25: Scores | None = None
     has_bm25: bool = False
     lexical: list[tuple[int, float]] | None = None
@@ -68,16 +73,24 @@ class Retriever:
     def __init__(self, index: Index):
         self.index = index
 
-    def search(self, question: str, k: int, *, evidence: bool = True) -> list[Hit]:
+    def search(self, question: str, k: int, *, evidence: bool = True, within: np.ndarray | None = None) -> list[Hit]:
         """The ``k`` best passages for ``question``, best first."""
-        return self.search_batch([question], k, evidence=evidence)[0]
+        return self.search_batch([question], k, evidence=evidence, within=within)[0]
 
-    def search_batch(self, questions: Sequence[str], k: int, *, evidence: bool = True) -> list[list[Hit]]:
+    def search_batch(
+        self, questions: Sequence[str], k: int, *, evidence: bool = True, within: np.ndarray | None = None
+    ) -> list[list[Hit]]:
         """The ``k`` best passages for each question. Their vectors are computed in one call of
         the encoder and searched in one call of the dense index, their BM25 best passages asked
         together (one request per shard server), and the passages found read in one call of the
-        store. With ``evidence``, every hit carries its BM25 score and cosine."""
-        queries = [Query(q) for q in questions]
+        store. With ``evidence``, every hit carries its BM25 score and cosine. With ``within``
+        (passage numbers, such as ``index.store.passages_where(conditions)``), only those
+        passages are searched."""
+        if within is not None:
+            within = np.asarray(within, dtype=np.int64)
+            if len(within) > 1 and not (np.diff(within) > 0).all():  # passages_where's are ascending already
+                within = np.unique(within)
+        queries = [Query(q, within=within) for q in questions]
         if queries and (self.uses_vectors or evidence):
             vectors = self.index.question_encoder.encode([q.text for q in queries])
             for query, vector in zip(queries, vectors):
@@ -105,16 +118,51 @@ class Retriever:
 
     def _search_bm25(self, queries: Sequence[Query], depth: int) -> None:
         self._score_bm25(queries)
-        best = iter(top_many([q.bm25 for q in queries if q.bm25 is not None], depth))  # in the order of the queries
-        for query in queries:
+        scored = [q for q in queries if q.bm25 is not None]
+
+        def score(ids: np.ndarray) -> list[np.ndarray]:
+            return at_many([q.bm25 for q in scored], [ids] * len(scored))
+
+        best = iter(self._best(scored, depth, lambda d: top_many([q.bm25 for q in scored], d), score, positive_only=True))
+        for query in queries:  # in the order of the queries
             query.lexical, query.lexical_depth = next(best) if query.bm25 is not None else [], depth
 
     def _search_dense(self, queries: Sequence[Query], depth: int) -> None:
         depth = min(depth, len(self.index))
-        scores, ids = self.index.faiss.search(np.stack([q.vector for q in queries]), depth)
-        for query, row_scores, row_ids in zip(queries, scores, ids):
-            query.dense = [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
-            query.dense_depth = depth
+        vectors = np.stack([q.vector for q in queries])
+
+        def search(d: int) -> list[list[tuple[int, float]]]:
+            scores, ids = self.index.faiss.search(vectors, d)
+            return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0] for row_scores, row_ids in zip(scores, ids)]
+
+        def score(ids: np.ndarray) -> list[np.ndarray]:
+            return list(vectors @ self.index.vectors[ids].astype(np.float32).T)
+
+        for query, best in zip(queries, self._best(queries, depth, search, score)):
+            query.dense, query.dense_depth = best, depth
+
+    def _best(self, queries: Sequence[Query], depth: int, search, score, positive_only: bool = False) -> list[list[tuple[int, float]]]:
+        """Each query's ``depth`` best ``(passage, score)``: ``search(d)`` ranks the whole index
+        ``d`` deep for every query, ``score(ids)`` scores passages ``ids`` for every query.
+        Within a subset (the queries') of at most :data:`EXACT_WITHIN` passages, each of them is
+        scored; within more, the whole index's rankings are read ever deeper until they hold
+        ``depth`` of the subset's passages or end."""
+        within = queries[0].within if queries else None
+        if within is None:
+            return search(depth) if queries else []
+        if len(within) <= EXACT_WITHIN:
+            if not len(within):
+                return [[] for _ in queries]
+            return [[(int(within[i]), s) for i, s in top_k(row, depth, positive_only)] for row in score(within)]
+        total = len(self.index)
+        d = min(total, max(depth, -(-2 * depth * total // len(within))))
+        while True:
+            found = search(d)
+            kept = [[(i, s) for i, s in ranking if _holds(within, i)] for ranking in found]
+            ended = all(len(ranking) < d for ranking in found)  # nothing deeper to read
+            if ended or d >= total or all(len(ranking) >= depth for ranking in kept):
+                return [ranking[:depth] for ranking in kept]
+            d = min(total, 4 * d)
 
     def _hits(self, rankings: list[list[tuple[int, float]]], queries: list[Query], evidence: bool) -> list[list[Hit]]:
         ids = [i for ranked in rankings for i, _ in ranked]
@@ -191,6 +239,11 @@ class HybridRetriever(Retriever):
             weights=self.weights,
         )
         return fused[:k]
+
+
+def _holds(within: np.ndarray, passage: int) -> bool:
+    at = int(np.searchsorted(within, passage))
+    return at < len(within) and int(within[at]) == passage
 
 
 RETRIEVERS: dict[str, type[Retriever]] = {"hybrid": HybridRetriever, "bm25": BM25Retriever, "dense": DenseRetriever}

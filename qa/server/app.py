@@ -24,6 +24,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 import qa
 from qa.errors import QAError
+from qa.index.where import parse_where
 from qa.pipeline import DEFAULT_ANSWERS, DEFAULT_TOP_K
 from qa.retriever import DEFAULT_RETRIEVER, RETRIEVERS
 from qa.server.batcher import Overloaded, Question
@@ -32,6 +33,7 @@ from qa.server.service import Service, ServiceOptions
 
 MAX_TOP_K = 100
 MAX_ANSWERS = 20
+MAX_CONDITIONS = 16
 RETRY_AFTER_S = 1
 # What anyone may fetch without the token: the page's own files (nothing from the index), liveness,
 # and the API's description.
@@ -55,6 +57,9 @@ class AskRequest(BaseModel):
     top_k: int = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="Passages to retrieve and read.")
     answers: int = Field(DEFAULT_ANSWERS, ge=1, le=MAX_ANSWERS, description="Answers to return.")
     retriever: str = Field(DEFAULT_RETRIEVER, description=f"One of {', '.join(RETRIEVERS)}.")
+    where: list[str] = Field(default_factory=list, max_length=MAX_CONDITIONS,
+                             description="Search only the documents that meet all these conditions, each FIELD OP VALUE "
+                                         "(OP: = != ~ < <= > >=), e.g. publish_time>=2021 or journal=Lancet*.")
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -164,7 +169,11 @@ def create_app(options: ServiceOptions, settings: ServerSettings = ServerSetting
         if not service.ready:
             return error(503, service.error or "loading the index and models", {"Retry-After": str(RETRY_AFTER_S)})
         try:
-            future = service.batcher.submit(Question(question, ask.top_k, ask.answers, ask.retriever))
+            where = tuple(str(c) for c in parse_where(ask.where))
+        except QAError as unreadable:
+            return error(400, str(unreadable))
+        try:
+            future = service.batcher.submit(Question(question, ask.top_k, ask.answers, ask.retriever, where))
         except Overloaded as overloaded:
             metrics.shed.inc()
             return error(503, f"busy: {overloaded}; try again shortly", {"Retry-After": str(RETRY_AFTER_S)})

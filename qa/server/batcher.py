@@ -33,11 +33,12 @@ class Question:
     top_k: int
     answers: int
     retriever: str
+    where: tuple[str, ...] = ()
     arrived: float = field(default_factory=time.perf_counter, compare=False)
 
     @property
-    def setting(self) -> tuple[str, int, int]:
-        return (self.retriever, self.top_k, self.answers)
+    def setting(self) -> tuple[str, int, int, tuple[str, ...]]:
+        return (self.retriever, self.top_k, self.answers, self.where)
 
 
 class MicroBatcher:
@@ -120,12 +121,12 @@ class MicroBatcher:
             for _, future in batch:
                 future.set_exception(error)
             return
-        groups: dict[tuple[str, int, int], list[tuple[Question, Future]]] = {}
+        groups: dict[tuple[str, int, int, tuple[str, ...]], list[tuple[Question, Future]]] = {}
         for item in batch:
             groups.setdefault(item[0].setting, []).append(item)
-        for (retriever, top_k, answers), items in groups.items():
+        for (retriever, top_k, answers, where), items in groups.items():
             try:
-                predictions = self._pipelines(retriever).ask_batch([q.text for q, _ in items], top_k, answers)
+                predictions = self._pipelines(retriever).ask_batch([q.text for q, _ in items], top_k, answers, where=where)
             except Exception as error:  # noqa: BLE001 - a failed batch fails its callers, not the worker
                 logger.warning("a batch of %d questions failed: %s", len(items), error)
                 for _, future in items:

@@ -28,6 +28,7 @@ import qa
 from qa.errors import QAError
 from qa.index import Index, check_index
 from qa.index.shards import BM25Stats
+from qa.index.where import parse_where
 
 OPEN_PATHS = ("/health",)
 
@@ -85,6 +86,11 @@ class Content(BaseModel):
 class DocumentIds(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ids: list[str]
+
+
+class Where(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    where: list[str]
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -188,6 +194,11 @@ def create_shard_app(index_path: str | Path, token: str | None = None) -> FastAP
     def metadata(body: DocumentIds):
         index = served.current()
         return answer(index, metadata=index.store.metadata(body.ids))
+
+    @app.post("/shard/passages/where")
+    def passages_where(body: Where):
+        index = served.current()
+        return answer(index, ids=index.store.passages_where(parse_where(body.where)).tolist())
 
     @app.post("/shard/vectors")
     def vectors(body: Ids):

@@ -83,6 +83,8 @@ async function ask(event) {
   try {
     const body = { question, top_k: Number($("top-k").value) || 10 };
     if ($("retriever").value) body.retriever = $("retriever").value;
+    const where = $("where").value.split(";").map((condition) => condition.trim()).filter(Boolean);
+    if (where.length) body.where = where;
     const result = await api("/ask", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });

@@ -1,0 +1,92 @@
+"""Conditions on documents, for a search restricted to the documents that meet them
+(``qa ask --where "publish_time>=2021"``).
+
+A condition is ``FIELD OP VALUE``. FIELD is ``id``, ``title``, ``source`` or a key of the
+document's metadata (a CORD-19 release keeps ``publish_time``, ``journal``, ``authors``, ``doi``…;
+a JSON record keeps its other fields). OP is one of
+
+- ``=`` and ``!=``: equal or not, ignoring case; ``*`` and ``?`` in VALUE are wildcards;
+- ``~``: contains VALUE, ignoring case;
+- ``<``, ``<=``, ``>``, ``>=``: as numbers when both sides are numbers, else as text compared at
+  the length of VALUE, so that dates compare at the precision written (``publish_time<=2020``
+  holds for 2020-12-31, ``publish_time>=2020-06`` from June 2020 on).
+
+A field the document lacks reads as empty text; a list field meets a condition when one of its
+items does. Several conditions must all hold.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from qa.errors import QAError
+
+OPERATORS = ("!=", "<=", ">=", "=", "~", "<", ">")
+"""Longest first, so that ``a<=b`` is read as ``<=``, not ``<``."""
+DOCUMENT_FIELDS = ("id", "title", "source")
+_SPLIT = re.compile(r"^\s*([^!<>=~]+?)\s*(" + "|".join(re.escape(op) for op in OPERATORS) + r")\s*(.*?)\s*$", re.S)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``field op value`` (see the module's documentation)."""
+
+    field: str
+    op: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        """``"publish_time>=2021"`` → ``Condition("publish_time", ">=", "2021")``."""
+        match = _SPLIT.match(text)
+        if not match or not match.group(3):
+            raise QAError(
+                f"cannot read the condition {text!r}: write FIELD OP VALUE with OP one of "
+                f"{' '.join(OPERATORS)}, e.g. --where \"publish_time>=2021\" or --where \"journal=Lancet*\""
+            )
+        return cls(*match.groups())
+
+    def __str__(self) -> str:
+        return f"{self.field}{self.op}{self.value}"
+
+    def holds(self, value: object) -> bool:
+        """Whether a document whose field is ``value`` (None when it has none) meets the condition."""
+        if isinstance(value, (list, tuple)):
+            return any(self.holds(item) for item in value) if value else self.holds(None)
+        text = "" if value is None else str(value)
+        if self.op in ("=", "!="):
+            pattern = self.value.casefold()
+            equal = fnmatch.fnmatchcase(text.casefold(), pattern) if "*" in pattern or "?" in pattern else text.casefold() == pattern
+            return equal if self.op == "=" else not equal
+        if self.op == "~":
+            return self.value.casefold() in text.casefold()
+        left, right = _number(value), _number(self.value)
+        if left is None or right is None:
+            left, right = text[: len(self.value)], self.value
+        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[self.op]
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def parse_where(conditions: Iterable[str | Condition]) -> tuple[Condition, ...]:
+    """The conditions written as ``FIELD OP VALUE`` (conditions already read are kept as they are)."""
+    if isinstance(conditions, str):
+        raise QAError(f"where takes a list of conditions, got the string {conditions!r}: write [{conditions!r}]")
+    return tuple(c if isinstance(c, Condition) else Condition.parse(c) for c in conditions)
+
+
+def document_meets(conditions: Iterable[Condition], fields: Mapping[str, object], metadata: Mapping[str, object]) -> bool:
+    """Whether a document with ``fields`` (id, title, source) and ``metadata`` meets every condition."""
+    return all(c.holds(fields[c.field] if c.field in DOCUMENT_FIELDS else metadata.get(c.field)) for c in conditions)
