@@ -17,7 +17,7 @@ import numpy as np
 from qa.citation import citation, link
 from qa.errors import QAError
 from qa.index import Index, Passage
-from qa.index.where import Condition, parse_where
+from qa.index.where import DOCUMENT_FIELDS, Condition, parse_where
 from qa.reader import Abstention, AnswerSpan, Reader, ReaderOutput, resolve_reader
 from qa.retriever import DEFAULT_RETRIEVER, Hit, make_retriever
 
@@ -244,7 +244,7 @@ class Pipeline:
         retriever = self.retriever  # one index for the whole group, even if another thread reopens it meanwhile
         within = _passages_where(retriever.index.store, conditions) if conditions else None
         if within is not None and not len(within):
-            raise QAError(f"no document in the index meets {' and '.join(map(str, conditions))}: nothing to search")
+            raise QAError(_nothing_meets(retriever.index.store, conditions))
         hit_lists = retriever.search_batch(questions, depth, evidence=self.reader is not None, within=within)
         t1 = time.perf_counter()
         warnings: list[list[str]] = [[] for _ in questions]
@@ -388,6 +388,16 @@ def _passages_where(store, conditions: tuple[Condition, ...]) -> np.ndarray:
     """The passages whose documents meet ``conditions``, kept for the next questions asked
     with the same ones (a store is read-only while open)."""
     return store.passages_where(conditions)
+
+
+def _nothing_meets(store, conditions: tuple[Condition, ...]) -> str:
+    """Why a search within ``conditions`` has nothing to search, naming a field no document has."""
+    message = f"no document in the index meets {' and '.join(map(str, conditions))}: nothing to search"
+    fields = set(DOCUMENT_FIELDS) | store.metadata_fields()
+    unknown = [c.field for c in conditions if c.field not in fields]
+    if unknown:
+        message += f"; no document has the field {unknown[0]!r} (the fields: {', '.join(sorted(fields))})"
+    return message
 
 
 def off_collection(hits: Sequence[Hit], min_cosine: float | None) -> bool:

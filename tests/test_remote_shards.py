@@ -62,6 +62,7 @@ def test_a_joined_index_of_served_shards_answers_as_the_shards_on_this_machine(s
         for where in (["id=doc1*"], ["id!=doc1*", "title~doc2"], ["id=none"]):  # each server selects its own passages
             conditions = parse_where(where)
             assert joined.store.passages_where(conditions).tolist() == whole.store.passages_where(conditions).tolist()
+        assert joined.store.metadata_fields() == whole.store.metadata_fields()
         np.testing.assert_array_equal(joined.vectors[np.arange(n)], local.vectors[np.arange(n)])
 
         vectors = whole.question_encoder.encode(QUESTIONS)

@@ -113,6 +113,7 @@ def test_the_passages_where_are_those_whose_documents_meet_the_conditions_sharde
     assert whole.store.passages_where(parse_where(where)).tolist() == expected
     assert sharded.store.passages_where(parse_where(where)).tolist() == expected
     assert whole.store.passages_where(parse_where(["year>2100"])).tolist() == []
+    assert whole.store.metadata_fields() == sharded.store.metadata_fields() == {"year", "journal"}
 
 
 @pytest.mark.parametrize("kind", ["bm25", "dense"])
@@ -161,8 +162,10 @@ def test_pipeline_and_qa_ask_search_only_the_documents_that_meet_where(papers, t
     years = pipeline.index.store.metadata(h.passage.doc_id for h in prediction.hits)
     assert all(m["year"] >= 2021 and m["journal"] != "Nature" for m in years.values())
     assert all(a.metadata["year"] >= 2021 for a in prediction.answers)
-    with pytest.raises(QAError, match="no document in the index meets year>=2100"):
+    with pytest.raises(QAError, match="no document in the index meets year>=2100: nothing to search$"):
         pipeline.ask(QUESTIONS[0], where=["year>=2100"])
+    with pytest.raises(QAError, match=r"no document has the field 'yaer' \(the fields: id, journal, source, title, year\)"):
+        pipeline.ask(QUESTIONS[0], where=["yaer>=2020"])  # a misspelt field is named, with the fields there are
 
     runner = CliRunner()
     result = runner.invoke(app, ["ask", QUESTIONS[0], "--index", str(papers["whole"]), "--reader", str(tiny_models["reader"]),

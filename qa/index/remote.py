@@ -110,6 +110,9 @@ class RemoteStore:
         ids = self.client.call("/shard/passages/where", {"where": [str(c) for c in conditions]})["ids"]
         return np.asarray(ids, dtype=np.int64)
 
+    def metadata_fields(self) -> set[str]:
+        return set(self.client.call("/shard/metadata/fields", {})["fields"])
+
     def holds(self, doc: Document) -> str | None:
         raise QAError(f"the shard at {self.client.url} is served by another machine: add documents there (qa index --add)")
 

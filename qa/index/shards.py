@@ -132,6 +132,9 @@ class ShardedStore:
         parts = self.fan_out(lambda shard: shard[0].passages_where(conditions) + shard[1], shards)
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
+    def metadata_fields(self) -> set[str]:
+        return set().union(*self.fan_out(lambda store: store.metadata_fields(), self.stores))
+
     def close(self) -> None:
         for store in self.stores:
             store.close()

@@ -39,6 +39,10 @@ CREATE TABLE passages (
 """
 
 
+FIELD_SAMPLE = 1000
+"""Documents whose metadata keys are listed when a ``--where`` condition names a field none has."""
+
+
 def retrieval_text(title: str, text: str) -> str:
     """What BM25 and the embedding model see of a passage: its document's title, then its text."""
     return f"{title}\n{text}" if title else text
@@ -260,6 +264,16 @@ class PassageStore:
                 "SELECT idx FROM passages WHERE doc_idx IN (SELECT value FROM json_each(?)) ORDER BY idx", (json.dumps(meeting),)
             ).fetchall()
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def metadata_fields(self, documents: int = FIELD_SAMPLE) -> set[str]:
+        """The metadata keys of the first ``documents`` documents (what ``--where`` can name
+        besides id, title and source)."""
+        with self._damage_is_an_error():
+            rows = self._db.execute(
+                "SELECT DISTINCT j.key FROM (SELECT metadata FROM documents ORDER BY idx LIMIT ?) d, json_each(d.metadata) j",
+                (documents,),
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def close(self) -> None:
         with self._lock:

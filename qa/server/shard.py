@@ -200,6 +200,11 @@ def create_shard_app(index_path: str | Path, token: str | None = None) -> FastAP
         index = served.current()
         return answer(index, ids=index.store.passages_where(parse_where(body.where)).tolist())
 
+    @app.post("/shard/metadata/fields")
+    def metadata_fields():
+        index = served.current()
+        return answer(index, fields=sorted(index.store.metadata_fields()))
+
     @app.post("/shard/vectors")
     def vectors(body: Ids):
         index = served.current()
