@@ -43,3 +43,18 @@ def test_qa_ask_over_cord19_cites_the_paper_of_each_answer(tiny_models, write_fi
     assert by_document["ug7v899j"]["journal"] == "BMC Infect Dis"  # 20 answers from every passage: that paper's among them
     text = runner.invoke(app, args).stdout
     assert "Foy, Kenny, Cooney et al. (2001). BMC Infect Dis. https://doi.org/10.1186/1471-2334-1-6" in text
+
+
+def test_qa_ask_over_cord19_searches_only_the_papers_where_asked(tiny_models, write_files, tmp_path):
+    runner = CliRunner()
+    corpus = write_files({f"cord/{k}": v for k, v in cord19_files().items()})
+    index = tmp_path / "index"
+    assert runner.invoke(app, ["index", str(corpus / "cord"), "-i", str(index), "--embedding-model", str(tiny_models["encoder"])]).exit_code == 0
+    args = ["ask", "What causes pneumonia in children?", "-i", str(index), "--reader", str(tiny_models["reader"]), "--json"]
+    everything = json.loads(runner.invoke(app, args).stdout)
+    assert len({p["document"] for p in everything["passages"]}) > 1
+    for where in (["publish_time<=2001"], ["journal~infect", "publish_time>=2001-07"], ["authors~kenny"]):
+        data = json.loads(runner.invoke(app, [*args, *(a for w in where for a in ("--where", w))]).stdout)
+        assert {p["document"] for p in data["passages"]} == {"ug7v899j"}, where
+    result = runner.invoke(app, [*args, "--where", "publish_time>=2020"])
+    assert result.exit_code == 1 and "no document in the index meets publish_time>=2020" in result.output

@@ -53,6 +53,7 @@ def test_a_condition_compares_as_documented(text, value, holds):
 def test_missing_fields_read_as_empty_and_lists_hold_when_an_item_does():
     assert Condition.parse("journal!=Nature").holds(None) and not Condition.parse("journal=Nature").holds(None)
     assert not Condition.parse("publish_time>=2021").holds(None)
+    assert not any(Condition.parse(f"publish_time{op}2021").holds(empty) for op in ("<", "<=", ">", ">=") for empty in (None, "", " "))
     tags = Condition.parse("tags=covid*")
     assert tags.holds(["flu", "COVID-19"]) and not tags.holds(["flu"]) and not tags.holds([])
     fields = {"id": "a/b.md", "title": "T", "source": "a/b.md"}

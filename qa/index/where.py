@@ -11,8 +11,9 @@ a JSON record keeps its other fields). OP is one of
   the length of VALUE, so that dates compare at the precision written (``publish_time<=2020``
   holds for 2020-12-31, ``publish_time>=2020-06`` from June 2020 on).
 
-A field the document lacks reads as empty text; a list field meets a condition when one of its
-items does. Several conditions must all hold.
+A field the document lacks reads as empty text, which meets no ``<``, ``<=``, ``>`` or ``>=`` (a
+paper without a date is neither before nor after one); a list field meets a condition when one of
+its items does. Several conditions must all hold.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Condition:
             return equal if self.op == "=" else not equal
         if self.op == "~":
             return self.value.casefold() in text.casefold()
+        if not text.strip():
+            return False  # no date is neither before nor after one
         left, right = _number(value), _number(self.value)
         if left is None or right is None:
             left, right = text[: len(self.value)], self.value
