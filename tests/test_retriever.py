@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from qa.errors import QAError
@@ -110,3 +111,15 @@ def test_a_bm25_search_without_evidence_needs_no_encoder(tiny_index, monkeypatch
     monkeypatch.setattr(Index, "question_encoder", property(lambda self: pytest.fail("the encoder was loaded")))
     hits = make_retriever(index, "bm25").search("Eiffel Tower", 2, evidence=False)
     assert hits and all(h.cosine is None and h.bm25 is None for h in hits)
+
+
+def test_top_k_breaks_ties_by_position_even_across_the_cut():
+    """Tied scores at the k-th place: the lowest positions are taken (argpartition alone takes any)."""
+    from qa.index.scores import top_k
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        scores = rng.integers(0, 4, rng.integers(1, 40)).astype(np.float32)
+        k = int(rng.integers(1, len(scores) + 1))
+        assert [i for i, _ in top_k(scores, k)] == sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+    assert top_k(np.array([1, 3, 2, 3, 3, 0.5], dtype=np.float32), 2) == [(1, 3.0), (3, 3.0)]

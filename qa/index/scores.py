@@ -31,6 +31,10 @@ def top_k(scores: np.ndarray, k: int, positive_only: bool = False) -> list[tuple
     if k <= 0:
         return []
     top = np.argpartition(-scores, k - 1)[:k]
+    last = scores[top].min()
+    if np.count_nonzero(scores >= last) > k:  # a tie across the cut: the tied ones at the lowest positions
+        above = np.flatnonzero(scores > last)
+        top = np.concatenate([above, np.flatnonzero(scores == last)[: k - len(above)]])
     top = top[np.lexsort((top, -scores[top]))]
     return [(int(i), float(scores[i])) for i in top if not positive_only or scores[i] > 0]
 
