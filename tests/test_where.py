@@ -81,7 +81,8 @@ def _corpus(root, documents=40, seed=0):
     for i in range(documents):
         text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(10, 40))).capitalize() + "."
         lines.append(json.dumps({"id": f"p{i:02d}", "title": f"Paper {i}", "text": text,
-                                 "year": 2018 + i % 5, "journal": ["The Lancet", "Nature", "BMJ"][i % 3]}))
+                                 "year": 2018 + i % 5, "journal": ["The Lancet", "Nature", "BMJ"][i % 3],
+                                 "tags": rng.sample(WORDS, 2), "reviewed": i % 4 == 0, "extra": {"pages": i}}))
     (root / "papers.jsonl").write_text("\n".join(lines) + "\n")
     return root
 
@@ -105,7 +106,8 @@ def _meeting(index: Index, where: list[str]) -> set[int]:
             if document_meets(conditions, {"id": p.doc_id, "title": p.title, "source": p.source}, metadata[p.doc_id])}
 
 
-@pytest.mark.parametrize("where", [["year>=2021"], ["journal=nature", "year<2020"], ["id=p0*"], ["title~paper 3"]])
+@pytest.mark.parametrize("where", [["year>=2021"], ["journal=nature", "year<2020"], ["id=p0*"], ["title~paper 3"], ["tags=lung"],
+                                   ["reviewed=true"], ["reviewed!=TRUE", "extra~pages"]])
 def test_the_passages_where_are_those_whose_documents_meet_the_conditions_sharded_or_not(papers, where):
     whole, sharded = Index(papers["whole"]), Index(papers["sharded"])
     assert len(sharded.shards) >= 3
@@ -114,7 +116,7 @@ def test_the_passages_where_are_those_whose_documents_meet_the_conditions_sharde
     assert whole.store.passages_where(parse_where(where)).tolist() == expected
     assert sharded.store.passages_where(parse_where(where)).tolist() == expected
     assert whole.store.passages_where(parse_where(["year>2100"])).tolist() == []
-    assert whole.store.metadata_fields() == sharded.store.metadata_fields() == {"year", "journal"}
+    assert whole.store.metadata_fields() == sharded.store.metadata_fields() == {"year", "journal", "tags", "reviewed", "extra"}
 
 
 @pytest.mark.parametrize("kind", ["bm25", "dense"])
@@ -165,7 +167,7 @@ def test_pipeline_and_qa_ask_search_only_the_documents_that_meet_where(papers, t
     assert all(a.metadata["year"] >= 2021 for a in prediction.answers)
     with pytest.raises(QAError, match="no document in the index meets year>=2100: nothing to search$"):
         pipeline.ask(QUESTIONS[0], where=["year>=2100"])
-    with pytest.raises(QAError, match=r"no document has the field 'yaer' \(the fields: id, journal, source, title, year\)"):
+    with pytest.raises(QAError, match=r"no document has the field 'yaer' \(the fields: extra, id, journal, reviewed, source, tags, title, year\)"):
         pipeline.ask(QUESTIONS[0], where=["yaer>=2020"])  # a misspelt field is named, with the fields there are
 
     runner = CliRunner()

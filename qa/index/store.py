@@ -18,7 +18,7 @@ import numpy as np
 
 from qa.corpora import Document
 from qa.errors import QAError
-from qa.index.where import Condition, document_meets
+from qa.index.where import DOCUMENT_FIELDS, Condition, document_meets
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -88,6 +88,16 @@ def _holds_content(db: sqlite3.Connection, doc: Document) -> str | None:
     """The id of a stored document with ``doc``'s title and text, if there is one."""
     row = db.execute("SELECT id FROM documents WHERE sha256 = ? LIMIT 1", (doc.sha256,)).fetchone()
     return None if row is None else row[0]
+
+
+def _json_value(value: object, kind: str | None) -> object:
+    """A metadata value as ``json.loads`` of the whole metadata gives it, from SQLite's
+    ``json_extract`` and ``json_type`` of it."""
+    if kind == "array":
+        return json.loads(value)
+    if kind in ("true", "false"):
+        return kind == "true"
+    return value
 
 
 class PassageWriter:
@@ -252,12 +262,20 @@ class PassageStore:
         """The numbers (int64, ascending) of the passages whose documents meet every one of
         ``conditions`` (:mod:`qa.index.where`): one pass over the documents' fields and metadata,
         then one over the passages."""
+        fields = list(dict.fromkeys(c.field for c in conditions))
+        columns = [f if f in DOCUMENT_FIELDS else "json_extract(metadata, ?), json_type(metadata, ?)" for f in fields]
+        paths = [path for f in fields if f not in DOCUMENT_FIELDS for path in (f'$."{f}"',) * 2]
         with self._damage_is_an_error():
-            meeting = [
-                idx
-                for idx, doc_id, title, source, metadata in self._db.execute("SELECT idx, id, title, source, metadata FROM documents")
-                if document_meets(conditions, {"id": doc_id, "title": title, "source": source}, json.loads(metadata))
-            ]
+            meeting = []
+            for idx, *row in self._db.execute(f"SELECT idx, {', '.join(columns)} FROM documents", paths):
+                values, at = {}, 0
+                for field in fields:  # only the fields named, and of the metadata only them (SQLite reads the JSON)
+                    if field in DOCUMENT_FIELDS:
+                        values[field], at = row[at], at + 1
+                    else:
+                        values[field], at = _json_value(row[at], row[at + 1]), at + 2
+                if document_meets(conditions, values, values):
+                    meeting.append(idx)
             if not meeting:
                 return np.zeros(0, dtype=np.int64)
             rows = self._db.execute(

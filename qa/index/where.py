@@ -19,6 +19,8 @@ its items does. Several conditions must all hold.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,6 +45,8 @@ class Condition:
     def parse(cls, text: str) -> Condition:
         """``"publish_time>=2021"`` → ``Condition("publish_time", ">=", "2021")``."""
         match = _SPLIT.match(text)
+        if match and '"' in match.group(1):
+            raise QAError(f"cannot read the condition {text!r}: a field name cannot hold a double quote")
         if not match or not match.group(3):
             raise QAError(
                 f"cannot read the condition {text!r}: write FIELD OP VALUE with OP one of "
@@ -53,23 +57,38 @@ class Condition:
     def __str__(self) -> str:
         return f"{self.field}{self.op}{self.value}"
 
+    @functools.cached_property
+    def _folded(self) -> str:
+        return self.value.casefold()
+
+    @functools.cached_property
+    def _glob(self) -> re.Pattern | None:
+        return re.compile(fnmatch.translate(self._folded), re.S) if "*" in self.value or "?" in self.value else None
+
+    @functools.cached_property
+    def _number(self) -> float | None:
+        return _number(self.value)
+
     def holds(self, value: object) -> bool:
         """Whether a document whose field is ``value`` (None when it has none) meets the condition."""
         if isinstance(value, (list, tuple)):
             return any(self.holds(item) for item in value) if value else self.holds(None)
         text = "" if value is None else str(value)
         if self.op in ("=", "!="):
-            pattern = self.value.casefold()
-            equal = fnmatch.fnmatchcase(text.casefold(), pattern) if "*" in pattern or "?" in pattern else text.casefold() == pattern
+            folded = text.casefold()
+            equal = bool(self._glob.match(folded)) if self._glob else folded == self._folded
             return equal if self.op == "=" else not equal
         if self.op == "~":
-            return self.value.casefold() in text.casefold()
+            return self._folded in text.casefold()
         if not text.strip():
             return False  # no date is neither before nor after one
-        left, right = _number(value), _number(self.value)
+        left, right = _number(value), self._number
         if left is None or right is None:
             left, right = text[: len(self.value)], self.value
-        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[self.op]
+        return _ORDER[self.op](left, right)
+
+
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 def _number(value: object) -> float | None:
