@@ -18,7 +18,7 @@ import numpy as np
 
 from qa.corpora import Document
 from qa.errors import QAError
-from qa.index.where import DOCUMENT_FIELDS, Condition, document_meets
+from qa.index.where import DOCUMENT_FIELDS, Condition, fields_named, row_test
 
 _SCHEMA = """
 CREATE TABLE documents (
@@ -90,14 +90,16 @@ def _holds_content(db: sqlite3.Connection, doc: Document) -> str | None:
     return None if row is None else row[0]
 
 
-def _json_value(value: object, kind: str | None) -> object:
-    """A metadata value as ``json.loads`` of the whole metadata gives it, from SQLite's
-    ``json_extract`` and ``json_type`` of it."""
-    if kind == "array":
-        return json.loads(value)
-    if kind in ("true", "false"):
-        return kind == "true"
-    return value
+def _values(row: Sequence, metadata: list[int]) -> list:
+    """The field values of a row ``(idx, value..., json_type of each metadata value...)``, each
+    metadata value as ``json.loads`` of the whole metadata gives it (lists, booleans)."""
+    values = list(row[1 : len(row) - len(metadata)])
+    for kind, i in zip(row[len(row) - len(metadata) :], metadata):
+        if kind == "array":
+            values[i] = json.loads(values[i])
+        elif kind in ("true", "false"):
+            values[i] = kind == "true"
+    return values
 
 
 class PassageWriter:
@@ -262,20 +264,18 @@ class PassageStore:
         """The numbers (int64, ascending) of the passages whose documents meet every one of
         ``conditions`` (:mod:`qa.index.where`): one pass over the documents' fields and metadata,
         then one over the passages."""
-        fields = list(dict.fromkeys(c.field for c in conditions))
-        columns = [f if f in DOCUMENT_FIELDS else "json_extract(metadata, ?), json_type(metadata, ?)" for f in fields]
-        paths = [path for f in fields if f not in DOCUMENT_FIELDS for path in (f'$."{f}"',) * 2]
+        fields = fields_named(conditions)  # only these are read, and of the metadata only them (SQLite reads the JSON)
+        columns = [f if f in DOCUMENT_FIELDS else "json_extract(metadata, ?)" for f in fields]
+        kinds = ["json_type(metadata, ?)" for f in fields if f not in DOCUMENT_FIELDS]
+        paths = [f'$."{f}"' for f in fields if f not in DOCUMENT_FIELDS]
+        test = row_test(conditions)
         with self._damage_is_an_error():
-            meeting = []
-            for idx, *row in self._db.execute(f"SELECT idx, {', '.join(columns)} FROM documents", paths):
-                values, at = {}, 0
-                for field in fields:  # only the fields named, and of the metadata only them (SQLite reads the JSON)
-                    if field in DOCUMENT_FIELDS:
-                        values[field], at = row[at], at + 1
-                    else:
-                        values[field], at = _json_value(row[at], row[at + 1]), at + 2
-                if document_meets(conditions, values, values):
-                    meeting.append(idx)
+            rows = self._db.execute(f"SELECT idx, {', '.join(columns + kinds)} FROM documents", paths * 2)
+            if kinds:
+                metadata = [i for i, f in enumerate(fields) if f not in DOCUMENT_FIELDS]
+                meeting = [row[0] for row in rows if test(_values(row, metadata))]
+            else:
+                meeting = [row[0] for row in rows if test(row[1:])]
             if not meeting:
                 return np.zeros(0, dtype=np.int64)
             rows = self._db.execute(

@@ -22,7 +22,7 @@ import fnmatch
 import functools
 import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from qa.errors import QAError
@@ -109,6 +109,23 @@ def parse_where(conditions: Iterable[str | Condition]) -> tuple[Condition, ...]:
     return tuple(c if isinstance(c, Condition) else Condition.parse(c) for c in conditions)
 
 
-def document_meets(conditions: Iterable[Condition], fields: Mapping[str, object], metadata: Mapping[str, object]) -> bool:
+def fields_named(conditions: Iterable[Condition]) -> list[str]:
+    """The fields ``conditions`` name, each once, in order."""
+    return list(dict.fromkeys(c.field for c in conditions))
+
+
+def row_test(conditions: Sequence[Condition]) -> Callable[[Sequence[object]], bool]:
+    """A test of a row of the values of :func:`fields_named` (in that order): whether a document
+    with those values meets every condition (the store runs it over every document)."""
+    at = {field: i for i, field in enumerate(fields_named(conditions))}
+    checks = [(c.holds, at[c.field]) for c in conditions]
+    if len(checks) == 1:
+        holds, i = checks[0]
+        return lambda row: holds(row[i])
+    return lambda row: all(holds(row[i]) for holds, i in checks)
+
+
+def document_meets(conditions: Sequence[Condition], fields: Mapping[str, object], metadata: Mapping[str, object]) -> bool:
     """Whether a document with ``fields`` (id, title, source) and ``metadata`` meets every condition."""
-    return all(c.holds(fields[c.field] if c.field in DOCUMENT_FIELDS else metadata.get(c.field)) for c in conditions)
+    row = [fields[f] if f in DOCUMENT_FIELDS else metadata.get(f) for f in fields_named(conditions)]
+    return row_test(conditions)(row)
