@@ -118,11 +118,14 @@ class Prediction:
     """True when no passage read came within the pipeline's ``min_cosine`` of the question."""
     where: list[str] = field(default_factory=list)
     """The conditions the documents searched met (``FIELD OP VALUE``; none: the whole index)."""
+    searched: int | None = None
+    """How many passages were searched: those of the documents that meet ``where`` (None: all)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
             "where": self.where,
+            "searched_passages": self.searched,
             "warnings": self.warnings,
             "reader": self.reader,
             "retriever": self.retriever,
@@ -280,7 +283,8 @@ class Pipeline:
         seconds = {"retrieve": (t1 - t0) / n, "read": (t2 - t1) / n, "total": (t2 - t0) / n}
         reader_name = self.reader.name if self.reader else None
         return [
-            Prediction(q, a, hits, reader_name, retriever.name, dict(seconds), w, r, x, o, [str(c) for c in conditions])
+            Prediction(q, a, hits, reader_name, retriever.name, dict(seconds), w, r, x, o, [str(c) for c in conditions],
+                       None if within is None else len(within))
             for q, a, hits, w, r, x, o in zip(questions, found, hit_lists, warnings, readings, abstained, off_topic)
         ]
 

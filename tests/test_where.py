@@ -162,6 +162,7 @@ def test_pipeline_and_qa_ask_search_only_the_documents_that_meet_where(papers, t
     pipeline = Pipeline(papers["whole"], reader=str(tiny_models["reader"]), precision="fp32", abstention=None)
     prediction = pipeline.ask(QUESTIONS[0], top_k=5, where=["year>=2021", "journal!=nature"])
     assert prediction.where == ["year>=2021", "journal!=nature"] and prediction.hits and prediction.answers
+    assert prediction.searched == len(_meeting(pipeline.index, prediction.where)) and pipeline.ask(QUESTIONS[0]).searched is None
     years = pipeline.index.store.metadata(h.passage.doc_id for h in prediction.hits)
     assert all(m["year"] >= 2021 and m["journal"] != "Nature" for m in years.values())
     assert all(a.metadata["year"] >= 2021 for a in prediction.answers)
@@ -177,5 +178,9 @@ def test_pipeline_and_qa_ask_search_only_the_documents_that_meet_where(papers, t
     answered = json.loads(result.stdout)
     assert answered["where"] == ["journal=BMJ", "year<=2019"] and answered["passages"]
     assert {p["document"] for p in answered["passages"]} <= {f"p{i:02d}" for i in range(40) if i % 3 == 2 and 2018 + i % 5 <= 2019}
+    assert answered["searched_passages"] == len(_meeting(Index(papers["whole"]), ["journal=BMJ", "year<=2019"]))
+    text = runner.invoke(app, ["ask", QUESTIONS[0], "--index", str(papers["whole"]), "--reader", str(tiny_models["reader"]),
+                               "--where", "journal=BMJ", "-w", "year<=2019", "--always-answer"]).stdout
+    assert text.startswith(f"Searched the {answered['searched_passages']} passages of the documents where journal=BMJ and year<=2019.\n")
     result = runner.invoke(app, ["ask", QUESTIONS[0], "--index", str(papers["whole"]), "--where", "year"])
     assert result.exit_code == 1 and "FIELD OP VALUE" in result.output and "Traceback" not in result.output

@@ -130,7 +130,9 @@ function render(result) {
       : "No answer: the collection holds no passage that answers this question.", "empty");
     return;
   }
-  message(result.answers.length + (result.answers.length === 1 ? " answer" : " answers") + " in " + seconds +
+  const within = result.where && result.where.length
+    ? " among the " + result.searched_passages.toLocaleString() + " passages where " + result.where.join(" and ") : "";
+  message(result.answers.length + (result.answers.length === 1 ? " answer" : " answers") + within + " in " + seconds +
     (result.warnings.length ? " — " + result.warnings.join("; ") : ""));
   result.answers.forEach((a) => {
     const item = el("li", "answer");
