@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from qa.cli import app
 from qa.errors import QAError
 from qa.index import Index
-from qa.index.where import Condition, document_meets, parse_where
+from qa.index.where import DOCUMENT_FIELDS, Condition, fields_named, parse_where, row_test
 from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, build_index
 from qa.pipeline import Pipeline
 from qa.retriever import make_retriever
@@ -71,6 +71,11 @@ def test_conditions_are_read_from_their_text_and_written_back_the_same():
             Condition.parse(bad)
     with pytest.raises(QAError, match="list of conditions"):
         parse_where("year>=2020")
+
+
+def document_meets(conditions, fields: dict, metadata: dict) -> bool:
+    """The store's test of one document, from its fields (id, title, source) and whole metadata."""
+    return row_test(conditions)([fields[f] if f in DOCUMENT_FIELDS else metadata.get(f) for f in fields_named(conditions)])
 
 
 def _corpus(root, documents=40, seed=0):

@@ -22,7 +22,7 @@ import fnmatch
 import functools
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from qa.errors import QAError
@@ -66,7 +66,7 @@ class Condition:
         return re.compile(fnmatch.translate(self._folded), re.S) if "*" in self.value or "?" in self.value else None
 
     @functools.cached_property
-    def _number(self) -> float | None:
+    def _as_number(self) -> float | None:
         return _number(self.value)
 
     def holds(self, value: object) -> bool:
@@ -81,8 +81,8 @@ class Condition:
         if self.op == "~":
             return self._folded in text.casefold()
         if not text.strip():
-            return False  # no date is neither before nor after one
-        left, right = _number(value), self._number
+            return False  # a missing date is neither before nor after one
+        left, right = _number(value), self._as_number
         if left is None or right is None:
             left, right = text[: len(self.value)], self.value
         return _ORDER[self.op](left, right)
@@ -123,9 +123,3 @@ def row_test(conditions: Sequence[Condition]) -> Callable[[Sequence[object]], bo
         holds, i = checks[0]
         return lambda row: holds(row[i])
     return lambda row: all(holds(row[i]) for holds, i in checks)
-
-
-def document_meets(conditions: Sequence[Condition], fields: Mapping[str, object], metadata: Mapping[str, object]) -> bool:
-    """Whether a document with ``fields`` (id, title, source) and ``metadata`` meets every condition."""
-    row = [fields[f] if f in DOCUMENT_FIELDS else metadata.get(f) for f in fields_named(conditions)]
-    return row_test(conditions)(row)
