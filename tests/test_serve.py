@@ -56,7 +56,8 @@ def test_health_ready_info_and_metrics(server):
     status, _, ready = call(server, "GET", "/ready")
     assert status == 200 and ready["index"]["generation"] == 1 and ready["index"]["passages"] > 0
     status, _, info = call(server, "GET", "/info")
-    assert info["limits"]["top_k"] == 100 and info["limits"]["answers"] == 20 and "bm25" in info["retrievers"]
+    assert info["limits"]["top_k"] == 100 and info["limits"]["answers"] == 20 and info["limits"]["where"] == 16
+    assert "bm25" in info["retrievers"]
     call(server, "POST", "/ask", {"question": QUESTION})
     status, headers, text = call(server, "GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
@@ -85,6 +86,7 @@ def test_health_ready_info_and_metrics(server):
         ({"question": QUESTION, "top_k": "ten"}, 400, "top_k"),
         ({"question": QUESTION, "where": ["journal"]}, 400, "FIELD OP VALUE"),
         ({"question": QUESTION, "where": "id=cat-1"}, 400, "where"),
+        ({"question": QUESTION, "where": ["id=cat-1"] * 17}, 400, "where"),
         ({"question": QUESTION, "where": ["id=nothing*"]}, 400, "no document in the index meets id=nothing*"),
     ],
 )

@@ -242,7 +242,7 @@ def _describe_service(service: Service, settings: ServerSettings) -> dict[str, A
         "reader": service.reader.name if service.reader else None,
         "retrievers": list(RETRIEVERS),
         "defaults": {"top_k": DEFAULT_TOP_K, "answers": DEFAULT_ANSWERS, "retriever": DEFAULT_RETRIEVER},
-        "limits": {"top_k": MAX_TOP_K, "answers": MAX_ANSWERS, "question_chars": settings.max_question_chars,
+        "limits": {"top_k": MAX_TOP_K, "answers": MAX_ANSWERS, "where": MAX_CONDITIONS, "question_chars": settings.max_question_chars,
                    "body_bytes": settings.max_body_bytes, "timeout_s": settings.timeout},
     }
 
