@@ -78,6 +78,39 @@ def test_ask_json_with_a_reader(cli_index, tiny_models):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_ask_questions_from_a_file_answers_each_as_asked_alone(cli_index, tiny_models, tmp_path):
+    out, _ = cli_index
+    questions = ["Who built the Eiffel Tower?", "What do plants release?", "Where does the dog bark?"]
+    path = tmp_path / "questions.txt"
+    path.write_text(f"# questions\n{questions[0]}\n\n  {questions[1]}  \n# skipped\n{questions[2]}\n")
+    common = ["-i", out, "--reader", tiny_models["reader"], "-k", "3", "--json"]
+    result = invoke("ask", "--questions", path, *common)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # JSON Lines: one object a question
+    assert [line["question"] for line in lines] == questions
+    for line, question in zip(lines, questions):  # read in one batch, answered as when asked alone
+        alone = json.loads(invoke("ask", question, *common).stdout)
+        assert [(a["answer"], a["document"], a["start"]) for a in line["answers"]] == [
+            (a["answer"], a["document"], a["start"]) for a in alone["answers"]]
+        assert [a["score"] for a in line["answers"]] == pytest.approx([a["score"] for a in alone["answers"]], abs=1e-3)
+    piped = runner.invoke(app, [str(a) for a in ["ask", "-f", "-", *common]], input="\n".join(questions))
+    assert [json.loads(line)["question"] for line in piped.stdout.splitlines()] == questions
+    text = invoke("ask", "-f", path, "-i", out, "--reader", tiny_models["reader"], "-k", "3", "-n", "1").stdout
+    assert [line for line in text.splitlines() if line.startswith("Q")] == [f"Q{i}. {q}" for i, q in enumerate(questions, 1)]
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [([], "not neither"), (["Who?", "--questions", "{empty}"], "not both"), (["-f", "{empty}"], "no questions in"),
+     (["-f", "{missing}"], "cannot read the questions")],
+)
+def test_ask_needs_one_question_or_one_file_of_them(cli_index, tmp_path, args, says):
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    names = {"empty": tmp_path / "empty.txt", "missing": tmp_path / "missing.txt"}
+    result = invoke("ask", *[a.format(**names) for a in args], "-i", cli_index[0])
+    assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("retriever", ["bm25", "dense", "hybrid"])
 def test_ask_text_output_for_each_retriever(cli_index, tiny_models, retriever):
     out, _ = cli_index

@@ -239,7 +239,7 @@ def test_a_short_load_has_no_errors(server):
     assert len(statuses) > 6 and set(statuses) == {200}
 
 
-def test_qa_ask_server_prints_the_servers_answers(server, monkeypatch):
+def test_qa_ask_server_prints_the_servers_answers(server, monkeypatch, tmp_path):
     runner = CliRunner()
     monkeypatch.delenv("QA_SERVER", raising=False)
     result = runner.invoke(cli_app, ["ask", QUESTION, "--server", server, "--json", "-k", "3"])
@@ -252,6 +252,11 @@ def test_qa_ask_server_prints_the_servers_answers(server, monkeypatch):
     assert result.exit_code == 1 and "--reader" in result.output and "QA_SERVER" in result.output
     result = runner.invoke(cli_app, ["ask", QUESTION, "-k", "500"])
     assert result.exit_code == 1 and "400" in result.output and "top_k" in result.output
+    questions = tmp_path / "questions.txt"  # a file of questions, the second refused by the server:
+    questions.write_text(f"{QUESTION}\n{'x' * 1001}\nWhat does the cat sit on?\n")
+    result = runner.invoke(cli_app, ["ask", "-f", str(questions), "--json"])
+    assert result.exit_code == 1 and "at most 1000" in result.output
+    assert [json.loads(line)["question"] for line in result.stdout.splitlines()] == [QUESTION]  # the first kept
     result = runner.invoke(cli_app, ["ask", QUESTION, "--server", "http://127.0.0.1:9"])
     assert result.exit_code == 1 and "cannot reach the qa server" in result.output
 

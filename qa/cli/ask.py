@@ -1,9 +1,13 @@
-"""`qa ask`: one question, answered here or by a running `qa serve`, printed with its evidence."""
+"""`qa ask`: a question (or a file of them), answered here or by a running `qa serve`, printed with
+its evidence."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -17,13 +21,21 @@ from qa.cli.common import (
 from qa.errors import QAError
 from qa.index.where import parse_where
 from qa.pipeline import DEFAULT_ANSWERS, DEFAULT_TOP_K
+from qa.progress import progress_bar
 from qa.retriever import DEFAULT_RETRIEVER
 
 
 @app.command()
 @friendly_errors
 def ask(
-    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    question: Annotated[Optional[str], typer.Argument(help="The question, in quotes.", show_default=False)] = None,
+    questions_file: Annotated[
+        Optional[Path],
+        typer.Option("--questions", "-f", metavar="FILE",
+                     help="Ask every question of FILE instead (one a line; blank lines and lines starting with # are "
+                          "skipped; - reads stdin), read together in batches; with --json, one JSON object a line.",
+                     show_default=False),
+    ] = None,
     index_dir: IndexOption = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Passages to retrieve and read.")] = DEFAULT_TOP_K,
     retriever: Annotated[RetrieverChoice, typer.Option(help="How to retrieve passages.")] = RetrieverChoice(DEFAULT_RETRIEVER),
@@ -54,8 +66,7 @@ def ask(
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the indexed collection."""
-    if not question.strip():
-        raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
+    asked = _questions(question, questions_file)
     where = [str(c) for c in parse_where(where or [])]  # an unreadable condition fails here, before any model loads
     server = server if server is not None else os.environ.get(SERVER_ENV)
     if server:
@@ -71,20 +82,50 @@ def ask(
             )
         from qa.client import ask_server
 
-        result = ask_server(server, question, top_k=top_k, answers=answers, retriever=retriever.value, where=where,
-                            token=os.environ.get(TOKEN_ENV))
+        token = os.environ.get(TOKEN_ENV)
+        results: Iterator[dict] = (
+            ask_server(server, q, top_k=top_k, answers=answers, retriever=retriever.value, where=where, token=token) for q in asked
+        )
     else:
         from qa.pipeline import Pipeline
 
         pipeline = Pipeline(index_dir, reader=reader, retriever=retriever.value, device=device, precision=precision, backend=backend,
                             abstention=None if always_answer else "reader")
-        result = pipeline.ask(question, top_k=top_k, answers=answers, where=where).as_dict()
-    for warning in result["warnings"]:
-        err.print(f"[yellow]warning:[/] {escape(one_line(warning))}")
-    if as_json:
-        print(json.dumps(result, ensure_ascii=False))
-        return
-    print_result(result)
+        batch = pipeline.question_batch
+        results = (p.as_dict() for first in range(0, len(asked), batch)
+                   for p in pipeline.ask_batch(asked[first : first + batch], top_k=top_k, answers=answers, where=where))
+    show = len(asked) > 1 and err.is_terminal and (as_json or not out.is_terminal)  # answers on a terminal are progress enough
+    with progress_bar("questions", disable=not show) as bar:
+        task = bar.add_task("Answering", total=len(asked))
+        for i, result in enumerate(results):
+            for warning in result["warnings"]:
+                err.print(f"[yellow]warning:[/] {escape(one_line(warning))}")
+            if as_json:
+                print(json.dumps(result, ensure_ascii=False), flush=True)  # each as it comes: nothing lost if a later one fails
+            else:
+                if len(asked) > 1:
+                    out.print(("\n" if i else "") + f"[bold]Q{i + 1}. {escape(_flat(result['question']))}[/]")
+                print_result(result)
+            bar.advance(task)
+
+
+def _questions(question: str | None, path: Path | None) -> list[str]:
+    """The questions asked: the argument, or the lines of ``path`` (``-``: stdin)."""
+    if (question is None) == (path is None):
+        raise QAError('ask a question (qa ask "Who wrote Hamlet?") or pass a file of them (qa ask --questions FILE), not '
+                      + ("both" if question is not None else "neither"))
+    if question is not None:
+        if not question.strip():
+            raise QAError('the question is empty: ask something, e.g. qa ask "Who wrote Hamlet?"')
+        return [question]
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise QAError(f"cannot read the questions from {str(path)!r}: {error}") from None
+    asked = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not asked:
+        raise QAError(f"no questions in {str(path)!r}: write one a line")
+    return asked
 
 
 def print_result(result: dict) -> None:
