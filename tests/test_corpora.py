@@ -28,6 +28,30 @@ def test_reads_each_format_with_ids_titles_and_sources(write_files):
     assert docs["y"].metadata == {"body": "B"} and docs["y"].source == "e.jsonl"
 
 
+def test_markdown_front_matter_is_metadata_not_text(write_files):
+    front = ("---\ntitle: Cytokine notes\ndate: 2021-03-04\ntags: [covid, il-6]\ndoi: 10.1/x\nauthors: Doe, J.; Roe, R.\n"
+             "---\n# A heading\n\nIL-6 rises.\n\n---\n\nA thematic break, kept.\n")
+    root = write_files({
+        "front.md": front,
+        "dots.md": "---\nyear: 2020\n...\nBody after dots.",
+        "crlf.md": "---\r\nyear: 2019\r\n---\r\n# Windows\r\nBody.",
+        "scalar.md": "---\njust a line of text\n---\n# Kept\nBody.",
+        "broken.md": "---\ntitle: [unclosed\n---\nBody.",
+        "unclosed.md": "---\ntitle: x\nno closing line\n",
+        "later.md": "# Title\n\n---\nyear: 2022\n---\n",
+    })
+    docs = {d.id: d for d in read_corpus(root)}
+    note = docs["front.md"]
+    assert note.title == "Cytokine notes" and note.text == "# A heading\n\nIL-6 rises.\n\n---\n\nA thematic break, kept.\n"
+    assert note.metadata == {"title": "Cytokine notes", "date": "2021-03-04", "tags": ["covid", "il-6"], "doi": "10.1/x",
+                             "authors": "Doe, J.; Roe, R."}
+    assert (docs["dots.md"].metadata, docs["dots.md"].text, docs["dots.md"].title) == ({"year": 2020}, "Body after dots.", "dots")
+    assert (docs["crlf.md"].metadata, docs["crlf.md"].title) == ({"year": 2019}, "Windows")
+    for name in ("scalar.md", "broken.md", "unclosed.md", "later.md"):  # not a YAML mapping at the top: the file as it is
+        assert docs[name].metadata == {} and docs[name].text.startswith(("---", "# Title")), name
+    assert docs["scalar.md"].title == "Kept"
+
+
 def test_configurable_json_fields(write_files):
     root = write_files({"r.jsonl": '{"doc_id": "k1", "heading": "H", "body": "Some body."}\n'})
     [doc] = read_corpus(root, id_field="doc_id", title_field="heading", text_field="body")

@@ -2,7 +2,8 @@
 
 Formats, by file name:
 
-- ``.txt``; ``.md`` (title from the first ``#`` heading); ``.html``/``.htm`` (main text, see
+- ``.txt``; ``.md`` (YAML front matter as metadata, title from it or the first ``#`` heading, see
+  :mod:`qa.corpora.markdown`); ``.html``/``.htm`` (main text, see
   :mod:`qa.corpora.html`); ``.pdf`` (see :mod:`qa.corpora.pdf`);
 - ``.json`` and ``.json.gz``: SQuAD-layout files (SQuAD v1.1/v2.0, COVID-QA) give one document
   per paragraph with its article's title (COVID-QA's ``document_id`` as id); any other JSON is one
@@ -25,7 +26,6 @@ import gzip
 import io
 import json
 import os
-import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ from typing import Any
 from qa.corpora.cord19 import is_cord19, read_cord19
 from qa.corpora.documents import CHUNK_CHARS, Document, ReadReport
 from qa.corpora.html import html_text
+from qa.corpora.markdown import markdown_document
 from qa.corpora.pdf import PDFError, pdf_text
 from qa.corpora.squad import is_squad, squad_documents
 from qa.errors import QAError, first_line
@@ -42,7 +43,6 @@ from qa.errors import QAError, first_line
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf", ".json", ".json.gz", ".jsonl", ".jsonl.gz")
 DEFAULT_MAX_FILE_MB = 256.0
 
-_MD_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 class _Skip(Exception):
@@ -270,8 +270,8 @@ def _parse(file: Path, kind: str, source: str, fields, report: ReadReport) -> It
     if kind == ".txt":
         return [Document(id=source, text=content, title=stem, source=source)]
     if kind == ".md":
-        heading = _MD_HEADING.search(content)
-        return [Document(id=source, text=content, title=heading.group(1) if heading else stem, source=source)]
+        title, text, metadata = markdown_document(content)
+        return [Document(id=source, text=text, title=title or stem, source=source, metadata=metadata)]
     if kind in (".html", ".htm"):
         title, text = html_text(content)
         return [Document(id=source, text=text, title=title or stem, source=source)]
