@@ -131,8 +131,9 @@ def _questions(question: str | None, path: Path | None) -> list[str]:
 def print_result(result: dict) -> None:
     """Print a prediction as ``Prediction.as_dict`` (and the server) give it."""
     if result.get("where"):  # a server older than --where sends no such key
-        out.print(Text(f"Searched the {result['searched_passages']:,} passages of the documents where "
-                       f"{' and '.join(result['where'])}.", style="dim"))
+        n = result["searched_passages"]
+        out.print(Text(f"Searched the {n:,} passage{'' if n == 1 else 's'} of the documents where {' and '.join(result['where'])}.",
+                       style="dim"))
     if result["reader"] is None:
         err.print(
             "[yellow]No reader available[/]: pass --reader PATH_OR_HUB_ID or set QA_READER to an "

@@ -131,7 +131,8 @@ function render(result) {
     return;
   }
   const within = result.where && result.where.length
-    ? " among the " + result.searched_passages.toLocaleString() + " passages where " + result.where.join(" and ") : "";
+    ? " among the " + result.searched_passages.toLocaleString() + (result.searched_passages === 1 ? " passage" : " passages") +
+      " where " + result.where.join(" and ") : "";
   message(result.answers.length + (result.answers.length === 1 ? " answer" : " answers") + within + " in " + seconds +
     (result.warnings.length ? " — " + result.warnings.join("; ") : ""));
   result.answers.forEach((a) => {
