@@ -65,7 +65,7 @@ def ask(
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Answer a question from the indexed collection."""
+    """Answer a question (or a file of them, --questions) from the indexed collection."""
     asked = _questions(question, questions_file)
     where = [str(c) for c in parse_where(where or [])]  # an unreadable condition fails here, before any model loads
     server = server if server is not None else os.environ.get(SERVER_ENV)
