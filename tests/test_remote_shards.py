@@ -5,6 +5,7 @@ machine do. Real uvicorn servers on loopback ports stand in for the other machin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from collections import Counter
 
@@ -22,6 +23,7 @@ from qa.indexer import EmbeddingOptions, LayoutOptions, PassageOptions, build_in
 from qa.indexer.join import join_shards
 from qa.pipeline import Pipeline
 from qa.retriever import make_retriever
+from qa.retriever import retrievers
 from serving import call, running_shard
 from test_shards import QUESTIONS, _build, _corpus  # the same small corpus and questions as the shards on one machine
 
@@ -43,7 +45,7 @@ def _served(paths, token=None):
         yield [stack.enter_context(running_shard(path, token)) for path in paths]
 
 
-def test_a_joined_index_of_served_shards_answers_as_the_shards_on_this_machine(sharded, tiny_models, tmp_path):
+def test_a_joined_index_of_served_shards_answers_as_the_shards_on_this_machine(sharded, tiny_models, tmp_path, monkeypatch):
     local, whole = Index(sharded["sharded"]), Index(sharded["whole"])
     n = len(whole)
     with _served(sharded["shards"]) as urls:
@@ -80,6 +82,14 @@ def test_a_joined_index_of_served_shards_answers_as_the_shards_on_this_machine(s
             remote_hits = make_retriever(joined.load(), kind).search_batch(QUESTIONS, 5)
             local_hits = make_retriever(local.load(), kind).search_batch(QUESTIONS, 5)
             assert remote_hits == local_hits, kind  # passages, scores, ranks and evidence
+
+        within = whole.store.passages_where(parse_where(["id=doc1*"]))
+        for kind, exact in itertools.product(("bm25", "dense", "hybrid"), (True, False)):  # scored each, or read deeper
+            monkeypatch.setattr(retrievers, "EXACT_WITHIN_REMOTE", len(within) if exact else 0)
+            remote_hits = make_retriever(joined.load(), kind).search_batch(QUESTIONS, 5, within=within)
+            local_hits = make_retriever(local.load(), kind).search_batch(QUESTIONS, 5, within=within)
+            assert [[h.passage for h in hits] for hits in remote_hits] == [[h.passage for h in hits] for hits in local_hits], kind
+            assert [h.score for hits in remote_hits for h in hits] == pytest.approx([h.score for hits in local_hits for h in hits])
 
         reader = str(tiny_models["reader"])
         asked = Pipeline(joined, reader=reader, precision="fp32").ask_batch(QUESTIONS[:2], top_k=5)

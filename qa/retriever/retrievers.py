@@ -28,6 +28,9 @@ HYBRID_DEPTH = 100
 EXACT_WITHIN = 20_000
 """A search within at most this many passages scores each of them (BM25 and cosine); within
 more, it reads ever deeper into the whole index's rankings until it holds enough of them."""
+EXACT_WITHIN_REMOTE = 1_000
+""":data:`EXACT_WITHIN` of an index with shards served by other machines, whose vectors and
+scores then travel as JSON (20,000 vectors would be about 80 MB of it)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ class Retriever:
         within = queries[0].within if queries else None
         if within is None:
             return search(depth) if queries else []
-        if len(within) <= EXACT_WITHIN:
+        if len(within) <= (EXACT_WITHIN_REMOTE if getattr(self.index, "remote", False) else EXACT_WITHIN):
             if not len(within):
                 return [[] for _ in queries]
             return [[(int(within[i]), s) for i, s in top_k(row, depth, positive_only)] for row in score(within)]
