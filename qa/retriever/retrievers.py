@@ -30,7 +30,7 @@ EXACT_WITHIN = 20_000
 more, it reads ever deeper into the whole index's rankings until it holds enough of them."""
 EXACT_WITHIN_REMOTE = 1_000
 """:data:`EXACT_WITHIN` of an index with shards served by other machines, whose vectors and
-scores then travel as JSON (20,000 vectors would be about 80 MB of it)."""
+scores then travel as JSON (20,000 vectors are 7.7 million numbers of it)."""
 
 
 @dataclass(frozen=True)
