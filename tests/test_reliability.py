@@ -241,7 +241,7 @@ def test_an_unexpected_error_is_one_line_with_exit_status_2(tiny_index, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("something\nunforeseen")
 
-    monkeypatch.setattr("qa.pipeline.Pipeline.ask", broken)
+    monkeypatch.setattr("qa.pipeline.Pipeline.ask_batch", broken)
     line = one_line_error(qa("ask", "who?", "--index", tiny_index), code=2)
     assert "unexpected RuntimeError: something unforeseen" in line and "QA_DEBUG=1" in line
     assert isinstance(qa("ask", "who?", "--index", tiny_index, QA_DEBUG="1").exception, RuntimeError)
@@ -252,7 +252,7 @@ def test_a_broken_pipe_that_is_not_the_output_is_an_unexpected_error(tiny_index,
     def broken(*args, **kwargs):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr("qa.pipeline.Pipeline.ask", broken)
+    monkeypatch.setattr("qa.pipeline.Pipeline.ask_batch", broken)
     assert "unexpected BrokenPipeError" in one_line_error(qa("ask", "who?", "--index", tiny_index), code=2)
 
 
