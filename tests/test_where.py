@@ -189,3 +189,18 @@ def test_pipeline_and_qa_ask_search_only_the_documents_that_meet_where(papers, t
     assert text.startswith(f"Searched the {answered['searched_passages']} passages of the documents where journal=BMJ and year<=2019.\n")
     result = runner.invoke(app, ["ask", QUESTIONS[0], "--index", str(papers["whole"]), "--where", "year"])
     assert result.exit_code == 1 and "FIELD OP VALUE" in result.output and "Traceback" not in result.output
+
+
+def test_qa_info_lists_the_fields_where_can_use(papers):
+    runner = CliRunner()
+    result = runner.invoke(app, ["info", "--index", str(papers["sharded"]), "--json"])
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.stdout)
+    assert described["fields"] == ["id", "title", "source", "extra", "journal", "reviewed", "tags", "year"]
+    assert described["counts"] == Index(papers["whole"]).manifest["counts"] and described["shards"] >= 3
+    assert described["dense"]["dim"] == Index(papers["whole"]).manifest["dense"]["dim"]
+    text = runner.invoke(app, ["info", "-i", str(papers["whole"])]).stdout
+    assert "40 documents" in text and "fields for --where: id, title, source, extra, journal, reviewed, tags, year" in text
+    assert "shards" not in text
+    result = runner.invoke(app, ["info", "-i", str(papers["whole"].parent / "nowhere")])
+    assert result.exit_code == 1 and "no index at" in result.output
