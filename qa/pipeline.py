@@ -17,7 +17,7 @@ import numpy as np
 from qa.citation import citation, link
 from qa.errors import QAError
 from qa.index import Index, Passage
-from qa.index.where import DOCUMENT_FIELDS, Condition, parse_where
+from qa.index.where import Condition, parse_where, searchable_fields
 from qa.reader import Abstention, AnswerSpan, Reader, ReaderOutput, resolve_reader
 from qa.retriever import DEFAULT_RETRIEVER, Hit, make_retriever
 
@@ -398,7 +398,7 @@ def _passages_where(store, conditions: tuple[Condition, ...]) -> np.ndarray:
 def _nothing_meets(store, conditions: tuple[Condition, ...]) -> str:
     """Why a search within ``conditions`` has nothing to search, naming a field no document has."""
     message = f"no document in the index meets {' and '.join(map(str, conditions))}: nothing to search"
-    fields = set(DOCUMENT_FIELDS) | store.metadata_fields()
+    fields = set(searchable_fields(store.metadata_fields()))
     unknown = [c.field for c in conditions if c.field not in fields]
     if unknown:
         message += f"; no document has the field {unknown[0]!r} (the fields: {', '.join(sorted(fields))})"

@@ -16,7 +16,7 @@ def info(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
     """Describe an index: its documents and passages, how it was built, and the fields --where can use."""
     from qa.index import Index
     from qa.index.store import FIELD_SAMPLE
-    from qa.index.where import DOCUMENT_FIELDS
+    from qa.index.where import searchable_fields
 
     index = Index(index_dir)
     m = index.manifest
@@ -33,7 +33,7 @@ def info(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
         "dense": m.get("dense"),
         "shards": len(index.shards),
         "served_shards": sum(1 for entry in m.get("shards") or [] if "url" in entry),
-        "fields": [*DOCUMENT_FIELDS, *sorted(index.store.metadata_fields() - set(DOCUMENT_FIELDS))],  # a metadata "title" is the title
+        "fields": searchable_fields(index.store.metadata_fields()),
     }
     if as_json:
         print(json.dumps(described, ensure_ascii=False))

@@ -109,6 +109,12 @@ def parse_where(conditions: Iterable[str | Condition]) -> tuple[Condition, ...]:
     return tuple(c if isinstance(c, Condition) else Condition.parse(c) for c in conditions)
 
 
+def searchable_fields(metadata_keys: Iterable[str]) -> list[str]:
+    """The fields a condition can name in an index whose documents' metadata has ``metadata_keys``:
+    id, title and source, then the keys (a metadata ``title`` is shadowed by the title)."""
+    return [*DOCUMENT_FIELDS, *sorted(set(metadata_keys) - set(DOCUMENT_FIELDS))]
+
+
 def fields_named(conditions: Iterable[Condition]) -> list[str]:
     """The fields ``conditions`` name, each once, in order."""
     return list(dict.fromkeys(c.field for c in conditions))

@@ -153,7 +153,7 @@ class Retriever:
         within = queries[0].within if queries else None
         if within is None:
             return search(depth) if queries else []
-        if len(within) <= (EXACT_WITHIN_REMOTE if getattr(self.index, "remote", False) else EXACT_WITHIN):
+        if len(within) <= (EXACT_WITHIN_REMOTE if self.index.remote else EXACT_WITHIN):
             if not len(within):
                 return [[] for _ in queries]
             return [[(int(within[i]), s) for i, s in top_k(row, depth, positive_only)] for row in score(within)]
